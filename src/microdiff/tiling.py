@@ -1,0 +1,174 @@
+"""One tiling abstraction for training (random patches) and inference (tiles with halo).
+
+A tile has a *core* box (the pixels it owns; cores partition the image exactly) and a *halo* box
+(the core grown by `halo` on every side, clipped at the image border) that gives a network its
+context. Tile cores are aligned to the store's chunks, so shard jobs that write only their cores
+never write the same chunk. Boxes are over the spatial axes only ((y, x) or (z, y, x)); the
+channel axis is always whole.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+SPATIAL = ("z", "y", "x")
+
+
+@dataclass(frozen=True)
+class Box:
+    """A half-open box over spatial axes: start (inclusive) to stop (exclusive)."""
+
+    start: tuple[int, ...]
+    stop: tuple[int, ...]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(b - a for a, b in zip(self.start, self.stop))
+
+    @property
+    def slices(self) -> tuple[slice, ...]:
+        return tuple(slice(a, b) for a, b in zip(self.start, self.stop))
+
+    def relative_to(self, outer: Box) -> Box:
+        """This box in the coordinates of `outer` (which must contain it)."""
+        return Box(
+            tuple(a - o for a, o in zip(self.start, outer.start)),
+            tuple(b - o for b, o in zip(self.stop, outer.start)),
+        )
+
+    def scaled(self, factor: Sequence[int]) -> Box:
+        """The box on a grid finer by integer `factor` per axis (super-resolution outputs)."""
+        return Box(
+            tuple(a * f for a, f in zip(self.start, factor)),
+            tuple(b * f for b, f in zip(self.stop, factor)),
+        )
+
+
+def _per_axis(value: int | Sequence[int], ndim: int, name: str) -> tuple[int, ...]:
+    if isinstance(value, int | np.integer):
+        return (int(value),) * ndim
+    value = tuple(int(v) for v in value)
+    if len(value) != ndim:
+        raise ValueError(f"{name} has {len(value)} entries for {ndim} spatial axes")
+    return value
+
+
+def axis_names(ndim: int) -> tuple[str, ...]:
+    if ndim not in (2, 3):
+        raise ValueError(f"tiling works on 2 or 3 spatial axes, not {ndim}")
+    return SPATIAL[-ndim:]
+
+
+def aligned_tile_size(tile: Sequence[int], chunks: Sequence[int] | None) -> tuple[int, ...]:
+    """Round each tile edge to a whole number of chunks (at least one chunk)."""
+    if chunks is None:
+        return tuple(tile)
+    return tuple(max(c, round(t / c) * c) for t, c in zip(tile, chunks))
+
+
+def plan_tiles(
+    shape: Sequence[int],
+    tile: int | Sequence[int] = 512,
+    halo: int | Sequence[int] = 32,
+    chunks: Sequence[int] | None = None,
+    tiles_per_shard: int = 64,
+) -> pd.DataFrame:
+    """The tile plan of an image with spatial `shape`: one row per tile.
+
+    Columns: `tile` (row-major index), `shard` (consecutive groups of `tiles_per_shard`), then for
+    each spatial axis `a`: `a0`, `a1` (core box) and `ha0`, `ha1` (halo box, clipped to the
+    image). Tile edges are multiples of `chunks` when given, so cores align to chunks. Axes of
+    size smaller than the tile get a single tile along them.
+    """
+    shape = tuple(int(s) for s in shape)
+    ndim = len(shape)
+    names = axis_names(ndim)
+    if any(s <= 0 for s in shape):
+        raise ValueError(f"cannot tile an empty image of shape {shape}")
+    tile = _per_axis(tile, ndim, "tile")
+    halo = _per_axis(halo, ndim, "halo")
+    if chunks is not None:
+        chunks = _per_axis(chunks, ndim, "chunks")
+    if any(t <= 0 for t in tile) or any(h < 0 for h in halo):
+        raise ValueError(f"tile must be positive and halo non-negative (tile={tile}, halo={halo})")
+    if tiles_per_shard < 1:
+        raise ValueError("tiles_per_shard must be at least 1")
+    tile = aligned_tile_size(tile, chunks)
+    counts = [math.ceil(s / t) for s, t in zip(shape, tile)]
+    grid = np.stack(np.meshgrid(*[np.arange(c) for c in counts], indexing="ij"), -1)
+    grid = grid.reshape(-1, ndim)
+    cols: dict[str, np.ndarray] = {
+        "tile": np.arange(len(grid), dtype=np.int64),
+        "shard": np.arange(len(grid), dtype=np.int64) // tiles_per_shard,
+    }
+    for i, a in enumerate(names):
+        start = grid[:, i] * tile[i]
+        stop = np.minimum(start + tile[i], shape[i])
+        cols[f"{a}0"], cols[f"{a}1"] = start, stop
+        cols[f"h{a}0"] = np.maximum(start - halo[i], 0)
+        cols[f"h{a}1"] = np.minimum(stop + halo[i], shape[i])
+    return pd.DataFrame(cols)
+
+
+def spatial_ndim(plan: pd.DataFrame) -> int:
+    return 3 if "z0" in plan.columns else 2
+
+
+def iter_tiles(plan: pd.DataFrame, shard: int | None = None) -> Iterator[tuple[int, Box, Box]]:
+    """Yield (tile id, core box, halo box) for every tile, or for one shard's tiles."""
+    names = axis_names(spatial_ndim(plan))
+    rows = plan if shard is None else plan[plan["shard"] == shard]
+    for row in rows.itertuples(index=False):
+        r = row._asdict()
+        core = Box(tuple(r[f"{a}0"] for a in names), tuple(r[f"{a}1"] for a in names))
+        halo = Box(tuple(r[f"h{a}0"] for a in names), tuple(r[f"h{a}1"] for a in names))
+        yield int(r["tile"]), core, halo
+
+
+def n_shards(plan: pd.DataFrame) -> int:
+    return int(plan["shard"].max()) + 1 if len(plan) else 0
+
+
+def blend_window(shape: Sequence[int], ramp: int | Sequence[int]) -> np.ndarray:
+    """Overlap-add weights for a tile: 1 inside, a linear ramp of `ramp` pixels at each edge.
+
+    Weights never reach 0, so a pixel covered by any tile gets a finite weighted mean. Sum the
+    weighted predictions and the weights over tiles, then divide.
+    """
+    ramp = _per_axis(ramp, len(shape), "ramp")
+    w = np.ones(tuple(shape), dtype=np.float32)
+    for ax, (n, r) in enumerate(zip(shape, ramp)):
+        if r <= 0:
+            continue
+        i = np.arange(n, dtype=np.float32)
+        edge = np.minimum(i + 1, n - i) / (r + 1)
+        prof = np.clip(edge, 1.0 / (r + 1), 1.0)
+        w *= prof.reshape([-1 if k == ax else 1 for k in range(len(shape))])
+    return w
+
+
+def sample_patch_boxes(
+    shape: Sequence[int],
+    patch: int | Sequence[int],
+    n: int,
+    rng: np.random.Generator,
+) -> list[Box]:
+    """`n` random boxes of size `patch` inside spatial `shape` (training patch sampling).
+
+    A patch larger than the image along an axis is clipped to the image along that axis.
+    """
+    shape = tuple(int(s) for s in shape)
+    patch = tuple(min(p, s) for p, s in zip(_per_axis(patch, len(shape), "patch"), shape))
+    starts = np.stack([rng.integers(0, s - p + 1, size=n) for s, p in zip(shape, patch)], -1)
+    return [Box(tuple(int(v) for v in s), tuple(int(v + p) for v, p in zip(s, patch))) for s in starts]
+
+
+def read_box(array, box: Box, channel_axis: bool = True) -> np.ndarray:
+    """Read a box from an array with layout (c, [z,] y, x) (or without c)."""
+    index = ((slice(None),) if channel_axis else ()) + box.slices
+    return np.asarray(array[index])
