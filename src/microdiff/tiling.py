@@ -172,3 +172,30 @@ def read_box(array, box: Box, channel_axis: bool = True) -> np.ndarray:
     """Read a box from an array with layout (c, [z,] y, x) (or without c)."""
     index = ((slice(None),) if channel_axis else ()) + box.slices
     return np.asarray(array[index])
+
+
+def plan_store(
+    store, tile: int | Sequence[int] = 512, halo: int | Sequence[int] = 32, tiles_per_shard: int = 64
+) -> pd.DataFrame:
+    """The tile plan of an NGFF image store's level 0, aligned to its chunks."""
+    import zarr
+
+    arr = zarr.open_group(str(store), mode="r")["0"]
+    return plan_tiles(arr.shape[1:], tile, halo, arr.chunks[1:], tiles_per_shard)
+
+
+def write_plan(plan: pd.DataFrame, path, provenance: dict) -> None:
+    """Write a tile plan as parquet, provenance in the schema metadata, atomically."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .atomic import atomic_output
+
+    table = pa.Table.from_pandas(plan, preserve_index=False)
+    table = table.replace_schema_metadata(
+        {**(table.schema.metadata or {}), b"microdiff": json.dumps(provenance).encode()}
+    )
+    with atomic_output(path) as tmp:
+        pq.write_table(table, tmp)

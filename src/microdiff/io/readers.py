@@ -1,0 +1,264 @@
+"""Lazy readers for TIFF, OME-TIFF, plain Zarr arrays and OME-Zarr (NGFF 0.4 and 0.5).
+
+Every reader presents one view, `ImageSource`: layout (c, [z,] y, x), read region by region, so
+an image is never held whole in memory. Axis layouts come from the file's metadata (OME-XML,
+ImageJ, NGFF axes, zarr dimension names) or, where the file does not say, from an `axes` string
+the caller gives (the sample sheet's `axes` column).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tifffile
+import zarr
+
+from ..errors import InputError
+
+SUPPORTED_DTYPES = (np.uint8, np.uint16, np.float32)
+# Axis letters we accept on input, beyond c/z/y/x: singleton time/sequence axes are dropped and
+# RGB samples ('s') are channels.
+_SINGLETON_OK = set("tqi")
+
+
+@dataclass
+class ImageSource:
+    """A lazily read image with canonical layout (c, [z,] y, x)."""
+
+    path: str
+    array: object  # anything sliceable with numpy semantics (zarr array, memmap, ndarray)
+    src_axes: str  # the array's own axes, lower case
+    scale: dict[str, float] = field(default_factory=dict)  # physical size per spatial axis (um)
+    channel_names: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        order = [self.src_axes.index(a) for a in self.axes if a in self.src_axes]
+        self._order = order
+        self._keep = [self.src_axes.index(a) for a in self.src_axes if a in self.axes]
+
+    @property
+    def axes(self) -> str:
+        return "c" + "".join(a for a in "zyx" if a in self.src_axes)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        full = self.array.shape
+        shape = [full[self.src_axes.index(a)] if a in self.src_axes else 1 for a in self.axes]
+        return tuple(int(s) for s in shape)
+
+    @property
+    def spatial_shape(self) -> tuple[int, ...]:
+        return self.shape[1:]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.array.dtype)
+
+    def read(self, spatial: tuple[slice, ...] | None = None) -> np.ndarray:
+        """Read all channels of a spatial region, returned as (c, [z,] y, x)."""
+        spatial = spatial or tuple(slice(None) for _ in self.spatial_shape)
+        want = dict(zip(self.axes[1:], spatial))
+        index = []
+        for a in self.src_axes:
+            if a in want:
+                index.append(want[a])
+            elif a == "c":
+                index.append(slice(None))
+            else:  # singleton axis we drop
+                index.append(0)
+        try:
+            block = np.asarray(self.array[tuple(index)])
+        except Exception as err:  # corrupt or truncated data surfaces on read
+            raise InputError(self.path, f"cannot read pixel data ({type(err).__name__}: {err})")
+        kept = [a for a in self.src_axes if a in want or a == "c"]
+        block = np.transpose(block, [kept.index(a) for a in self.axes if a in kept])
+        if "c" not in self.src_axes:
+            block = block[None]
+        return block
+
+
+class _ContiguousTiff:
+    """Uncompressed contiguous TIFF pixels, read region by region.
+
+    tifffile writes uncompressed images as one strip, which its zarr view reads whole. A memory
+    map made per read and dropped afterwards reads only the rows asked for and keeps resident
+    memory bounded by the region, not the file.
+    """
+
+    def __init__(self, path: str, offset: int, shape: tuple[int, ...], dtype):
+        self.path, self.offset = path, offset
+        self.shape, self.dtype, self.ndim = tuple(shape), np.dtype(dtype), len(shape)
+
+    def __getitem__(self, index):
+        mm = np.memmap(self.path, self.dtype, "r", self.offset, self.shape)
+        try:
+            return np.array(mm[index])
+        finally:
+            del mm
+
+
+def _check_axes(path: str, axes: str, shape: tuple[int, ...]) -> str:
+    """Normalize an axes string and refuse layouts we cannot map to (c, [z,] y, x)."""
+    axes = axes.lower().replace("s", "c")
+    if len(axes) != len(shape):
+        raise InputError(path, f"axes '{axes}' do not match the array's {len(shape)} dimensions")
+    if len(set(axes)) != len(axes):
+        raise InputError(path, f"unsupported axis layout '{axes}' (an axis appears twice)")
+    for a, n in zip(axes, shape):
+        if a in "czyx":
+            continue
+        if a in _SINGLETON_OK and n == 1:
+            continue
+        raise InputError(
+            path,
+            f"unsupported axis layout '{axes}' with shape {shape}: axis '{a}' of size {n} "
+            "(only c, z, y, x; time series must be split into samples)",
+        )
+    if "y" not in axes or "x" not in axes:
+        raise InputError(path, f"unsupported axis layout '{axes}': y and x axes are required")
+    return axes
+
+
+def _check_array(path: str, shape, dtype) -> None:
+    if any(int(s) == 0 for s in shape):
+        raise InputError(path, f"empty image (shape {tuple(shape)})")
+    if np.dtype(dtype) not in [np.dtype(d) for d in SUPPORTED_DTYPES]:
+        raise InputError(path, f"unsupported pixel type {np.dtype(dtype)} (uint8, uint16, float32)")
+
+
+def _ome_scale(tf: tifffile.TiffFile) -> tuple[dict[str, float], list[str]]:
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(tf.ome_metadata)
+    ns = {"o": root.tag.split("}")[0].strip("{")}
+    pixels = root.find(".//o:Image/o:Pixels", ns)
+    if pixels is None:
+        return {}, []
+    scale = {}
+    for a in "zyx":
+        v = pixels.get(f"PhysicalSize{a.upper()}")
+        if v is not None:
+            scale[a] = float(v)
+    names = [ch.get("Name") or f"ch{i}" for i, ch in enumerate(pixels.findall("o:Channel", ns))]
+    return scale, names
+
+
+def _imagej_scale(tf: tifffile.TiffFile) -> dict[str, float]:
+    page = tf.pages.first
+    scale = {}
+    try:
+        xres = page.tags["XResolution"].value
+        yres = page.tags["YResolution"].value
+        if xres[0] and xres[1] and xres[0] != xres[1]:
+            scale["x"] = xres[1] / xres[0]
+            scale["y"] = yres[1] / yres[0]
+        spacing = (tf.imagej_metadata or {}).get("spacing")
+        if spacing:
+            scale["z"] = float(spacing)
+    except (KeyError, ZeroDivisionError, TypeError):
+        return {}
+    return scale
+
+
+def open_tiff(path: str, axes: str | None = None) -> ImageSource:
+    try:
+        tf = tifffile.TiffFile(path)
+        series = tf.series[0]
+        shape, dtype, file_axes = series.shape, series.dtype, series.axes
+        if series.dataoffset is not None:  # uncompressed and contiguous: read via short maps
+            array = _ContiguousTiff(path, series.dataoffset, shape, dtype)
+        else:
+            array = zarr.open_array(series.aszarr(), mode="r")
+    except InputError:
+        raise
+    except Exception as err:
+        raise InputError(path, f"not a readable TIFF ({type(err).__name__}: {err})")
+    if axes is None:
+        if any(n > 1 for a, n in zip(file_axes, shape) if a in "QI"):
+            raise InputError(
+                path,
+                f"ambiguous axis layout '{file_axes}' with shape {shape}: "
+                "give the axes (for example 'zyx' or 'cyx') in the sample sheet's axes column",
+            )
+        axes = file_axes
+    axes = _check_axes(path, axes, shape)
+    _check_array(path, shape, dtype)
+    scale, names = ({}, [])
+    if tf.is_ome:
+        scale, names = _ome_scale(tf)
+    elif tf.is_imagej:
+        scale = _imagej_scale(tf)
+    return ImageSource(str(path), array, axes, scale, names)
+
+
+def _ngff_meta(attrs: dict) -> tuple[dict | None, str | None]:
+    if "ome" in attrs and "multiscales" in attrs["ome"]:
+        return attrs["ome"], attrs["ome"].get("version", "0.5")
+    if "multiscales" in attrs:
+        return attrs, attrs["multiscales"][0].get("version", "0.4")
+    return None, None
+
+
+def open_zarr(path: str, axes: str | None = None) -> ImageSource:
+    try:
+        node = zarr.open(path, mode="r")
+    except Exception as err:
+        raise InputError(path, f"not a readable Zarr store ({type(err).__name__}: {err})")
+    attrs = dict(node.attrs)
+    meta, _version = _ngff_meta(attrs)
+    if meta is not None:  # OME-Zarr image group
+        ms = meta["multiscales"][0]
+        file_axes = "".join(a["name"][0] for a in ms["axes"]).lower()
+        dataset = ms["datasets"][0]
+        array = node[dataset["path"]]
+        scale_list = next(
+            (t["scale"] for t in dataset.get("coordinateTransformations", []) if t["type"] == "scale"),
+            [1.0] * len(file_axes),
+        )
+        scale = {a: float(s) for a, s in zip(file_axes, scale_list) if a in "zyx"}
+        names = [ch.get("label", f"ch{i}") for i, ch in enumerate(meta.get("omero", {}).get("channels", []))]
+    elif isinstance(node, zarr.Array):
+        array, scale, names = node, {}, []
+        dims = getattr(node.metadata, "dimension_names", None) or attrs.get("_ARRAY_DIMENSIONS")
+        file_axes = "".join(str(d)[0] for d in dims).lower() if dims else None
+        if axes is None and file_axes is None:
+            if node.ndim == 2:
+                file_axes = "yx"
+            else:
+                raise InputError(
+                    path,
+                    f"ambiguous axis layout for a {node.ndim}-D Zarr array without dimension "
+                    "names: give the axes (for example 'cyx') in the sample sheet's axes column",
+                )
+    else:
+        raise InputError(path, "Zarr group without OME-NGFF multiscales metadata")
+    axes = _check_axes(path, axes or file_axes, array.shape)
+    _check_array(path, array.shape, array.dtype)
+    return ImageSource(str(path), array, axes, scale, names)
+
+
+def open_image(path: str | Path, axes: str | None = None) -> ImageSource:
+    """Open a TIFF, OME-TIFF, Zarr array or OME-Zarr image lazily.
+
+    Raises `InputError` naming the file for a missing file, an unreadable or truncated file, an
+    unsupported axis layout or pixel type, or an empty image.
+    """
+    path = str(path)
+    p = Path(path)
+    if not p.exists():
+        raise InputError(path, "file not found")
+    name = p.name.lower()
+    if p.is_dir() or name.endswith((".zarr", ".zarr/")):
+        return open_zarr(path, axes)
+    if name.endswith((".tif", ".tiff")):
+        return open_tiff(path, axes)
+    raise InputError(path, "unknown image format (expected .tif, .tiff, .ome.tif, .zarr, .ome.zarr)")
+
+
+def describe(src: ImageSource) -> str:
+    return json.dumps(
+        {"path": src.path, "axes": src.axes, "shape": src.shape, "dtype": str(src.dtype)}
+    )
