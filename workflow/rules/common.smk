@@ -1,0 +1,62 @@
+# Samples, wildcard constraints and input functions (get_*) shared by every stage.
+import microdiff
+from microdiff import samples as sample_sheet
+
+SAMPLES = sample_sheet.load(config["input"])
+sample_sheet.check_channel_counts(SAMPLES)
+if config["input"].get("sheet"):
+    validate(SAMPLES, "../schemas/samples.schema.yaml")
+
+
+wildcard_constraints:
+    sample=sample_sheet.NAME_PATTERN,
+
+
+def get_image(wildcards):
+    return SAMPLES.loc[wildcards.sample, "path"]
+
+
+def get_sample_info(wildcards):
+    """The sample sheet's optional columns for one sample, as ingest parameters."""
+    row = SAMPLES.loc[wildcards.sample]
+    channels = row["channels"].split(",") if row["channels"] else None
+    pixel_size = float(row["pixel_size"]) if row["pixel_size"] else None
+    if pixel_size is None and config["input"].get("demo"):
+        pixel_size = config["input"]["demo"].get("pixel_size")
+    return {"axes": row["axes"], "channels": channels, "pixel_size": pixel_size}
+
+
+def get_norm(wildcards):
+    """The statistics a sample is normalized with: its own, or pooled over the experiment."""
+    if config["normalize"]["mode"] == "experiment":
+        return "results/experiment/norm.json"
+    return f"results/{wildcards.sample}/norm.json"
+
+
+def get_tile_plan(wildcards):
+    """The tile plan, through the checkpoint: rules that fan out over shards call this."""
+    return checkpoints.tiles.get(sample=wildcards.sample).output[0]
+
+
+def stage_resources(stage, gpu=False):
+    """Cluster resources for a rule: config resources[stage], then resources.default."""
+    res = config["resources"]
+    merged = {**res["default"], **res.get(stage, {})}
+    out = {"mem_mb": merged["mem_mb"], "runtime": merged["runtime"]}
+    partition = res["gpu_partition"] if gpu else res["cpu_partition"]
+    if partition:
+        out["slurm_partition"] = partition
+    if gpu:
+        out["gpu"] = 1
+        if res.get("gpu_model"):
+            out["gpu_model"] = res["gpu_model"]
+    return out
+
+
+def stage_threads(stage):
+    res = config["resources"]
+    return {**res["default"], **res.get(stage, {})}["threads"]
+
+
+def final_targets():
+    return ["results/experiment/samples.tsv"]
