@@ -1,0 +1,398 @@
+"""Per-object classification on the feature tables of `microdiff.features`.
+
+Modes (config `classify.mode`):
+
+- `supervised`: a gradient-boosting classifier (scikit-learn HistGradientBoostingClassifier,
+  balanced class weights) trained on labelled objects, with cross-validated metrics. Labels come
+  per object id or as points (`match_points`: a point labels the object that contains it).
+- `diffusion`: reserved for the diffusion classifier built on the engine (not here yet):
+  `classify_objects` raises NotImplementedError so a config asking for it fails loudly.
+- `unsupervised`: a Gaussian mixture on standardised features when no labels are given.
+
+Every mode returns the same table: the object keys (`sample`, `kind`, `id`, those present),
+`class`, and one `prob_<class>` column per class (for clusters: the responsibilities).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .atomic import atomic_output
+from .features import _tile_boxes, write_parquet
+from .provenance import file_hash
+
+MODES = ("supervised", "diffusion", "unsupervised")
+KEYS = ("sample", "kind", "id")
+NOT_FEATURES = {"id", "touches_border", "class", "n_points", "n_votes"}
+NOT_FEATURE_PREFIXES = ("centroid_", "bbox_", "prob_")
+PHYSICAL_SUFFIXES = ("_um", "_um2", "_um3")
+
+
+def feature_columns(
+    df: pd.DataFrame, physical: bool = False, uncertainty: bool = False
+) -> list[str]:
+    """Numeric columns a classifier should see, in table order.
+
+    Left out: ids, positions (`centroid_*`, `bbox_*`), `touches_border`, earlier predictions
+    (`class`, `prob_*`), columns that are all NaN, and by default the segmentation uncertainty
+    (it describes the segmenter, not the object; `uncertainty=True` keeps it). Shape columns
+    come in pixel units; `physical=True` takes the micrometre ones instead (use it when samples
+    differ in pixel size).
+    """
+    cols = []
+    for c in df.select_dtypes(include="number").columns:
+        if c in NOT_FEATURES or c.startswith(NOT_FEATURE_PREFIXES):
+            continue
+        if not uncertainty and c.startswith("uncertainty_"):
+            continue
+        is_um = c.endswith(PHYSICAL_SUFFIXES)
+        has_um = any(f"{c.removesuffix('_px')}{s}" in df for s in PHYSICAL_SUFFIXES)
+        if (is_um and not physical) or (physical and c.endswith("_px") and has_um):
+            continue
+        if df[c].notna().any():
+            cols.append(c)
+    return cols
+
+
+def _point_index(points: pd.DataFrame, cols: Sequence[str], shape) -> tuple[np.ndarray, ...]:
+    """Pixel indices of points: pixel i covers [i - 0.5, i + 0.5) (round half up)."""
+    return tuple(np.floor(points[c].to_numpy(np.float64) + 0.5).astype(np.int64) for c in cols)
+
+
+def match_points(
+    labels,
+    points: pd.DataFrame,
+    x_col: str = "x",
+    y_col: str = "y",
+    class_col: str = "class",
+    z_col: str | None = None,
+    tile=None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Object labels from point annotations: a point labels the object that contains it.
+
+    Coordinates are pixel positions in the label image (x = column, y = row, z = plane), rounded
+    to the nearest pixel. Returns `(objects, unmatched)`:
+
+    - `objects`: one row per labelled object, columns `id`, `class`, `n_points` (points inside
+      it) and `n_votes` (points of the winning class), sorted by id. An object with points of
+      different classes takes the majority class; a tie between the top classes drops it.
+    - `unmatched`: the input rows not used, with a `reason`: `outside` (off the image),
+      `background` (on label 0), `tie` (object dropped for a tie), `outvoted` (the object took
+      another class).
+
+    The label image is read tile by tile, only where points are.
+    """
+    ndim = labels.ndim
+    cols = ([z_col] if ndim == 3 else []) + [y_col, x_col]
+    if ndim == 3 and z_col is None:
+        raise ValueError("3D labels need a z column for the points (z_col)")
+    pts = points.reset_index(drop=True)
+    index = _point_index(pts, cols, labels.shape)
+    inside = np.all([(i >= 0) & (i < n) for i, n in zip(index, labels.shape)], axis=0)
+    ids = np.zeros(len(pts), np.int64)
+    if inside.any():
+        _, edge = _tile_boxes(labels, tile, None)
+        local = [i[inside] for i in index]
+        keys = pd.Series(list(zip(*[i // e for i, e in zip(local, edge)])))
+        found = np.zeros(len(keys), np.int64)
+        for key, rows in keys.groupby(keys).groups.items():
+            lo = [k * e for k, e in zip(key, edge)]
+            box = tuple(slice(a, min(a + e, n)) for a, e, n in zip(lo, edge, labels.shape))
+            block = np.asarray(labels[box])
+            found[rows] = block[tuple(i[rows] - a for i, a in zip(local, lo))]
+        ids[inside] = found
+    reason = np.where(~inside, "outside", np.where(ids == 0, "background", ""))
+    pts = pts.assign(id=ids, reason=reason)
+    hit = pts[pts["reason"] == ""]
+    votes = hit.groupby(["id", class_col]).size().rename("votes").reset_index()
+    votes = votes.sort_values(["id", "votes"], ascending=[True, False], kind="stable")
+    top = votes.groupby("id").head(2)
+    best = top.groupby("id").nth(0).set_index("id")
+    second = top.groupby("id").nth(1).set_index("id")["votes"]
+    tie = best.index[best["votes"].to_numpy() == second.reindex(best.index).to_numpy()]
+    best = best.drop(index=tie)
+    n_points = hit.groupby("id").size()
+    objects = pd.DataFrame(
+        {
+            "id": best.index.to_numpy(np.int64),
+            "class": best[class_col].to_numpy(),
+            "n_points": n_points.reindex(best.index).to_numpy(np.int64),
+            "n_votes": best["votes"].to_numpy(np.int64),
+        }
+    )
+    winner = pts["id"].map(best[class_col])
+    is_hit = pts["reason"] == ""
+    pts.loc[is_hit & pts["id"].isin(tie), "reason"] = "tie"
+    outvoted = is_hit & pts["id"].isin(best.index) & (pts[class_col] != winner)
+    pts.loc[outvoted, "reason"] = "outvoted"
+    unmatched = pts[pts["reason"] != ""].reset_index(drop=True)
+    return objects, unmatched
+
+
+def _keys(features: pd.DataFrame) -> pd.DataFrame:
+    return features[[k for k in KEYS if k in features.columns]].copy()
+
+
+def _splits(y: np.ndarray, groups, n_splits: int, seed: int):
+    """(scheme, folds): GroupKFold over groups when there are two or more, else stratified."""
+    from sklearn.model_selection import GroupKFold, StratifiedKFold
+
+    if groups is not None and len(np.unique(groups)) >= 2:
+        k = min(n_splits, len(np.unique(groups)))
+        return "group-kfold", list(GroupKFold(k).split(y, y, groups))
+    k = min(n_splits, int(pd.Series(y).value_counts().min()))
+    if k < 2:
+        return "none", []
+    folds = StratifiedKFold(k, shuffle=True, random_state=seed).split(y, y)
+    return "stratified-kfold", list(folds)
+
+
+def _model(seed: int, max_iter: int):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return HistGradientBoostingClassifier(
+        max_iter=max_iter, class_weight="balanced", random_state=seed
+    )
+
+
+def train_supervised(
+    features: pd.DataFrame,
+    y,
+    groups=None,
+    seed: int = 0,
+    n_splits: int = 5,
+    columns: Sequence[str] | None = None,
+    max_iter: int = 200,
+):
+    """Train on labelled objects; returns `(model, cv_metrics)`.
+
+    `features` is the objects table (or any frame); the model sees `columns` (default
+    `feature_columns(features)`) and remembers them, so `predict` takes the whole table. With
+    `groups` (e.g. the sample of each object) folds never split a group; otherwise folds are
+    stratified by class. Metrics are on the pooled out-of-fold predictions: `accuracy`,
+    `f1_macro`, `balanced_accuracy`, `confusion_matrix` (rows true, columns predicted, in
+    `classes` order), plus `fold_accuracy`, `cv` (the scheme; `none` when a class has fewer than
+    two objects and no groups are given, metrics then NaN), `n_objects`. The returned model is
+    fitted on all labelled objects.
+    """
+    from sklearn.metrics import (
+        accuracy_score,
+        balanced_accuracy_score,
+        confusion_matrix,
+        f1_score,
+    )
+
+    columns = list(feature_columns(features) if columns is None else columns)
+    X = features[columns]
+    y = np.asarray(y)
+    classes = np.unique(y)
+    scheme, folds = _splits(y, None if groups is None else np.asarray(groups), n_splits, seed)
+    oof = np.empty(len(y), dtype=y.dtype)
+    fold_acc = []
+    for train, test in folds:
+        oof[test] = _model(seed, max_iter).fit(X.iloc[train], y[train]).predict(X.iloc[test])
+        fold_acc.append(float(accuracy_score(y[test], oof[test])))
+    nan = float("nan")
+    metrics = {
+        "cv": scheme,
+        "n_splits": len(folds),
+        "n_objects": len(y),
+        "classes": [c.item() if hasattr(c, "item") else c for c in classes],
+        "features": columns,
+        "accuracy": float(accuracy_score(y, oof)) if folds else nan,
+        "f1_macro": float(f1_score(y, oof, average="macro")) if folds else nan,
+        "balanced_accuracy": float(balanced_accuracy_score(y, oof)) if folds else nan,
+        "confusion_matrix": confusion_matrix(y, oof, labels=classes).tolist() if folds else [],
+        "fold_accuracy": fold_acc,
+    }
+    return _model(seed, max_iter).fit(X, y), metrics
+
+
+def _output(keys: pd.DataFrame, names, proba: np.ndarray, labels) -> pd.DataFrame:
+    out = keys
+    out["class"] = np.asarray(labels)[proba.argmax(axis=1)]
+    for j, name in enumerate(names):
+        out[f"prob_{name}"] = proba[:, j]
+    return out
+
+
+def predict(model, features: pd.DataFrame) -> pd.DataFrame:
+    """Class and per-class probabilities (`prob_<class>`) per object, keys carried over."""
+    X = features[list(model.feature_names_in_)]
+    return _output(_keys(features), model.classes_, model.predict_proba(X), model.classes_)
+
+
+def _standardised(features: pd.DataFrame, columns) -> np.ndarray:
+    X = features[list(columns)].to_numpy(np.float64)
+    median = np.nanmedian(X, axis=0) if len(X) else np.zeros(X.shape[1])
+    X = np.where(np.isnan(X), median, X)
+    sd = X.std(axis=0)
+    return (X - X.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+
+
+def cluster(
+    features: pd.DataFrame,
+    k: int | None = None,
+    seed: int = 0,
+    k_range: tuple[int, int] = (2, 8),
+    columns: Sequence[str] | None = None,
+    max_fit: int = 20000,
+    variance: float = 0.9,
+    max_dims: int = 10,
+):
+    """Unsupervised classes: a Gaussian mixture on standardised features; `(classes, info)`.
+
+    Missing values take the column median; features are standardised, then reduced by PCA to the
+    components holding `variance` of the variance (at most `max_dims`), since many features are
+    near-duplicates. `k=None` picks the number of components in `k_range` (inclusive) by lowest
+    BIC. At most `max_fit` objects (a seeded random subset) fit the mixture; all are assigned.
+    Clusters are numbered by size, 0 the largest; `prob_<k>` are the responsibilities.
+    `info` holds `k`, `bic` per k tried, `dims` and `features`.
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.mixture import GaussianMixture
+
+    columns = list(feature_columns(features) if columns is None else columns)
+    Z = _standardised(features, columns)
+    rng = np.random.default_rng(seed)
+    fit = rng.choice(len(Z), max_fit, replace=False) if len(Z) > max_fit else np.arange(len(Z))
+    pca = PCA(n_components=min(max_dims, Z.shape[1], len(fit)), random_state=seed).fit(Z[fit])
+    dims = int(np.searchsorted(np.cumsum(pca.explained_variance_ratio_), variance) + 1)
+    dims = min(dims, pca.n_components_)
+    P = pca.transform(Z)[:, :dims]
+    ks = [k] if k is not None else range(k_range[0], min(k_range[1], len(fit) - 1) + 1)
+    fits, bic = {}, {}
+    for kk in ks:
+        gm = GaussianMixture(kk, reg_covar=1e-3, n_init=2, random_state=seed).fit(P[fit])
+        fits[kk], bic[kk] = gm, float(gm.bic(P[fit]))
+    best = min(bic, key=bic.get)
+    resp = fits[best].predict_proba(P)
+    order = np.argsort(-np.bincount(resp.argmax(axis=1), minlength=best), kind="stable")
+    resp = resp[:, order]
+    names = list(range(best))
+    info = {"k": best, "bic": bic, "dims": dims, "features": columns, "seed": seed}
+    return _output(_keys(features), names, resp, names), info
+
+
+def classify_objects(
+    objects: pd.DataFrame,
+    mode: str = "unsupervised",
+    object_labels: pd.DataFrame | None = None,
+    seed: int = 0,
+    k: int | None = None,
+    group_col: str | None = "sample",
+):
+    """Run one mode over an objects table; returns `(classes, info, model)`.
+
+    Supervised: `object_labels` has `id`, `class` and, when the objects have it, `sample`; the
+    objects it names are the training set, folds are grouped by `group_col`, and every object
+    gets a prediction. `info` holds the CV metrics. Unsupervised: `model` is None.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown classify mode {mode!r}; choose one of {', '.join(MODES)}")
+    if mode == "diffusion":
+        raise NotImplementedError("the diffusion classifier is not built yet (engine pending)")
+    if mode == "unsupervised":
+        classes, info = cluster(objects, k=k, seed=seed)
+        return classes, {"mode": mode, **info}, None
+    if object_labels is None or object_labels.empty:
+        raise ValueError("supervised mode needs a label table (id, class[, sample])")
+    on = [c for c in ("sample", "id") if c in objects.columns and c in object_labels.columns]
+    train = objects.merge(object_labels[[*on, "class"]], on=on, how="inner")
+    groups = train[group_col] if group_col and group_col in train.columns else None
+    model, metrics = train_supervised(train, train["class"], groups=groups, seed=seed)
+    return predict(model, objects), {"mode": mode, **metrics}, model
+
+
+def summarize(classes: pd.DataFrame) -> pd.DataFrame:
+    """Per-sample counts and fractions, long format: `sample`, [`kind`,] `class`, `count`,
+    `fraction`. Every class appears for every sample (count 0 where absent); fractions sum to 1
+    per sample (and kind).
+    """
+    by = [c for c in ("sample", "kind") if c in classes.columns]
+    counts = classes.groupby([*by, "class"]).size()
+    if by:
+        counts = counts.unstack("class", fill_value=0).stack()
+    counts = counts.rename("count").reset_index()
+    total = counts.groupby(by)["count"].transform("sum") if by else counts["count"].sum()
+    counts["fraction"] = counts["count"] / total
+    return counts.astype({"count": np.int64})
+
+
+def experiment_summary(classes: pd.DataFrame) -> pd.DataFrame:
+    """One row per class (and kind): `count` and `fraction` pooled over the experiment,
+    `n_samples`, and the mean and standard deviation (ddof=1) of the per-sample fractions.
+    """
+    per = summarize(classes)
+    kind = ["kind"] if "kind" in per.columns else []
+    out = per.groupby([*kind, "class"]).agg(
+        count=("count", "sum"),
+        n_samples=("count", "size"),
+        fraction_mean=("fraction", "mean"),
+        fraction_sd=("fraction", "std"),
+    )
+    out.insert(
+        1,
+        "fraction",
+        out["count"] / out.groupby(kind)["count"].transform("sum")
+        if kind
+        else out["count"] / out["count"].sum(),
+    )
+    return out.reset_index()
+
+
+def write_classes(path, df: pd.DataFrame, provenance: dict) -> None:
+    """Write `classes.parquet` atomically with provenance in its metadata."""
+    write_parquet(path, df, provenance)
+
+
+def _sidecar(path) -> Path:
+    return Path(path).with_suffix(".json")
+
+
+def save_model(model, path, info: dict | None = None) -> None:
+    """Save a trained classifier: joblib (a pickle) plus a JSON sidecar with its sha256.
+
+    Pickle runs code when loaded: this is for models this project trained itself. The sidecar
+    records the file hash, scikit-learn version, classes and features.
+    """
+    import joblib
+    import sklearn
+
+    with atomic_output(path) as tmp:
+        joblib.dump(model, tmp)
+    meta = {
+        "sha256": file_hash(path),
+        "sklearn": sklearn.__version__,
+        "classes": [c.item() if hasattr(c, "item") else c for c in model.classes_],
+        "features": list(model.feature_names_in_),
+        **(info or {}),
+    }
+    with atomic_output(_sidecar(path)) as tmp:
+        tmp.write_text(json.dumps(meta, indent=1, default=str))
+
+
+def load_model(path):
+    """Load a model written by `save_model`, refusing a file whose hash is not the recorded one.
+
+    Never load a model file from an untrusted source: unpickling runs code.
+    """
+    import joblib
+    import sklearn
+
+    meta = json.loads(_sidecar(path).read_text())
+    if file_hash(path) != meta["sha256"]:
+        raise ValueError(f"{path}: file hash does not match its sidecar; refusing to unpickle")
+    if meta.get("sklearn") != sklearn.__version__:
+        warnings.warn(
+            f"{path}: saved with scikit-learn {meta.get('sklearn')}, "
+            f"loading with {sklearn.__version__}",
+            stacklevel=2,
+        )
+    return joblib.load(path)
