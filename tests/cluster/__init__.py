@@ -1,0 +1,1 @@
+"""Cluster tests: the workflow through the SLURM executor plugin on a real local SLURM."""
