@@ -1,0 +1,74 @@
+"""One diffusion engine for every stage: networks, schedules, samplers, training, checkpoints.
+
+Denoiser interface D(x, sigma, cond) -> x0 (EDM preconditioning around a UNet; Karras et al.
+2022), schedules as decreasing sigma arrays ending at 0, samplers as pure functions of
+(denoiser, x, sigmas, cond, generator, callback): DDPM ancestral (Ho et al. 2020), DDIM (Song,
+Meng & Ermon 2021), reverse SDE Euler-Maruyama and predictor-corrector (Song et al. 2021),
+Heun (Karras et al. 2022), DPM-Solver++(2M) (Lu et al. 2022); SDEdit starts (Meng et al. 2022);
+DPS guidance for linear inverse problems (Chung et al. 2023).
+"""
+
+from .analytic import GaussianDenoiser, GaussianMixtureDenoiser
+from .checkpoint import load_checkpoint, load_train_state, params_hash, read_config, save_checkpoint
+from .data import ZarrPatchSource, random_flips
+from .device import pick_device, set_threads
+from .guidance import DPS, Blur, Compose, Downsample, LinearOperator, Mask
+from .noise import PositionalNoise, draw_noise, initial_noise
+from .precond import Denoiser
+from .samplers import SAMPLERS, ddim_invert, nfe, sample
+from .schedules import (
+    alpha_bar_from_sigma,
+    ddpm_alphas_bar,
+    ddpm_betas,
+    ddpm_sigmas,
+    ddpm_timesteps,
+    get_sigmas,
+    karras_sigmas,
+    sigma_from_alpha_bar,
+    sigmas_from,
+    ve_sigmas,
+)
+from .train import TrainResult, edm_loss, train
+from .unet import UNet
+
+__all__ = [
+    "DPS",
+    "SAMPLERS",
+    "Blur",
+    "Compose",
+    "Denoiser",
+    "Downsample",
+    "GaussianDenoiser",
+    "GaussianMixtureDenoiser",
+    "LinearOperator",
+    "Mask",
+    "PositionalNoise",
+    "TrainResult",
+    "UNet",
+    "ZarrPatchSource",
+    "alpha_bar_from_sigma",
+    "ddim_invert",
+    "ddpm_alphas_bar",
+    "ddpm_betas",
+    "ddpm_sigmas",
+    "ddpm_timesteps",
+    "draw_noise",
+    "edm_loss",
+    "get_sigmas",
+    "initial_noise",
+    "karras_sigmas",
+    "load_checkpoint",
+    "load_train_state",
+    "nfe",
+    "params_hash",
+    "pick_device",
+    "random_flips",
+    "read_config",
+    "sample",
+    "save_checkpoint",
+    "set_threads",
+    "sigma_from_alpha_bar",
+    "sigmas_from",
+    "train",
+    "ve_sigmas",
+]

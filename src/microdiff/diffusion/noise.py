@@ -1,0 +1,97 @@
+"""Where samplers get their randomness.
+
+Samplers draw all fresh noise through one tiny interface: `generator` is either a
+`torch.Generator` (or None, the global RNG) or an object with `draw(like, counter) -> Tensor`.
+`counter` numbers the draws of one sampling run (`step * DRAWS_PER_STEP + k`, k-th draw of step
+`step`); the initial noise, drawn by the caller through `initial_noise`, uses counter -1.
+
+`PositionalNoise` makes noise that depends only on (seed, counter, channel, global pixel
+coordinate), never on where a tile grid falls, so overlapping tiles sampled separately see the
+same noise at the same pixel (seam-free tiled sampling). It is a counter-based hash evaluated with
+integer tensor ops (no per-pixel Python), turned into normals by Box-Muller.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+DRAWS_PER_STEP = 64
+INITIAL = -1
+_M32 = 0xFFFFFFFF
+
+
+def _mix(h: torch.Tensor) -> torch.Tensor:
+    """A 32-bit integer finaliser on int64 tensors holding values in [0, 2^32).
+
+    Multipliers stay below 2^31 so every product fits in a signed 64-bit integer (no overflow).
+    """
+    h = h ^ (h >> 16)
+    h = (h * 0x7FEB352D) & _M32
+    h = h ^ (h >> 15)
+    h = (h * 0x5BD1E995) & _M32
+    h = h ^ (h >> 16)
+    h = (h * 0x2C1B3C6D) & _M32
+    return h ^ (h >> 13)
+
+
+def _absorb(h: torch.Tensor | int, v: torch.Tensor | int) -> torch.Tensor:
+    if not isinstance(h, torch.Tensor):
+        h = torch.tensor(h, dtype=torch.int64)
+    v = torch.as_tensor(v, dtype=torch.int64, device=h.device) & _M32
+    return _mix(((h ^ v) + 0x61C88647) & _M32)
+
+
+class PositionalNoise:
+    """Standard-normal noise keyed by global pixel position.
+
+    `origins[b]` is the global spatial coordinate ((y, x) or (z, y, x)) of pixel [0, 0(, 0)] of
+    batch element b. `draw(like, counter)` returns a tensor shaped like `like` whose value at
+    (b, c, *p) depends only on (seed, counter, c, origins[b] + p).
+    """
+
+    def __init__(self, seed: int, origins: Sequence[Sequence[int]]):
+        self.seed = int(seed)
+        self.origins = [tuple(int(v) for v in o) for o in origins]
+        if not self.origins:
+            raise ValueError("PositionalNoise needs one origin per batch element")
+
+    def draw(self, like: torch.Tensor, counter: int) -> torch.Tensor:
+        b, c, *spatial = like.shape
+        if b != len(self.origins) or any(len(o) != len(spatial) for o in self.origins):
+            raise ValueError(
+                f"PositionalNoise has {len(self.origins)} origins of "
+                f"{len(self.origins[0])} axes for a tensor of shape {tuple(like.shape)}"
+            )
+        dev = like.device
+        nd = len(spatial)
+        org = torch.tensor(self.origins, dtype=torch.int64, device=dev)  # (B, nd)
+        h = _absorb(_mix(torch.tensor(self.seed & _M32, dtype=torch.int64, device=dev)), counter)
+        h = _absorb(h, torch.arange(c, device=dev).view(1, c, *([1] * nd)))
+        h = h.expand(b, c, *([1] * nd))
+        for ax, n in enumerate(spatial):
+            shape = [b, 1] + [1] * nd
+            shape[2 + ax] = n
+            coord = org[:, ax].view(b, *([1] * (nd + 1))) + torch.arange(n, device=dev).view(
+                [1, 1] + [n if i == ax else 1 for i in range(nd)]
+            )
+            h = _absorb(h, coord.expand(shape))
+        u1 = (_absorb(h, 1).double() + 0.5) / 2.0**32
+        u2 = (_absorb(h, 2).double() + 0.5) / 2.0**32
+        z = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * math.pi * u2)
+        return z.to(like.dtype).expand(like.shape).contiguous()
+
+
+def draw_noise(generator, like: torch.Tensor, counter: int) -> torch.Tensor:
+    """Standard normal noise shaped like `like` from a torch.Generator, None or a drawer."""
+    if generator is not None and hasattr(generator, "draw"):
+        return generator.draw(like, counter).to(device=like.device, dtype=like.dtype)
+    return torch.randn(like.shape, generator=generator, dtype=like.dtype, device=like.device)
+
+
+def initial_noise(generator, shape, sigma: float, dtype=torch.float32, device="cpu"):
+    """`sigma` times standard normal noise of `shape`: the start of a sampling run."""
+    like = torch.empty(tuple(shape), dtype=dtype, device=device)
+    return draw_noise(generator, like, INITIAL) * float(sigma)
