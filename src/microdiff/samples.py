@@ -54,7 +54,7 @@ def from_sheet(sheet: str | Path, check_files: bool = True) -> pd.DataFrame:
     try:
         df = pd.read_csv(sheet, sep="\t", dtype=str, comment="#", skip_blank_lines=True)
     except Exception as err:
-        raise InputError(sheet, f"not a readable TSV sample sheet ({err})")
+        raise InputError(sheet, f"not a readable TSV sample sheet ({err})") from err
     missing = {"sample", "path"} - set(df.columns)
     if missing:
         raise InputError(sheet, f"missing column(s) {sorted(missing)}; found {list(df.columns)}")
@@ -77,7 +77,9 @@ def from_sheet(sheet: str | Path, check_files: bool = True) -> pd.DataFrame:
                 if float(row["pixel_size"]) <= 0:
                     raise ValueError
             except ValueError:
-                raise InputError(where, f"pixel_size {row['pixel_size']!r} is not a positive number")
+                raise InputError(
+                    where, f"pixel_size {row['pixel_size']!r} is not a positive number"
+                ) from None
     return _finish(df, str(sheet))
 
 

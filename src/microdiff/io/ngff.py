@@ -52,8 +52,10 @@ def choose_chunks(shape: Sequence[int], dtype, target_bytes: int = 1 << 20) -> t
     zc = min(spatial[0], 16) if len(spatial) == 3 else 1
     pixels = max(1, target_bytes // (itemsize * zc))
     cy = 2 ** int(math.floor(math.log2(math.sqrt(pixels))))
-    cx = max(1, pixels // cy)
-    yx = [min(cy, spatial[-2]), min(cx, spatial[-1])]
+    cx = min(max(1, pixels // cy), spatial[-1])
+    if cx * cy < pixels:  # x clipped by a narrow image: make the chunk taller instead
+        cy = 2 ** math.ceil(math.log2(pixels / cx))
+    yx = [min(cy, spatial[-2]), cx]
     return (1, zc, *yx) if len(spatial) == 3 else (1, *yx)
 
 
@@ -124,7 +126,10 @@ def create_image(
                     "name": name,
                     "axes": axes_meta(axes),
                     "datasets": [
-                        {"path": str(k), "coordinateTransformations": [{"type": "scale", "scale": sc}]}
+                        {
+                            "path": str(k),
+                            "coordinateTransformations": [{"type": "scale", "scale": sc}],
+                        }
                         for k, sc in enumerate(scales)
                     ],
                     "type": "mean",
@@ -133,8 +138,12 @@ def create_image(
             "omero": {
                 "version": NGFF_VERSION,
                 "channels": [
-                    {"label": n, "active": True, "color": COLORS[i % len(COLORS)],
-                     "window": _dtype_window(dtype)}
+                    {
+                        "label": n,
+                        "active": True,
+                        "color": COLORS[i % len(COLORS)],
+                        "window": _dtype_window(dtype),
+                    }
                     for i, n in enumerate(names[: shape[0]])
                 ],
             },
@@ -144,7 +153,9 @@ def create_image(
     return group
 
 
-def iter_bands(shape: Sequence[int], chunks: Sequence[int]) -> Iterator[tuple[int, tuple[slice, ...]]]:
+def iter_bands(
+    shape: Sequence[int], chunks: Sequence[int]
+) -> Iterator[tuple[int, tuple[slice, ...]]]:
     """(channel, spatial slices) for chunk-aligned bands: whole x rows, one chunk high in y/z."""
     spatial = shape[1:]
     lead = spatial[:-1]  # z,y or y: banded by chunk; x whole
@@ -185,7 +196,11 @@ def fill_pyramid(group: zarr.Group, method: str = "mean", progress: Callable | N
 
 
 def copy_level0(
-    source, group: zarr.Group, dtype=None, check_finite: bool = True, progress: Callable | None = None
+    source,
+    group: zarr.Group,
+    dtype=None,
+    check_finite: bool = True,
+    progress: Callable | None = None,
 ) -> None:
     """Stream `source` (an ImageSource) into level 0 band by band, refusing NaN/inf pixels."""
     dst = group["0"]

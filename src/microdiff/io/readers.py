@@ -72,7 +72,9 @@ class ImageSource:
         try:
             block = np.asarray(self.array[tuple(index)])
         except Exception as err:  # corrupt or truncated data surfaces on read
-            raise InputError(self.path, f"cannot read pixel data ({type(err).__name__}: {err})")
+            raise InputError(
+                self.path, f"cannot read pixel data ({type(err).__name__}: {err})"
+            ) from err
         kept = [a for a in self.src_axes if a in want or a == "c"]
         block = np.transpose(block, [kept.index(a) for a in self.axes if a in kept])
         if "c" not in self.src_axes:
@@ -175,7 +177,7 @@ def open_tiff(path: str, axes: str | None = None) -> ImageSource:
     except InputError:
         raise
     except Exception as err:
-        raise InputError(path, f"not a readable TIFF ({type(err).__name__}: {err})")
+        raise InputError(path, f"not a readable TIFF ({type(err).__name__}: {err})") from err
     if axes is None:
         if any(n > 1 for a, n in zip(file_axes, shape) if a in "QI"):
             raise InputError(
@@ -206,7 +208,7 @@ def open_zarr(path: str, axes: str | None = None) -> ImageSource:
     try:
         node = zarr.open(path, mode="r")
     except Exception as err:
-        raise InputError(path, f"not a readable Zarr store ({type(err).__name__}: {err})")
+        raise InputError(path, f"not a readable Zarr store ({type(err).__name__}: {err})") from err
     attrs = dict(node.attrs)
     meta, _version = _ngff_meta(attrs)
     if meta is not None:  # OME-Zarr image group
@@ -215,11 +217,18 @@ def open_zarr(path: str, axes: str | None = None) -> ImageSource:
         dataset = ms["datasets"][0]
         array = node[dataset["path"]]
         scale_list = next(
-            (t["scale"] for t in dataset.get("coordinateTransformations", []) if t["type"] == "scale"),
+            (
+                t["scale"]
+                for t in dataset.get("coordinateTransformations", [])
+                if t["type"] == "scale"
+            ),
             [1.0] * len(file_axes),
         )
         scale = {a: float(s) for a, s in zip(file_axes, scale_list) if a in "zyx"}
-        names = [ch.get("label", f"ch{i}") for i, ch in enumerate(meta.get("omero", {}).get("channels", []))]
+        names = [
+            ch.get("label", f"ch{i}")
+            for i, ch in enumerate(meta.get("omero", {}).get("channels", []))
+        ]
     elif isinstance(node, zarr.Array):
         array, scale, names = node, {}, []
         dims = getattr(node.metadata, "dimension_names", None) or attrs.get("_ARRAY_DIMENSIONS")
@@ -255,7 +264,9 @@ def open_image(path: str | Path, axes: str | None = None) -> ImageSource:
         return open_zarr(path, axes)
     if name.endswith((".tif", ".tiff")):
         return open_tiff(path, axes)
-    raise InputError(path, "unknown image format (expected .tif, .tiff, .ome.tif, .zarr, .ome.zarr)")
+    raise InputError(
+        path, "unknown image format (expected .tif, .tiff, .ome.tif, .zarr, .ome.zarr)"
+    )
 
 
 def describe(src: ImageSource) -> str:
