@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from .atomic import atomic_output
-from .features import _tile_boxes, write_parquet
+from .features import tile_grid, write_parquet
 from .provenance import file_hash
 
 MODES = ("supervised", "diffusion", "unsupervised")
@@ -97,7 +97,7 @@ def match_points(
     inside = np.all([(i >= 0) & (i < n) for i, n in zip(index, labels.shape)], axis=0)
     ids = np.zeros(len(pts), np.int64)
     if inside.any():
-        _, edge = _tile_boxes(labels, tile, None)
+        _, edge = tile_grid(labels, tile, None)
         local = [i[inside] for i in index]
         keys = pd.Series(list(zip(*[i // e for i, e in zip(local, edge)])))
         found = np.zeros(len(keys), np.int64)

@@ -71,7 +71,7 @@ def _chunks_of(array) -> tuple[int, ...] | None:
     return tuple(int(c) for c in chunks)
 
 
-def _tile_boxes(labels, tile, chunks) -> tuple[pd.DataFrame, tuple[int, ...]]:
+def tile_grid(labels, tile, chunks) -> tuple[pd.DataFrame, tuple[int, ...]]:
     """The tile plan over the label image and the effective tile edge per axis."""
     shape = tuple(labels.shape)
     tile = default_tile(len(shape)) if tile is None else tile
@@ -111,7 +111,7 @@ def object_bboxes(labels, tile=None, chunks=None) -> pd.DataFrame:
     Boxes are half-open in pixel coordinates. Per-tile boxes of one id are merged (union), so an
     object crossing tile borders appears once. Sorted by id.
     """
-    plan, _ = _tile_boxes(labels, tile, chunks)
+    plan, _ = tile_grid(labels, tile, chunks)
     names = axis_names(labels.ndim)
     parts = []
     for row in plan.itertuples(index=False):
@@ -303,7 +303,7 @@ def object_table(
     boxes = object_bboxes(labels, tile, chunks)
     if boxes.empty:
         return _typed(pd.DataFrame(columns=columns), ndim)
-    _, edge = _tile_boxes(labels, tile, chunks)
+    _, edge = tile_grid(labels, tile, chunks)
     keys = [boxes[f"{a}0"].to_numpy() // e for a, e in zip(names, edge)]
     keys = np.ravel_multi_index(keys, [math.ceil(n / e) for n, e in zip(shape, edge)])
     margin = max(math.ceil(neighbor_distance), 1)
