@@ -193,7 +193,7 @@ def simulate_image(
     classes: int | Sequence[str | Phenotype] = 2,
     fractions: Sequence[float] | None = None,
     channels: Sequence[str] = CHANNELS,
-    photons: float | Sequence[float] = 25.0,
+    photons: float | Sequence[float] = 30.0,
     gain: float = 2.0,
     read_noise: float = 4.0,
     offset: float = 100.0,
