@@ -24,17 +24,21 @@ def _in_ci() -> bool:
 @pytest.fixture(scope="session")
 def slurm():
     harness = LocalSlurm()
+    reason = None
     try:
         harness.start()
-    except (SlurmUnavailable, SlurmStartError) as exc:
-        harness.stop()
+    except SlurmUnavailable as exc:
         reason = f"local SLURM cannot run here: {exc}"
-        if _in_ci():
-            pytest.fail(f"{reason} (CI=true: the cluster tests must run in CI)", pytrace=False)
-        pytest.skip(reason)
+    except SlurmStartError as exc:
+        harness.stop()
+        reason = f"local SLURM did not start: {exc}"
     except BaseException:
         harness.stop()
         raise
+    if reason is not None:
+        if _in_ci():
+            pytest.fail(f"{reason}\n(CI=true: the cluster tests must run in CI)", pytrace=False)
+        pytest.skip(reason)
     timings = ", ".join(f"{k} {v:.2f} s" for k, v in harness.timings.items())
     print(f"\nlocal SLURM up: {timings}")
     try:

@@ -26,7 +26,9 @@ What `start()` does, in order (each phase is timed in `timings`):
 5. daemons: anything a previous (unclean) run left behind is stopped by the PIDs in its pid
    files, the controller state dir is cleared (a node drained by an unclean stop would stay
    drained), then `slurmctld -i` and `slurmd -N localhost` are started and `sinfo` is polled
-   until the node is idle. On timeout `SlurmStartError` carries the tail of both daemon logs.
+   until the node is idle (`timings["daemons"]` includes `stop_leftovers`). A daemon that dies
+   (a fatal configuration error) or a node not idle within `startup_timeout` raises
+   `SlurmStartError` with the tail of both daemon logs.
 
 There is no accounting daemon: `sacct` does not work, so the SLURM profile sets
 `slurm-status-command: squeue`, and `MinJobAge=600` keeps finished jobs visible to `squeue -t all`
@@ -388,9 +390,15 @@ PartitionName={self.partition} Nodes={self.node} Default=YES MaxTime=INFINITE St
         env = self.env()
         _run([_which("slurmctld") or "slurmctld", "-i", "-f", str(self.conf)], env=env)
         _run([_which("slurmd") or "slurmd", "-N", self.node, "-f", str(self.conf)], env=env)
-        deadline = time.monotonic() + self.startup_timeout
+        t0 = time.monotonic()
+        deadline = t0 + self.startup_timeout
         state = ""
         while time.monotonic() < deadline:
+            # A daemon that died (a fatal config error) fails now, not at the timeout.
+            if time.monotonic() - t0 > 3 and (dead := self._dead_daemons()):
+                raise SlurmStartError(
+                    f"{', '.join(dead)} not running after start\n{self.logs_tail()}"
+                )
             with contextlib.suppress(SlurmStartError):
                 state = self.node_state()
                 if state == "idle":
@@ -402,6 +410,14 @@ PartitionName={self.partition} Nodes={self.node} Default=YES MaxTime=INFINITE St
             f"node {self.node} not idle after {self.startup_timeout:.0f} s "
             f"(sinfo state: {state or 'none'})\n{self.logs_tail()}"
         )
+
+    def _dead_daemons(self) -> list[str]:
+        dead = []
+        for pidfile, comm in ((self.ctld_pidfile, "slurmctld"), (self.slurmd_pidfile, "slurmd")):
+            pid = _read_pid(pidfile)
+            if pid is None or not _alive(pid, comm):
+                dead.append(comm)
+        return dead
 
     def _missing_binaries(self) -> list[str]:
         return [b for b in BINARIES if _which(b) is None]

@@ -88,6 +88,8 @@ def test_profile_runs_cpu_and_gpu_rules_through_slurm(slurm, tmp_path):
     for job in (gpu_job, cpu_job):
         assert job["JobState"] == "COMPLETED", job
         assert job["Partition"] == slurm.partition, job
+    # --gpus=1 shows as TresPerJob=gres:gpu:1. (TRES lists only cpu/mem/node: tracking gres/gpu
+    # there needs slurmdbd; the allocation itself shows in CUDA_VISIBLE_DEVICES above.)
     assert "gpu" in gpu_job.get("TresPerJob", "") + gpu_job.get("TresPerNode", ""), gpu_job
     assert _gpu_request(cpu_job) == "", cpu_job
     for name, job in (("GPU", gpu_job), ("CPU", cpu_job)):
