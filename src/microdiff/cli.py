@@ -21,8 +21,13 @@ def _floats(text: str) -> list[float]:
 def cmd_simulate(a) -> dict:
     from .simulate import write_experiment
 
-    return {"sheet": str(write_experiment(a.out, n_samples=a.samples, shape=tuple(a.shape),
-                                          seed=a.seed, photons=a.photons))}
+    return {
+        "sheet": str(
+            write_experiment(
+                a.out, n_samples=a.samples, shape=tuple(a.shape), seed=a.seed, photons=a.photons
+            )
+        )
+    }
 
 
 def cmd_ingest(a) -> dict:
@@ -44,8 +49,12 @@ def cmd_tiles(a) -> dict:
 def cmd_normalize(a) -> dict:
     from . import normalize
 
-    stats = normalize.compute(a.stores, _floats(a.percentiles), a.out,
-                              mode="sample" if len(a.stores) == 1 else "experiment")
+    stats = normalize.compute(
+        a.stores,
+        _floats(a.percentiles),
+        a.out,
+        mode="sample" if len(a.stores) == 1 else "experiment",
+    )
     return {"channels": stats["channels"]}
 
 
@@ -88,8 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         result = args.func(args)
     except (InputError, ValueError) as err:

@@ -26,11 +26,15 @@ def sample_table(samples: dict[str, dict]) -> pd.DataFrame:
         with open(paths["norm"]) as fh:
             norm = json.load(fh)
         row = {
-            "sample": name, "axes": axes, "shape": "x".join(map(str, arr.shape)),
-            "dtype": str(arr.dtype), "channels": ",".join(
-                ch["label"] for ch in group.attrs["omero"]["channels"]),
-            "pixel_size_um": scale[-1], "megapixels": round(arr.size / arr.shape[0] / 1e6, 3),
-            "tiles": len(plan), "shards": int(plan["shard"].nunique()),
+            "sample": name,
+            "axes": axes,
+            "shape": "x".join(map(str, arr.shape)),
+            "dtype": str(arr.dtype),
+            "channels": ",".join(ch["label"] for ch in group.attrs["omero"]["channels"]),
+            "pixel_size_um": scale[-1],
+            "megapixels": round(arr.size / arr.shape[0] / 1e6, 3),
+            "tiles": len(plan),
+            "shards": int(plan["shard"].nunique()),
         }
         for c, ch in enumerate(norm["channels"]):
             row[f"ch{c}_low"], row[f"ch{c}_high"] = ch["low"], ch["high"]

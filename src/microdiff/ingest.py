@@ -53,25 +53,39 @@ def ingest(
     chunks = ngff.choose_chunks(shape, dtype, chunk_bytes)
     prov = provenance.record(
         "ingest",
-        {"axes": axes, "channel_names": names, "pixel_size": pixel_size, "chunk_bytes": chunk_bytes},
+        {
+            "axes": axes,
+            "channel_names": names,
+            "pixel_size": pixel_size,
+            "chunk_bytes": chunk_bytes,
+        },
         inputs={"image": str(src_path)},
         source_axes=src.src_axes,
     )
     bar = tqdm(
-        total=int(np.prod(shape)), unit="px", unit_scale=True, desc=f"ingest {src_path}",
-        disable=not progress, mininterval=2.0,
+        total=int(np.prod(shape)),
+        unit="px",
+        unit_scale=True,
+        desc=f"ingest {src_path}",
+        disable=not progress,
+        mininterval=2.0,
     )
     with atomic_output(out_path) as tmp:
-        group = ngff.create_image(tmp, shape, dtype, src.axes, scale, names, chunks,
-                                  {"microdiff": prov})
+        group = ngff.create_image(
+            tmp, shape, dtype, src.axes, scale, names, chunks, {"microdiff": prov}
+        )
         ngff.copy_level0(src, group, progress=bar.update)
         ngff.fill_pyramid(group)
         ngff.set_display_windows(group)
         ngff.validate(tmp)
     bar.close()
     return {
-        "path": str(out_path), "shape": list(shape), "dtype": str(dtype), "axes": src.axes,
-        "channels": names or [f"ch{i}" for i in range(shape[0])], "scale": scale,
-        "chunks": list(chunks), "levels": len(ngff.pyramid_shapes(shape)),
+        "path": str(out_path),
+        "shape": list(shape),
+        "dtype": str(dtype),
+        "axes": src.axes,
+        "channels": names or [f"ch{i}" for i in range(shape[0])],
+        "scale": scale,
+        "chunks": list(chunks),
+        "levels": len(ngff.pyramid_shapes(shape)),
     }
-

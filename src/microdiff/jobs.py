@@ -26,8 +26,12 @@ def job(log_path: str | None, name: str):
     fh = open(log_path, "w", buffering=1) if log_path else None  # noqa: SIM115
     if fh:
         sys.stderr = fh
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        force=True,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     start = time.perf_counter()
     log.info("%s: start", name)
     try:

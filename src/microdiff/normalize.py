@@ -47,9 +47,16 @@ class ChannelHistogram:
 
     def to_sparse(self) -> dict:
         nz = np.flatnonzero(self.counts)
-        return {"lo": self.lo, "width": self.width, "bins": nz.tolist(),
-                "counts": self.counts[nz].tolist(), "n_bins": len(self.counts),
-                "total": self.total, "sum": self.sum, "sumsq": self.sumsq}
+        return {
+            "lo": self.lo,
+            "width": self.width,
+            "bins": nz.tolist(),
+            "counts": self.counts[nz].tolist(),
+            "n_bins": len(self.counts),
+            "total": self.total,
+            "sum": self.sum,
+            "sumsq": self.sumsq,
+        }
 
     @classmethod
     def from_sparse(cls, d: dict) -> ChannelHistogram:
@@ -107,7 +114,11 @@ def merge(hists: Sequence[ChannelHistogram]) -> ChannelHistogram:
             idx = np.clip(((centers - lo) / width).astype(np.int64), 0, FLOAT_BINS - 1)
             np.add.at(counts, idx, h.counts)
     return ChannelHistogram(
-        counts, lo, width, sum(h.total for h in hists), sum(h.sum for h in hists),
+        counts,
+        lo,
+        width,
+        sum(h.total for h in hists),
+        sum(h.sum for h in hists),
         sum(h.sumsq for h in hists),
     )
 
@@ -159,7 +170,10 @@ class Normalizer:
 
 
 def compute(
-    stores: Sequence, percentiles: Sequence[float] = (1.0, 99.8), out_path=None, mode: str = "sample"
+    stores: Sequence,
+    percentiles: Sequence[float] = (1.0, 99.8),
+    out_path=None,
+    mode: str = "sample",
 ) -> dict:
     """Statistics over one or more NGFF stores (pooled); written to `out_path` atomically."""
     low, high = percentiles
@@ -177,7 +191,8 @@ def compute(
         "channels": summarize(pooled, low, high),
         "histograms": [h.to_sparse() for h in pooled],
         "microdiff": provenance.record(
-            "normalize", {"percentiles": [low, high], "mode": mode},
+            "normalize",
+            {"percentiles": [low, high], "mode": mode},
             inputs=[str(s) for s in stores],
         ),
     }
@@ -200,7 +215,8 @@ def merge_files(paths: Sequence, percentiles: Sequence[float], out_path=None) ->
         "channels": summarize(pooled, low, high),
         "histograms": [h.to_sparse() for h in pooled],
         "microdiff": provenance.record(
-            "normalize", {"percentiles": [low, high], "mode": "experiment"},
+            "normalize",
+            {"percentiles": [low, high], "mode": "experiment"},
             inputs=[str(p) for p in paths],
         ),
     }

@@ -165,7 +165,9 @@ def sample_patch_boxes(
     shape = tuple(int(s) for s in shape)
     patch = tuple(min(p, s) for p, s in zip(_per_axis(patch, len(shape), "patch"), shape))
     starts = np.stack([rng.integers(0, s - p + 1, size=n) for s, p in zip(shape, patch)], -1)
-    return [Box(tuple(int(v) for v in s), tuple(int(v + p) for v, p in zip(s, patch))) for s in starts]
+    return [
+        Box(tuple(int(v) for v in s), tuple(int(v + p) for v, p in zip(s, patch))) for s in starts
+    ]
 
 
 def read_box(array, box: Box, channel_axis: bool = True) -> np.ndarray:
@@ -175,7 +177,10 @@ def read_box(array, box: Box, channel_axis: bool = True) -> np.ndarray:
 
 
 def plan_store(
-    store, tile: int | Sequence[int] = 512, halo: int | Sequence[int] = 32, tiles_per_shard: int = 64
+    store,
+    tile: int | Sequence[int] = 512,
+    halo: int | Sequence[int] = 32,
+    tiles_per_shard: int = 64,
 ) -> pd.DataFrame:
     """The tile plan of an NGFF image store's level 0, aligned to its chunks."""
     import zarr
