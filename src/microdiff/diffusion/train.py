@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .checkpoint import CONFIG, load_train_state, save_checkpoint
+from .checkpoint import CONFIG, load_checkpoint, load_train_state, save_checkpoint
 from .device import pick_device, set_threads
 from .precond import Denoiser
 
@@ -114,8 +114,6 @@ def train(
         state = load_train_state(ckpt, device="cpu")
         if state is None:
             raise ValueError(f"{ckpt} has no training state to resume from")
-        from .checkpoint import load_checkpoint
-
         ema_loaded, _ = load_checkpoint(ckpt, device=dev)
         model.load_state_dict(state["model"])
         ema_model.load_state_dict(ema_loaded.state_dict())

@@ -28,12 +28,13 @@ def _groups(ch: int, most: int = 8) -> int:
 
 
 class FourierEmbedding(nn.Module):
-    """Fixed sinusoidal features of a scalar per batch element (c_noise)."""
+    """Fixed sinusoidal features of a scalar per batch element (c_noise = ln(sigma) / 4, which
+    spans about [-2, 1.5]); frequencies geometric from 1 to `max_freq`."""
 
-    def __init__(self, dim: int, max_period: float = 1000.0):
+    def __init__(self, dim: int, max_freq: float = 32.0):
         super().__init__()
         half = dim // 2
-        freqs = torch.exp(torch.linspace(0.0, math.log(max_period), half))
+        freqs = torch.exp(torch.linspace(0.0, math.log(max_freq), half))
         self.register_buffer("freqs", freqs, persistent=False)
 
     def forward(self, c: torch.Tensor) -> torch.Tensor:
