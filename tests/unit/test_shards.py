@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+import zarr
+
+from microdiff import shards, tiling
+
+
+def _run(tmp_path, img, plan, process, out_shape, factor=1, batch=3):
+    stores = []
+    for s in range(tiling.n_shards(plan)):
+        path = tmp_path / f"s{s}.zarr"
+        out = shards.create_shard_store(path, out_shape, "f4", plan, factor)
+        shards.run_shard(img, plan, s, process, out, batch_size=batch, factor=factor)
+        stores.append(path)
+    dst = np.zeros(out_shape, np.float32)
+    shards.gather(stores, plan, dst, factor)
+    return dst
+
+
+@pytest.fixture
+def image(tmp_path, rng):
+    data = rng.random((2, 100, 130)).astype(np.float32)
+    arr = zarr.create_array(str(tmp_path / "src.zarr"), shape=data.shape, dtype="f4")
+    arr[:] = data
+    return arr, data
+
+
+def test_identity_reassembles_exactly(tmp_path, image):
+    arr, data = image
+    plan = tiling.plan_tiles((100, 130), 32, 8, (32, 32), tiles_per_shard=5)
+    np.testing.assert_array_equal(
+        _run(tmp_path, arr, plan, lambda b, o: b * 2, data.shape), 2 * data
+    )
+
+
+def test_origins_are_global_coordinates(tmp_path, image):
+    arr, _ = image
+    plan = tiling.plan_tiles((100, 130), 32, 8, None, tiles_per_shard=4)
+
+    def coords(batch, origins):
+        out = np.zeros((len(batch), 1, *batch.shape[2:]), np.float32)
+        for i, (oy, ox) in enumerate(origins):
+            yy, xx = np.indices(batch.shape[2:])
+            out[i, 0] = (yy + oy) * 1000 + (xx + ox)
+        return out
+
+    yy, xx = np.indices((100, 130))
+    np.testing.assert_array_equal(
+        _run(tmp_path, arr, plan, coords, (1, 100, 130))[0], yy * 1000 + xx
+    )
+
+
+def test_superresolution_factor(tmp_path, image):
+    arr, data = image
+    plan = tiling.plan_tiles((100, 130), 32, 4, None, tiles_per_shard=6)
+    up = lambda b, o: b.repeat(2, -1).repeat(2, -2)  # noqa: E731
+    out = _run(tmp_path, arr, plan, up, (2, 200, 260), factor=2)
+    np.testing.assert_array_equal(out, data.repeat(2, -1).repeat(2, -2))
+
+
+def test_padded_tiles_share_one_shape(image):
+    arr, data = image
+    plan = tiling.plan_tiles((100, 130), 48, 8, None)
+    shape = shards.tile_shape(plan)
+    for _, core, halo in tiling.iter_tiles(plan):
+        block, origin = shards.read_padded(arr, halo, shape, (100, 130))
+        assert block.shape[1:] == shape
+        rel = core.relative_to(tiling.Box(origin, tuple(o + s for o, s in zip(origin, shape))))
+        np.testing.assert_array_equal(
+            block[(slice(None), *rel.slices)], data[(slice(None), *core.slices)]
+        )
+
+
+def test_3d_shards(tmp_path, rng):
+    data = rng.random((1, 10, 40, 50)).astype(np.float32)
+    plan = tiling.plan_tiles((10, 40, 50), (4, 16, 16), (1, 4, 4), None, tiles_per_shard=7)
+    out = _run(tmp_path, data, plan, lambda b, o: b + 1, data.shape)
+    np.testing.assert_allclose(out, data + 1)
