@@ -16,10 +16,15 @@ include: "workflow/rules/demo.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/tiles.smk"
 include: "workflow/rules/normalize.smk"
+include: "workflow/rules/restore.smk"
+include: "workflow/rules/segment.smk"
+include: "workflow/rules/generate.smk"
+include: "workflow/rules/features.smk"
+include: "workflow/rules/classify.smk"
 include: "workflow/rules/experiment.smk"
 
 
 rule all:
     input:
-        final_targets(),
+        FINAL_TARGETS,
     default_target: True

@@ -3,6 +3,8 @@ import microdiff
 from microdiff import samples as sample_sheet
 
 SAMPLES = sample_sheet.load(config["input"])
+# The final targets; each stage file appends the outputs its stage adds.
+FINAL_TARGETS = ["results/experiment/samples.tsv"]
 sample_sheet.check_channel_counts(SAMPLES)
 if config["input"].get("sheet"):
     validate(SAMPLES, "../schemas/samples.schema.yaml")
@@ -57,6 +59,3 @@ def stage_threads(stage):
     res = config["resources"]
     return {**res["default"], **res.get(stage, {})}["threads"]
 
-
-def final_targets():
-    return ["results/experiment/samples.tsv"]

@@ -1,0 +1,1 @@
+# The features stage. Its rules append their final outputs to FINAL_TARGETS (see common.smk).

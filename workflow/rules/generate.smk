@@ -1,0 +1,1 @@
+# The generate stage. Its rules append their final outputs to FINAL_TARGETS (see common.smk).
