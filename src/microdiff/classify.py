@@ -5,8 +5,8 @@ Modes (config `classify.mode`):
 - `supervised`: a gradient-boosting classifier (scikit-learn HistGradientBoostingClassifier,
   balanced class weights) trained on labelled objects, with cross-validated metrics. Labels come
   per object id or as points (`match_points`: a point labels the object that contains it).
-- `diffusion`: reserved for the diffusion classifier built on the engine (not here yet):
-  `classify_objects` raises NotImplementedError so a config asking for it fails loudly.
+- `diffusion`: a class-conditional diffusion model on object crops (`diffusion_classifier`);
+  it needs images, so `classify_objects` (feature tables only) refuses it.
 - `unsupervised`: a Gaussian mixture on standardised features when no labels are given.
 
 Every mode returns the same table: the object keys (`sample`, `kind`, `id`, those present),
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -297,7 +297,10 @@ def classify_objects(
     if mode not in MODES:
         raise ValueError(f"unknown classify mode {mode!r}; choose one of {', '.join(MODES)}")
     if mode == "diffusion":
-        raise NotImplementedError("the diffusion classifier is not built yet (engine pending)")
+        raise NotImplementedError(
+            "the diffusion classifier works on image crops, not feature tables: "
+            "use microdiff.diffusion_classifier (the workflow's classify rule does)"
+        )
     if mode == "unsupervised":
         classes, info = cluster(objects, k=k, seed=seed)
         return classes, {"mode": mode, **info}, None
@@ -396,3 +399,67 @@ def load_model(path):
             stacklevel=2,
         )
     return joblib.load(path)
+
+
+# -- label tables and the experiment-wide table (the workflow's `classify` stage) ------------
+
+
+def read_label_table(path) -> pd.DataFrame:
+    """A label table (TSV, or CSV by extension): `class`, and either `id` or `x`, `y` (`z`),
+    optionally `sample` (needed when the experiment has more than one sample)."""
+    path = Path(path)
+    sep = "," if path.suffix.lower() == ".csv" else "\t"
+    table = pd.read_csv(path, sep=sep)
+    if "class" not in table.columns:
+        raise ValueError(f"{path}: label table needs a 'class' column")
+    if "id" not in table.columns and not {"x", "y"} <= set(table.columns):
+        raise ValueError(f"{path}: label table needs 'id' or 'x' and 'y' columns")
+    if "sample" in table.columns:
+        table["sample"] = table["sample"].astype(str)
+    return table
+
+
+def object_labels(table: pd.DataFrame, label_images: Mapping) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Labelled objects (`sample`, `id`, `class`) from a label table; `(labels, unmatched)`.
+
+    `label_images` maps sample -> its instance label image (read lazily, only where points are).
+    Rows naming an `id` are taken as they are; rows with coordinates label the object that
+    contains the point (`match_points`). A table without `sample` applies to the only sample.
+    Rows of samples not in `label_images` are left out (reason `sample`).
+    """
+    table = table.copy()
+    if "sample" not in table.columns:
+        if len(label_images) != 1:
+            raise ValueError("the label table needs a 'sample' column for several samples")
+        table["sample"] = next(iter(label_images))
+    known = table["sample"].isin(list(label_images))
+    unmatched = [table[~known].assign(reason="sample")]
+    table = table[known]
+    by_id = table[table["id"].notna()] if "id" in table.columns else table.iloc[:0]
+    labels = [by_id[["sample", "id", "class"]].astype({"id": np.int64})]
+    points = table.drop(index=by_id.index)
+    for sample, pts in points.groupby("sample", sort=True):
+        z = "z" if "z" in pts.columns and pts["z"].notna().all() else None
+        found, missed = match_points(label_images[sample], pts, z_col=z)
+        labels.append(found[["id", "class"]].assign(sample=sample))
+        unmatched.append(missed)
+    labels = pd.concat(labels, ignore_index=True)[["sample", "id", "class"]]
+    labels = labels.drop_duplicates(["sample", "id"], keep="first")
+    return labels.sort_values(["sample", "id"], ignore_index=True), pd.concat(
+        unmatched, ignore_index=True
+    )
+
+
+def classification_table(objects: pd.DataFrame, kind: str = "nucleus") -> pd.DataFrame:
+    """One row per object of `kind` (default nuclei) with the features of its cell (same id,
+    columns prefixed `cell_`) when cells were segmented. A table without that kind is used
+    whole."""
+    if "kind" not in objects.columns or not (objects["kind"] == kind).any():
+        return objects.reset_index(drop=True)
+    main = objects[objects["kind"] == kind].reset_index(drop=True)
+    others = objects[objects["kind"] == "cell"] if kind != "cell" else objects.iloc[:0]
+    if others.empty:
+        return main
+    cols = feature_columns(others)
+    add = others[["sample", "id", *cols]].rename(columns={c: f"cell_{c}" for c in cols})
+    return main.merge(add, on=["sample", "id"], how="left")
