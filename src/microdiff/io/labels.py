@@ -1,0 +1,117 @@
+"""NGFF 0.4 label images: `labels/` group beside an image, each label a multiscale int32 image
+with `image-label` metadata and a nearest-neighbour pyramid.
+
+Label arrays have the image's spatial axes only ((z,) y, x): one label value per pixel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import zarr
+
+from .ngff import COMPRESSOR, NGFF_VERSION, axes_meta, level_scales, pyramid_shapes
+
+
+def label_chunks(shape: Sequence[int], target_bytes: int = 1 << 20) -> tuple[int, ...]:
+    """Chunks for an int32 label array: square-ish y/x edges, up to 16 planes in 3D."""
+    zc = (min(shape[0], 16),) if len(shape) == 3 else ()
+    edge = int(2 ** np.floor(np.log2(np.sqrt(target_bytes / 4 / (zc[0] if zc else 1)))))
+    return (*zc, min(edge, shape[-2]), min(edge, shape[-1]))
+
+
+def create_labels(
+    image_group: zarr.Group,
+    names: Sequence[str],
+    shape: Sequence[int],
+    scale: dict[str, float] | None = None,
+    chunks: Sequence[int] | None = None,
+    attrs: dict | None = None,
+) -> dict[str, zarr.Group]:
+    """Create `labels/<name>` for each name under an NGFF image group; returns the groups."""
+    shape = tuple(int(s) for s in shape)
+    axes = "zyx"[-len(shape) :]
+    chunks = tuple(chunks) if chunks else label_chunks(shape)
+    root = image_group.require_group("labels")
+    root.attrs["labels"] = list(names)
+    out = {}
+    for name in names:
+        g = root.create_group(name, overwrite=True)
+        shapes = pyramid_shapes(shape)
+        for k, s in enumerate(shapes):
+            g.create_array(
+                str(k),
+                shape=s,
+                dtype=np.int32,
+                chunks=tuple(min(c, n) for c, n in zip(chunks, s)),
+                compressors=COMPRESSOR,
+                fill_value=0,
+                chunk_key_encoding={"name": "v2", "separator": "/"},
+            )
+        scales = level_scales(axes, scale or {}, len(shapes))
+        g.attrs.update(
+            {
+                "multiscales": [
+                    {
+                        "version": NGFF_VERSION,
+                        "name": name,
+                        "axes": axes_meta(axes),
+                        "datasets": [
+                            {
+                                "path": str(k),
+                                "coordinateTransformations": [{"type": "scale", "scale": sc}],
+                            }
+                            for k, sc in enumerate(scales)
+                        ],
+                        "type": "nearest",
+                    }
+                ],
+                "image-label": {"version": NGFF_VERSION, "source": {"image": "../../"}},
+                **(attrs or {}),
+            }
+        )
+        out[name] = g
+    return out
+
+
+def fill_label_pyramid(group: zarr.Group, band: int = 1024) -> None:
+    """Levels 1.. from level 0 by nearest neighbour (every second pixel), band by band in y."""
+    k = 1
+    while str(k) in group:
+        src, dst = group[str(k - 1)], group[str(k)]
+        for y0 in range(0, dst.shape[-2], band):
+            y1 = min(y0 + band, dst.shape[-2])
+            block = np.asarray(src[..., 2 * y0 : 2 * y1 : 2, ::2])
+            dst[..., y0:y1, :] = block[..., : dst.shape[-1]]
+        k += 1
+
+
+def set_colors(group: zarr.Group, ids: np.ndarray, seed: int = 0) -> None:
+    """Give each label id a stable pseudo-random colour (kept small: up to 5000 ids)."""
+    ids = np.asarray(ids)[:5000]
+    rng = np.random.default_rng(seed)
+    rgba = rng.integers(40, 256, size=(len(ids), 3))
+    meta = dict(group.attrs["image-label"])
+    meta["colors"] = [
+        {"label-value": int(i), "rgba": [int(r), int(g), int(b), 255]}
+        for i, (r, g, b) in zip(ids, rgba)
+    ]
+    group.attrs["image-label"] = meta
+
+
+def validate_labels(image_path) -> list[str]:
+    """Validate the labels group and every label image with ome-zarr-models; returns names."""
+    from ome_zarr_models.v04.image_label import ImageLabel
+    from ome_zarr_models.v04.labels import Labels
+
+    root = zarr.open_group(str(image_path), mode="r")
+    try:
+        labels = root["labels"]
+        Labels.from_zarr(labels)
+        names = list(labels.attrs["labels"])
+        for name in names:
+            ImageLabel.from_zarr(labels[name])
+    except Exception as err:  # pydantic and value errors alike
+        raise ValueError(f"{image_path}: NGFF labels do not validate: {err}") from err
+    return names

@@ -1,0 +1,206 @@
+"""Instances from probability and distance maps: seeded watershed, per-object uncertainty and
+consistency, and stitching over tiles so that no object is split or duplicated.
+
+Stitching (memory bounded by tile size): tiles are visited in plan order; each tile's core is
+grown by `halo` into a window, instances are extracted from the window's maps, and an instance
+is kept only when its anchor (the first pixel, in raster order, of its seed) lies in the tile's
+core, so each object is made by exactly one tile. Its pixels are written where the label array
+is still empty (the earlier tile in plan order wins a pixel claimed twice). Final ids are the
+rank of each object's anchor in raster order over the whole image: they do not depend on the
+tiling, and the same maps give the same ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage.segmentation import watershed
+
+from ..tiling import Box
+
+
+@dataclass
+class Params:
+    threshold: float = 0.5  # foreground probability
+    seed: float = 0.5  # normalized distance above which a pixel can seed an object
+    min_seed: int = 4  # pixels; smaller seeds are dropped
+    min_size: int = 16  # pixels; smaller objects are dropped
+    match_iou: float = 0.5  # a sample reproduces an object when their IoU exceeds this
+
+
+DEFAULT = Params()
+
+
+def extract(prob: np.ndarray, dist: np.ndarray, p: Params = DEFAULT):
+    """Seeded watershed: labels 1..n and each object's anchor (flat index of its seed's first
+    pixel in raster order), sorted by anchor. prob, dist in [0, 1]."""
+    mask = prob > p.threshold
+    seeds, n = ndi.label(mask & (dist > p.seed))
+    if n == 0:
+        return np.zeros(prob.shape, np.int32), np.zeros(0, np.int64)
+    sizes = np.bincount(seeds.ravel(), minlength=n + 1)
+    seeds[sizes[seeds] < p.min_seed] = 0
+    lab = watershed(-dist, seeds, mask=mask).astype(np.int32)
+    area = np.bincount(lab.ravel(), minlength=n + 1)
+    keep = (area >= p.min_size) & (sizes >= p.min_seed)
+    keep[0] = False
+    ids, first = np.unique(seeds.ravel(), return_index=True)
+    anchor = np.full(n + 1, -1, np.int64)
+    anchor[ids] = first
+    order = np.flatnonzero(keep)
+    order = order[np.argsort(anchor[order], kind="stable")]
+    lut = np.zeros(n + 1, np.int32)
+    lut[order] = np.arange(1, len(order) + 1, dtype=np.int32)
+    return lut[lab], anchor[order]
+
+
+def best_iou(ref: np.ndarray, other: np.ndarray, n_ref: int) -> np.ndarray:
+    """For objects 1..n_ref of `ref`, the best IoU with any object of `other`."""
+    both = (ref > 0) & (other > 0)
+    out = np.zeros(n_ref + 1)
+    if not both.any():
+        return out[1:]
+    a = ref[both].astype(np.int64)
+    b = other[both].astype(np.int64)
+    pairs, inter = np.unique(a * (int(other.max()) + 1) + b, return_counts=True)
+    pa, pb = pairs // (int(other.max()) + 1), pairs % (int(other.max()) + 1)
+    area_a = np.bincount(ref.ravel(), minlength=n_ref + 1)
+    area_b = np.bincount(other.ravel())
+    iou = inter / (area_a[pa] + area_b[pb] - inter)
+    np.maximum.at(out, pa, iou)
+    return out[1:]
+
+
+def consistency(labels: np.ndarray, n: int, sample_maps: Sequence[tuple], p: Params) -> np.ndarray:
+    """Fraction of the K samples whose own instances reproduce each object (IoU > match_iou)."""
+    if n == 0 or not sample_maps:
+        return np.zeros(n)
+    hits = np.zeros(n)
+    for fg, dist in sample_maps:
+        lab_k, _ = extract(fg, dist, p)
+        hits += best_iou(labels, lab_k, n) > p.match_iou
+    return hits / len(sample_maps)
+
+
+@dataclass
+class Window:
+    """Maps of one kind in a window: prob, std, dist ([Z,] Y, X in [0, 1]) and the K samples'
+    (fg, dist) pairs."""
+
+    prob: np.ndarray
+    std: np.ndarray
+    dist: np.ndarray
+    samples: list
+
+
+def stitch(
+    read: Callable[[Box], Window],
+    cores: Sequence[Box],
+    shape: Sequence[int],
+    out,
+    halo: int = 64,
+    p: Params = DEFAULT,
+) -> dict:
+    """Extract instances tile by tile into `out` (an int32 array of `shape`, zero-filled; zarr
+    or numpy). Returns per-object facts keyed by final id: anchor (global coords),
+    consistency. Final ids are 1..N in raster order of the anchors."""
+    shape = tuple(int(s) for s in shape)
+    anchors, cons = [], []
+    for core in cores:
+        win = Box(
+            tuple(max(0, a - halo) for a in core.start),
+            tuple(min(n, b + halo) for b, n in zip(core.stop, shape)),
+        )
+        w = read(win)
+        lab, anchor = extract(w.prob, w.dist, p)
+        if not len(anchor):
+            continue
+        local = np.stack(np.unravel_index(anchor, lab.shape), -1) + np.array(win.start)
+        inside = np.all((local >= core.start) & (local < core.stop), axis=1)
+        if not inside.any():
+            continue
+        ids = np.flatnonzero(inside) + 1
+        keep = np.zeros(len(anchor) + 1, bool)
+        keep[ids] = True
+        c = consistency(np.where(keep[lab], lab, 0), len(anchor), w.samples, p)[ids - 1]
+        base = len(anchors)
+        lut = np.zeros(len(anchor) + 1, np.int32)
+        lut[ids] = np.arange(base + 1, base + len(ids) + 1)
+        new = lut[lab]
+        cur = np.asarray(out[win.slices])
+        free = (cur == 0) & (new > 0)
+        if free.any():
+            cur = cur.copy()
+            cur[free] = new[free]
+            out[win.slices] = cur
+        anchors += [tuple(int(v) for v in a) for a in local[inside]]
+        cons += list(c)
+    n = len(anchors)
+    if n == 0:
+        return {"anchor": np.zeros((0, len(shape)), np.int64), "consistency": np.zeros(0)}
+    anc = np.array(anchors, np.int64)
+    order = np.lexsort(anc.T[::-1])  # raster order: first axis slowest
+    rank = np.empty(n, np.int32)
+    rank[order] = np.arange(1, n + 1, dtype=np.int32)
+    lut = np.concatenate([[0], rank]).astype(np.int32)
+    for core in cores:  # relabel provisional ids -> final ids, block by block
+        block = np.asarray(out[core.slices])
+        if block.any():
+            out[core.slices] = lut[block]
+    return {"anchor": anc[order], "consistency": np.asarray(cons)[order]}
+
+
+def link_cells(
+    read_cells: Callable[[Box], Window],
+    read_nuclei: Callable[[Box], np.ndarray],
+    nucleus_anchor: np.ndarray,
+    cores: Sequence[Box],
+    shape: Sequence[int],
+    out,
+    halo: int = 64,
+    p: Params = DEFAULT,
+) -> dict:
+    """Cells grown from the final nuclei labels (watershed on the cell distance map inside the
+    cell foreground), so each cell's id is its nucleus's id. A cell is written by the tile
+    whose core holds its nucleus's anchor. Returns consistency per cell id (index id - 1)."""
+    shape = tuple(int(s) for s in shape)
+    n = len(nucleus_anchor)
+    cons = np.zeros(n)
+    for core in cores:
+        win = Box(
+            tuple(max(0, a - halo) for a in core.start),
+            tuple(min(v, b + halo) for b, v in zip(core.stop, shape)),
+        )
+        w, nuc = read_cells(win), read_nuclei(win)
+        if not nuc.any():
+            continue
+        lab = cells_from(w.prob, w.dist, nuc, p)
+        own = np.zeros(n + 1, bool)
+        inside = np.all((nucleus_anchor >= core.start) & (nucleus_anchor < core.stop), axis=1)
+        own[1:] = inside
+        new = np.where(own[lab], lab, 0)
+        if not new.any():
+            continue
+        for fg, dist in w.samples:
+            lab_k = cells_from(fg, dist, nuc, p)
+            ious = best_iou(new, lab_k, n)
+            cons += (ious > p.match_iou) & own[1:]
+        cur = np.asarray(out[win.slices])
+        free = (cur == 0) & (new > 0)
+        if free.any():
+            cur = cur.copy()
+            cur[free] = new[free]
+            out[win.slices] = cur
+    k = 0
+    if cores:
+        w0 = read_cells(cores[0])
+        k = len(w0.samples)
+    return {"consistency": cons / max(k, 1)}
+
+
+def cells_from(prob, dist, nuclei, p: Params = DEFAULT) -> np.ndarray:
+    mask = (prob > p.threshold) | (nuclei > 0)
+    return watershed(-dist, nuclei, mask=mask).astype(np.int32)

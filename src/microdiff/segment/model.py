@@ -1,0 +1,204 @@
+"""The segmentation model: a conditional diffusion UNet on the engine, its training, and
+K-sample inference giving probability, uncertainty and the individual samples.
+
+The network generates the representation of `represent` (fg, dist per kind) conditioned on the
+normalized image channels. The model is 2D; 3D images are segmented slice-wise (each z plane is
+a batch element; noise still depends on the global (z, y, x) position, so tiles stay seam-free).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import diffusion as dm
+from .represent import KINDS, PairSource
+
+log = logging.getLogger("microdiff.segment")
+TASK = "segment"
+
+
+def build(
+    kinds=("nuclei",),
+    cond_channels: int = 1,
+    width: int = 32,
+    depth: int = 3,
+    sigma_data: float = 0.8,
+) -> dm.Denoiser:
+    """A fresh conditional denoiser for `kinds` (2 output channels per kind)."""
+    net = dm.UNet(in_channels=2 * len(kinds), cond_channels=cond_channels, width=width, depth=depth)
+    return dm.Denoiser(net, sigma_data=sigma_data)
+
+
+def train_model(
+    images,
+    labels,
+    out,
+    kinds=("nuclei",),
+    steps: int = 2000,
+    batch: int = 8,
+    patch: int = 128,
+    width: int = 32,
+    depth: int = 3,
+    lr: float = 1e-3,
+    seed: int = 0,
+    threads: int | None = None,
+    device=None,
+    progress: bool = False,
+    extra_config: dict | None = None,
+) -> dm.TrainResult:
+    """Train a segmentation denoiser on (image, labels) pairs and write its checkpoint dir.
+
+    images: (C, [Z,] Y, X) normalized arrays; labels: per image one label array per kind.
+    """
+    kinds = tuple(kinds)
+    bad = [k for k in kinds if k not in KINDS]
+    if bad:
+        raise ValueError(f"unknown kinds {bad}; use {KINDS}")
+    source = PairSource(images, labels, patch=patch)
+    den = build(kinds, images[0].shape[0], width, depth)
+    cfg = {
+        "task": TASK,
+        "segment": {
+            "kinds": list(kinds),
+            "cond_channels": images[0].shape[0],
+            "representation": "fg+dist",
+            "slicewise": True,
+        },
+        **(extra_config or {}),
+    }
+    return dm.train(
+        den,
+        source,
+        steps=steps,
+        batch=batch,
+        lr=lr,
+        seed=seed,
+        warmup=100,
+        checkpoint_path=out,
+        checkpoint_every=max(steps // 4, 1),
+        threads=threads,
+        device=device,
+        progress=progress,
+        config=cfg,
+        log_every=100,
+    )
+
+
+@dataclass
+class Model:
+    denoiser: torch.nn.Module  # D(x, sigma, cond)
+    kinds: tuple[str, ...]
+    cond_channels: int
+    hash: str | None = None
+
+    @classmethod
+    def load(cls, path, device="auto") -> Model:
+        den, cfg = dm.load_checkpoint(Path(path), device=dm.pick_device(device))
+        seg = cfg.get("segment")
+        if cfg.get("task") != TASK or not seg:
+            raise ValueError(f"{path} is not a segmentation checkpoint (task {cfg.get('task')!r})")
+        return cls(den, tuple(seg["kinds"]), int(seg["cond_channels"]), cfg.get("params_hash"))
+
+
+class SliceNoise:
+    """Positional noise for a slice-wise model: batch element b*Z+z of a 2D batch is plane z of
+    3D tile b, and gets the noise of its global (z, y, x) positions."""
+
+    def __init__(self, seed: int, origins, planes: int):
+        self.inner, self.planes = dm.PositionalNoise(seed, origins), planes
+
+    def draw(self, like, counter):
+        bz, c, y, x = like.shape
+        b = bz // self.planes
+        shaped = torch.empty((b, c, self.planes, y, x), dtype=like.dtype, device=like.device)
+        z = self.inner.draw(shaped, counter)
+        return z.permute(0, 2, 1, 3, 4).reshape(bz, c, y, x)
+
+
+def sample_seed(seed: int, k: int) -> int:
+    return int(np.random.SeedSequence([int(seed), int(k)]).generate_state(1)[0])
+
+
+def schedule(steps: int, sigma_max: float = 10.0, sigma_min: float = 0.02):
+    return dm.karras_sigmas(steps, sigma_min=sigma_min, sigma_max=sigma_max)
+
+
+def predict(
+    model: Model,
+    cond: np.ndarray,
+    origins,
+    samples: int = 4,
+    steps: int = 2,
+    sampler: str = "ddim",
+    seed: int = 0,
+    sigma_max: float = 10.0,
+) -> np.ndarray:
+    """K samples of the representation for a batch of tiles.
+
+    cond: (B, C, [Z,] Y, X) normalized image tiles; origins: global position of each tile's
+    first pixel. Returns (B, K, 2 * kinds, [Z,] Y, X) float32 samples in [-1, 1].
+    """
+    den = model.denoiser
+    dev = next(den.parameters()).device
+    three = cond.ndim == 5
+    c = torch.from_numpy(np.ascontiguousarray(cond, np.float32)).to(dev)
+    b = c.shape[0]
+    planes = c.shape[2] if three else 1
+    if three:  # slice-wise: (B, C, Z, Y, X) -> (B*Z, C, Y, X)
+        c = c.permute(0, 2, 1, 3, 4).reshape(b * planes, c.shape[1], *c.shape[3:])
+    sig = schedule(steps, sigma_max)
+    shape = (c.shape[0], 2 * len(model.kinds), *c.shape[2:])
+    out = []
+    for k in range(samples):
+        s = sample_seed(seed, k)
+        gen = SliceNoise(s, origins, planes) if three else dm.PositionalNoise(s, origins)
+        x = dm.initial_noise(gen, shape, float(sig[0]), device=dev)
+        with torch.no_grad():
+            x = dm.sample(sampler, den, x, sig, cond=c, generator=gen)
+        x = x.clamp(-1, 1).float().cpu()
+        if three:
+            x = x.reshape(b, planes, shape[1], *shape[2:]).permute(0, 2, 1, 3, 4)
+        out.append(x.numpy())
+    return np.stack(out, axis=1)
+
+
+def nfe(samples: int, steps: int, sampler: str = "ddim") -> int:
+    return samples * dm.nfe(sampler, steps)
+
+
+def summarize(samples: np.ndarray, n_kinds: int) -> np.ndarray:
+    """(B, K, 2n, ...) samples -> (B, 3n, ...) per kind: probability (mean fg in [0, 1]),
+    uncertainty (std of fg in [0, 1] over the K samples) and mean dist in [0, 1]."""
+    u = (samples + 1.0) / 2.0
+    out = []
+    for i in range(n_kinds):
+        fg, dist = u[:, :, 2 * i], u[:, :, 2 * i + 1]
+        out += [fg.mean(1), fg.std(1), dist.mean(1)]
+    return np.stack(out, axis=1).astype(np.float32)
+
+
+def train_pairs_from_files(pairs, kinds=("nuclei",)):
+    """Load (image, labels...) file rows: image TIFF (C, [Z,] Y, X) or (Y, X), then one label
+    file per kind. Returns (images normalized, labels)."""
+    import tifffile
+
+    images, labels = [], []
+    for row in pairs:
+        img = np.asarray(tifffile.imread(row[0]), np.float32)
+        labs = [np.asarray(tifffile.imread(p)) for p in row[1 : 1 + len(kinds)]]
+        if img.ndim == labs[0].ndim:
+            img = img[None]
+        images.append(_norm(img))
+        labels.append(labs)
+    return images, labels
+
+
+def _norm(img):
+    from .represent import percentile_norm
+
+    return percentile_norm(img)

@@ -1,0 +1,360 @@
+"""The segment stage over stores: shard jobs (K-sample diffusion inference per tile batch) and
+the gather (stitched probability/uncertainty image, instance labels, per-object table).
+
+Shard store channels, per kind in model order: prob, std, dist, then the K samples' fg and
+dist (2K channels), all in [0, 1]. The gather writes `segmentation.ome.zarr` with image channels
+`<kind>_prob`, `<kind>_std` per kind, and `labels/<kind>`; and `segments.parquet`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import zarr
+
+from .. import provenance
+from ..atomic import atomic_output
+from ..io import ngff
+from ..io.labels import create_labels, fill_label_pyramid, set_colors, validate_labels
+from ..normalize import Normalizer
+from ..shards import create_shard_store, run_shard
+from ..tiling import Box, iter_tiles
+from . import instances
+from .model import Model, nfe, predict, summarize
+
+log = logging.getLogger("microdiff.segment")
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "segment_nuclei"
+
+
+def resolve_channel(names: Sequence[str], channel) -> int:
+    if isinstance(channel, int | np.integer):
+        if not 0 <= channel < len(names):
+            raise ValueError(f"channel {channel} out of range for channels {list(names)}")
+        return int(channel)
+    if channel not in names:
+        raise ValueError(f"no channel named {channel!r}; the image has {list(names)}")
+    return list(names).index(channel)
+
+
+def channel_names(group: zarr.Group) -> list[str]:
+    return [c["label"] for c in group.attrs.get("omero", {}).get("channels", [])]
+
+
+class NormalizedChannels:
+    """Lazy (C', ...) view of an NGFF level 0: chosen channels, percentile-normalized."""
+
+    def __init__(self, array, channels: Sequence[int], norm: Normalizer | None):
+        self.array, self.channels, self.norm = array, list(channels), norm
+        self.shape = (len(self.channels), *array.shape[1:])
+
+    def __getitem__(self, index):
+        block = np.stack([np.asarray(self.array[(c, *index[1:])]) for c in self.channels])
+        block = block.astype(np.float32)
+        if self.norm is not None:
+            lo = self.norm.low[self.channels].reshape(-1, *[1] * (block.ndim - 1))
+            hi = self.norm.high[self.channels].reshape(-1, *[1] * (block.ndim - 1))
+            block = (block - lo) / (hi - lo)
+        return block
+
+
+def segment_shard(
+    image,
+    plan: pd.DataFrame,
+    shard: int,
+    out,
+    model_path=None,
+    norm_json=None,
+    params: dict | None = None,
+    batch_size: int = 4,
+    device: str = "auto",
+) -> dict:
+    """Run K-sample inference on one shard's tiles; write the shard store `out`."""
+    p = dict(params or {})
+    if isinstance(model_path, Model):
+        model = model_path
+    else:
+        model = Model.load(model_path or DEFAULT_MODEL, device=device)
+    group = zarr.open_group(str(image), mode="r")
+    names = channel_names(group)
+    chans = [resolve_channel(names, p.get("nuclei_channel", 0))]
+    if model.cond_channels == 2:
+        chans.append(resolve_channel(names, p.get("cytoplasm_channel", 1)))
+    elif model.cond_channels != 1:
+        raise ValueError(f"model needs {model.cond_channels} condition channels")
+    norm = Normalizer.from_json(norm_json) if norm_json else None
+    source = NormalizedChannels(group["0"], chans, norm)
+    k, steps = int(p.get("samples", 4)), int(p.get("steps", 2))
+    sampler, seed = p.get("sampler", "ddim"), int(p.get("seed", 0))
+
+    def process(batch, origins):
+        s = predict(model, batch, origins, samples=k, steps=steps, sampler=sampler, seed=seed)
+        mean = summarize(s, len(model.kinds))
+        u = (s + 1.0) / 2.0
+        parts = []
+        for i in range(len(model.kinds)):
+            parts += [mean[:, 3 * i : 3 * i + 3], u[:, :, 2 * i], u[:, :, 2 * i + 1]]
+        return np.concatenate(parts, axis=1)
+
+    n_ch = len(model.kinds) * (3 + 2 * k)
+    store = create_shard_store(out, (n_ch, *source.shape[1:]), np.float32, plan)
+    dev = str(next(model.denoiser.parameters()).device)
+    store.attrs["segment"] = {
+        "kinds": list(model.kinds),
+        "samples": k,
+        "model": model.hash,
+        "nfe": nfe(k, steps, sampler),
+        "device": dev,
+    }
+    n = run_shard(source, plan, shard, process, store, batch_size=batch_size)
+    log.info("shard %d: %d tiles, %d samples x %d steps", shard, n, k, steps)
+    return {"tiles": n, "kinds": list(model.kinds), "nfe_per_pixel": nfe(k, steps, sampler)}
+
+
+class ShardReader:
+    """Read any box of the full image from the shard stores (each tile core from its shard)."""
+
+    def __init__(self, stores: Sequence, plan: pd.DataFrame):
+        self.stores = [zarr.open_array(str(s), mode="r") for s in stores]
+        self.tiles = [(core, int(sh)) for (_, core, _), sh in zip(iter_tiles(plan), plan["shard"])]
+        self.meta = dict(self.stores[0].attrs["segment"])
+
+    def read(self, channels, box: Box) -> np.ndarray:
+        n = len(range(*channels.indices(10**9))) if isinstance(channels, slice) else len(channels)
+        out = np.zeros((n, *box.shape), np.float32)
+        for core, sh in self.tiles:
+            lo = tuple(max(a, b) for a, b in zip(core.start, box.start))
+            hi = tuple(min(a, b) for a, b in zip(core.stop, box.stop))
+            if any(a >= b for a, b in zip(lo, hi)):
+                continue
+            part = Box(lo, hi)
+            rel = part.relative_to(box)
+            arr = self.stores[sh]
+            if isinstance(channels, slice):
+                out[(slice(None), *rel.slices)] = arr[(channels, *part.slices)]
+            else:
+                for i, c in enumerate(channels):
+                    out[(i, *rel.slices)] = arr[(c, *part.slices)]
+        return out
+
+    def window(self, kind_index: int, box: Box) -> instances.Window:
+        k = int(self.meta["samples"])
+        base = kind_index * (3 + 2 * k)
+        m = self.read(slice(base, base + 3 + 2 * k), box)
+        samples = [(m[3 + j], m[3 + k + j]) for j in range(k)]
+        return instances.Window(m[0], m[1], m[2], samples)
+
+
+def fallback_cells(
+    image_group, channel: int, norm, box: Box, nuclei: np.ndarray, threshold: float
+) -> instances.Window:
+    """Non-diffusion cells: smoothed cytoplasm intensity above a threshold (normalized units)."""
+    from scipy import ndimage as ndi
+
+    src = NormalizedChannels(image_group["0"], [channel], norm)
+    img = ndi.gaussian_filter(src[(slice(None), *box.slices)][0], 1.5)
+    prob = ((img > threshold) | (nuclei > 0)).astype(np.float32)
+    return instances.Window(prob, np.zeros_like(prob), img, [])
+
+
+def segment_gather(
+    image,
+    plan: pd.DataFrame,
+    shard_stores: Sequence,
+    out,
+    table,
+    norm_json=None,
+    params: dict | None = None,
+    inputs: dict | None = None,
+) -> dict:
+    """Assemble `segmentation.ome.zarr` (prob/std image, labels) and `segments.parquet`."""
+    p = dict(params or {})
+    want = list(p.get("kinds", ["nuclei"]))
+    reader = ShardReader(shard_stores, plan)
+    kinds = list(reader.meta["kinds"])
+    if "nuclei" not in kinds:
+        raise ValueError("the segmentation model must produce nuclei")
+    src = zarr.open_group(str(image), mode="r")
+    shape = tuple(src["0"].shape[1:])
+    axes = "c" + "zyx"[-len(shape) :]
+    scale = {
+        a: v
+        for a, v in zip(
+            axes,
+            src.attrs["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"],
+        )
+    }
+    cores = [core for _, core, _ in iter_tiles(plan)]
+    ip = instances.Params(
+        **{k: p[k] for k in ("threshold", "seed", "min_seed", "min_size", "match_iou") if k in p}
+    )
+    halo = int(p.get("label_halo", 64))
+    cells = "cells" in want
+    fallback = cells and "cells" not in kinds
+    out_kinds = ["nuclei"] + (["cells"] if cells else [])
+    norm = Normalizer.from_json(norm_json) if norm_json else None
+    methods = {"nuclei": "diffusion"}
+    if cells:
+        methods["cells"] = (
+            "diffusion"
+            if not fallback
+            else ("fallback (non-diffusion): watershed of smoothed cytoplasm from the nuclei")
+        )
+        if fallback:
+            log.warning("model has no cells; cells come from a non-diffusion fallback")
+    prov = provenance.record(
+        "segment",
+        p,
+        inputs=inputs or {"image": str(image)},
+        model_hash=reader.meta.get("model"),
+        samples=reader.meta["samples"],
+        nfe_per_pixel=reader.meta.get("nfe"),
+        method=methods,
+        device=reader.meta.get("device"),
+        channels=[f"{k}_{m}" for k in out_kinds for m in ("prob", "std")],
+    )
+    with atomic_output(out) as tmp:
+        names = [f"{k}_{m}" for k in out_kinds for m in ("prob", "std")]
+        group = ngff.create_image(
+            tmp,
+            (len(names), *shape),
+            np.float32,
+            axes,
+            scale,
+            names,
+            attrs={"microdiff": prov},
+            name="segmentation",
+        )
+        labs = create_labels(group, out_kinds, shape, scale, attrs={"microdiff": prov})
+        dst = group["0"]
+        ki = {k: i for i, k in enumerate(kinds)}
+        for core in cores:
+            w = reader.read(
+                [ki["nuclei"] * (3 + 2 * reader.meta["samples"]) + j for j in (0, 1)], core
+            )
+            dst[(slice(0, 2), *core.slices)] = w
+        nuc = labs["nuclei"]["0"]
+        facts = instances.stitch(
+            lambda b: reader.window(ki["nuclei"], b), cores, shape, nuc, halo, ip
+        )
+        log.info("nuclei: %d objects", len(facts["anchor"]))
+        rows = [object_table(nuc, dst, 0, cores, "nuclei", facts["consistency"])]
+        if cells:
+            norm_cyto = resolve_channel(channel_names(src), p.get("cytoplasm_channel", 1))
+
+            def read_cells(b):
+                if fallback:
+                    return fallback_cells(
+                        src,
+                        norm_cyto,
+                        norm,
+                        b,
+                        np.asarray(nuc[b.slices]),
+                        float(p.get("cell_threshold", 0.15)),
+                    )
+                return reader.window(ki["cells"], b)
+
+            cell = labs["cells"]["0"]
+            cf = instances.link_cells(
+                read_cells,
+                lambda b: np.asarray(nuc[b.slices]),
+                facts["anchor"],
+                cores,
+                shape,
+                cell,
+                halo,
+                ip,
+            )
+            for core in cores:
+                w = read_cells(core)
+                dst[(2, *core.slices)] = w.prob
+                dst[(3, *core.slices)] = w.std
+            cons = cf["consistency"] if not fallback else np.full(len(facts["anchor"]), np.nan)
+            rows.append(object_table(cell, dst, 2, cores, "cells", cons))
+        ngff.fill_pyramid(group)
+        ngff.set_display_windows(group)
+        for g in labs.values():
+            fill_label_pyramid(g)
+        objects = pd.concat(rows, ignore_index=True)
+        for name, g in labs.items():
+            set_colors(g, objects.loc[objects["kind"] == name, "id"].to_numpy())
+        ngff.validate(tmp)
+        validate_labels(tmp)
+    write_table(objects, table, prov)
+    counts = objects["kind"].value_counts().to_dict()
+    return {"objects": {k: int(v) for k, v in counts.items()}, "methods": methods}
+
+
+def object_table(labels, image, prob_channel: int, cores, kind: str, consistency) -> pd.DataFrame:
+    """One row per object id: area, centroid, mean probability and mean pixel uncertainty
+    (std over the K samples), consistency; computed block by block."""
+    nd = labels.ndim
+    n = len(consistency)
+    area = np.zeros(n + 1)
+    cen = np.zeros((nd, n + 1))
+    usum, psum = np.zeros(n + 1), np.zeros(n + 1)
+    for core in cores:
+        lab = np.asarray(labels[core.slices]).ravel()
+        if not lab.any():
+            continue
+        m = lab > 0
+        ids = lab[m]
+        area += np.bincount(ids, minlength=n + 1)[: n + 1]
+        grids = np.meshgrid(
+            *[np.arange(a, b) for a, b in zip(core.start, core.stop)], indexing="ij"
+        )
+        for d in range(nd):
+            cen[d] += np.bincount(ids, grids[d].ravel()[m], minlength=n + 1)[: n + 1]
+        pr = np.asarray(image[(prob_channel, *core.slices)]).ravel()[m]
+        sd = np.asarray(image[(prob_channel + 1, *core.slices)]).ravel()[m]
+        psum += np.bincount(ids, pr, minlength=n + 1)[: n + 1]
+        usum += np.bincount(ids, sd, minlength=n + 1)[: n + 1]
+    present = np.flatnonzero(area[1:] > 0) + 1
+    a = area[present]
+    t = pd.DataFrame({"kind": kind, "id": present.astype(np.int32)})
+    for d, name in enumerate("zyx"[-nd:]):
+        t[f"centroid_{name}"] = cen[d, present] / a
+    t["area"] = a.astype(np.int64)
+    t["probability"] = psum[present] / a
+    t["uncertainty"] = usum[present] / a
+    t["consistency"] = np.asarray(consistency, float)[present - 1]
+    if kind == "cells":
+        t["nucleus_id"] = t["id"]
+    return t
+
+
+def write_table(table: pd.DataFrame, path, prov: dict) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    t = pa.Table.from_pandas(table, preserve_index=False)
+    t = t.replace_schema_metadata(
+        {**(t.schema.metadata or {}), b"microdiff": json.dumps(prov).encode()}
+    )
+    with atomic_output(path) as tmp:
+        pq.write_table(t, tmp)
+
+
+def segment_image(
+    image,
+    out,
+    table,
+    plan: pd.DataFrame,
+    work,
+    model=None,
+    norm_json=None,
+    params: dict | None = None,
+    device: str = "auto",
+) -> dict:
+    """Every shard, then the gather, in one process (CLI, tests, benchmarks)."""
+    work = Path(work)
+    stores = []
+    for shard in sorted(plan["shard"].unique()):
+        path = work / f"shard{int(shard):05d}.zarr"
+        segment_shard(image, plan, int(shard), path, model, norm_json, params, device=device)
+        stores.append(path)
+    return segment_gather(image, plan, stores, out, table, norm_json, params)

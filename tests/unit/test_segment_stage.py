@@ -1,0 +1,138 @@
+"""The segment stage over stores: shards + gather -> NGFF image with a labels group and the
+object table; tiled equals untiled; stable ids; cells linked to nuclei; a small 3D input."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import zarr
+
+from microdiff import normalize
+from microdiff.ingest import ingest
+from microdiff.io import ngff
+from microdiff.io.labels import validate_labels
+from microdiff.metrics import match
+from microdiff.segment.model import Model
+from microdiff.segment.stage import segment_image
+from microdiff.simulate import simulate_image, write_sample
+from microdiff.tiling import plan_store, plan_tiles
+from tests.unit.test_segment import Oracle
+
+PARAMS = {"samples": 2, "steps": 2, "kinds": ["nuclei", "cells"], "label_halo": 40}
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    d = tmp_path_factory.mktemp("seg")
+    sim = simulate_image((96, 160), density=500, seed=4)
+    path = write_sample(d, "s", sim, pixel_size=0.5)
+    ingest(path, d / "raw.ome.zarr", chunk_bytes=4096, progress=False)
+    normalize.compute([d / "raw.ome.zarr"], (1.0, 99.8), d / "norm.json")
+    return d, sim
+
+
+def run(d, name, plan, params=PARAMS):
+    out, table = d / f"{name}.ome.zarr", d / f"{name}.parquet"
+    summary = segment_image(
+        d / "raw.ome.zarr",
+        out,
+        table,
+        plan,
+        d / f"work_{name}",
+        Model(Oracle(), ("nuclei",), 1),
+        d / "norm.json",
+        params,
+    )
+    return out, pd.read_parquet(table), summary
+
+
+@pytest.fixture(scope="module")
+def tiled(sample):
+    d, _ = sample
+    plan = plan_store(d / "raw.ome.zarr", tile=32, halo=8, tiles_per_shard=4)
+    assert plan["shard"].nunique() > 1
+    return run(d, "tiled", plan)
+
+
+def test_output_validates_with_labels_group(tiled):
+    out, table, summary = tiled
+    ngff.validate(out)
+    assert validate_labels(out) == ["nuclei", "cells"]
+    root = zarr.open_group(str(out), mode="r")
+    names = [c["label"] for c in root.attrs["omero"]["channels"]]
+    assert names == ["nuclei_prob", "nuclei_std", "cells_prob", "cells_std"]
+    nuc = root["labels/nuclei/0"]
+    assert nuc.dtype == np.int32 and nuc.shape == (96, 160)
+    assert root["labels/nuclei"].attrs["multiscales"][0]["axes"][0]["name"] == "y"
+    prov = root.attrs["microdiff"]
+    assert prov["stage"] == "segment" and "fallback" in prov["method"]["cells"]
+    assert prov["device"] == "cpu"
+    assert set(table.columns) >= {
+        "kind",
+        "id",
+        "uncertainty",
+        "consistency",
+        "area",
+        "centroid_y",
+        "centroid_x",
+    }
+    assert summary["objects"]["nuclei"] > 5
+    assert (
+        json.loads(
+            __import__("pyarrow.parquet")
+            .parquet.read_schema(out.with_suffix("").with_suffix(".parquet"))
+            .metadata[b"microdiff"]
+        )["stage"]
+        == "segment"
+    )
+
+
+def test_cells_are_linked_to_their_nucleus(tiled):
+    out, table, _ = tiled
+    root = zarr.open_group(str(out), mode="r")
+    nuc, cell = root["labels/nuclei/0"][:], root["labels/cells/0"][:]
+    inside = nuc > 0
+    assert (cell[inside] == nuc[inside]).all()  # a nucleus lies in the cell of the same id
+    cells = table[table["kind"] == "cells"]
+    assert set(cells["id"]) <= set(table[table["kind"] == "nuclei"]["id"])
+    assert (cells["nucleus_id"] == cells["id"]).all()
+
+
+def test_tiled_run_equals_untiled_run(sample, tiled):
+    d, sim = sample
+    out, table, _ = tiled
+    whole = plan_tiles((96, 160), tile=256, halo=0, tiles_per_shard=1)
+    out_w, table_w, _ = run(d, "whole", whole)
+    a = zarr.open_group(str(out), mode="r")["labels/nuclei/0"][:]
+    b = zarr.open_group(str(out_w), mode="r")["labels/nuclei/0"][:]
+    m = match(b, a, 0.95)
+    assert a.max() == b.max() and m["tp"] == b.max() and m["fp"] == 0
+    assert (table["kind"] == "nuclei").sum() == (table_w["kind"] == "nuclei").sum()
+    # the oracle's objects are the simulated nuclei: most are found
+    assert match(sim.nuclei, a, 0.5)["tp"] >= 0.7 * sim.nuclei.max()
+
+
+def test_same_input_and_seed_give_the_same_ids(sample, tiled):
+    d, _ = sample
+    out, table, _ = tiled
+    plan = plan_store(d / "raw.ome.zarr", tile=32, halo=8, tiles_per_shard=4)
+    again, table2, _ = run(d, "again", plan)
+    a = zarr.open_group(str(out), mode="r")["labels/nuclei/0"][:]
+    b = zarr.open_group(str(again), mode="r")["labels/nuclei/0"][:]
+    assert np.array_equal(a, b)
+    pd.testing.assert_frame_equal(table, table2)
+
+
+def test_small_3d_input(tmp_path):
+    sim = simulate_image((4, 48, 64), n_cells=6, seed=1, channels=("nuclei",))
+    path = write_sample(tmp_path, "v", sim, pixel_size=0.5)
+    ingest(path, tmp_path / "raw.ome.zarr", chunk_bytes=8192, progress=False)
+    normalize.compute([tmp_path / "raw.ome.zarr"], (1.0, 99.8), tmp_path / "norm.json")
+    plan = plan_store(tmp_path / "raw.ome.zarr", tile=32, halo=8, tiles_per_shard=2)
+    params = {**PARAMS, "kinds": ["nuclei"], "min_size": 8}
+    out, table, _ = run(tmp_path, "v", plan, params)
+    lab = zarr.open_group(str(out), mode="r")["labels/nuclei/0"]
+    assert lab.shape == (4, 48, 64) and lab[:].max() == len(table) > 0
+    assert "centroid_z" in table.columns
+    validate_labels(out)
