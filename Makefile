@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
 CORES ?= all
 
-.PHONY: setup demo test lint format clean
+.PHONY: setup demo test test-gpu lint format clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -28,7 +28,11 @@ lint: setup
 	$(BIN)/snakemake --lint
 
 test: lint
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest -m "not gpu" tests
+
+# On a machine with CUDA (not in CI): the GPU tests, which fail rather than skip without one.
+test-gpu: setup
+	$(BIN)/python -m pytest -m gpu tests/gpu
 
 format: setup
 	$(BIN)/ruff format .
