@@ -463,3 +463,99 @@ def classification_table(objects: pd.DataFrame, kind: str = "nucleus") -> pd.Dat
     cols = feature_columns(others)
     add = others[["sample", "id", *cols]].rename(columns={c: f"cell_{c}" for c in cols})
     return main.merge(add, on=["sample", "id"], how="left")
+
+
+def scores(y_true, y_pred, classes: Sequence) -> dict:
+    """accuracy, macro-F1, balanced accuracy and the confusion matrix (rows true, columns
+    predicted, in `classes` order) of one set of predictions; NaN / [] when empty."""
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
+
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if len(y_true) == 0:
+        nan = float("nan")
+        return {"accuracy": nan, "f1_macro": nan, "balanced_accuracy": nan, "confusion_matrix": []}
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "f1_macro": float(f1_score(y_true, y_pred, average="macro")),
+        "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
+        "confusion_matrix": confusion_matrix(y_true, y_pred, labels=list(classes)).tolist(),
+    }
+
+
+def label_images(segmentations: Mapping, kind: str, ndim: int) -> dict:
+    """sample -> the lazy instance label image of `kind` in its `segmentation.ome.zarr`."""
+    from .features import LABEL_KINDS, segmentation_layers
+
+    name = {v: k for k, v in LABEL_KINDS.items()}.get(kind, kind)
+    out = {}
+    for sample, path in segmentations.items():
+        layers = segmentation_layers(path, ndim)
+        if name not in layers:
+            raise ValueError(f"{path}: no labels/{name} for objects of kind {kind!r}")
+        out[sample] = layers[name]["labels"]
+    return out
+
+
+def classify_experiment(
+    objects: pd.DataFrame,
+    params: Mapping,
+    labels: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame, dict, object]:
+    """The feature-based modes over an experiment's objects table; `(classes, info, model)`.
+
+    `params` is the config's `classify` section (`mode`, `kind`, `seed`, `supervised`,
+    `unsupervised`); `labels` the labelled objects (`sample`, `id`, `class`) for supervised
+    mode. The table classified is `classification_table(objects, kind)`.
+    """
+    mode, seed = params.get("mode", "unsupervised"), int(params.get("seed", 0))
+    table = classification_table(objects, params.get("kind", "nucleus"))
+    if mode == "unsupervised":
+        un = dict(params.get("unsupervised") or {})
+        classes, info = cluster(
+            table, k=un.get("k"), seed=seed, k_range=(un.get("k_min", 2), un.get("k_max", 8))
+        )
+        return classes, {"mode": mode, "n_objects": len(table), **info}, None
+    if mode != "supervised":
+        raise ValueError(f"classify_experiment handles supervised/unsupervised, not {mode!r}")
+    if labels is None or labels.empty:
+        raise ValueError("supervised mode needs labelled objects: no label matched an object")
+    sup = dict(params.get("supervised") or {})
+    train = table.merge(labels[["sample", "id", "class"]], on=["sample", "id"], how="inner")
+    model, metrics = train_supervised(
+        train,
+        train["class"].astype(str),
+        groups=train["sample"],
+        seed=seed,
+        n_splits=sup.get("n_splits", 5),
+        max_iter=sup.get("max_iter", 200),
+    )
+    info = {"mode": mode, "method": "HistGradientBoostingClassifier", "n_labelled": len(train)}
+    return predict(model, table), {**info, **metrics}, model
+
+
+def stage_labels(path, segmentations: Mapping, kind: str, ndim: int):
+    """`(labels, unmatched)` of the label table at `path` for the experiment's segmentations
+    (sample -> segmentation.ome.zarr); `(None, None)` without a table."""
+    if not path:
+        return None, None
+    table = read_label_table(path)
+    return object_labels(table, label_images(segmentations, kind, ndim))
+
+
+def demo_label_table(folder, samples: Sequence[str]) -> pd.DataFrame:
+    """A point label table from the simulator's truth (`truth/{sample}_objects.csv` under
+    `folder`): `sample`, `x`, `y` (`z`) = the true nuclear centre, `class` = its class name."""
+    frames = []
+    for sample in samples:
+        t = pd.read_csv(Path(folder) / "truth" / f"{sample}_objects.csv")
+        out = pd.DataFrame({"sample": sample, "x": t["centroid_x"], "y": t["centroid_y"]})
+        if "centroid_z" in t.columns:
+            out["z"] = t["centroid_z"]
+        out["class"] = t["class_name"]
+        frames.append(out)
+    return pd.concat(frames, ignore_index=True)
+
+
+def spatial_ndim(objects: pd.DataFrame) -> int:
+    """2 or 3, from the objects table's centroid columns."""
+    return 3 if "centroid_z" in objects.columns else 2

@@ -300,3 +300,140 @@ def holdout_split(groups: np.ndarray, y: np.ndarray, fraction: float = 0.25, see
             n = int(math.floor(fraction * len(idx)))
             test[rng.choice(idx, n, replace=False)] = True
     return ~test, test
+
+
+# -- an experiment's objects (the workflow's diffusion classifier rules) ----------------------
+
+
+def experiment_crops(objects: pd.DataFrame, images, norms, size: int) -> np.ndarray:
+    """Crops of every row of `objects` (`sample`, `centroid_[z,]y,x`), in row order.
+
+    `images` maps sample -> NGFF image store (raw), `norms` sample -> its norm.json.
+    """
+    from .io.readers import open_image
+    from .normalize import Normalizer
+
+    cols = [c for c in ("centroid_z", "centroid_y", "centroid_x") if c in objects.columns]
+    out = None
+    for sample, rows in objects.groupby("sample", sort=False):
+        src = open_image(images[sample])
+        crops = object_crops(
+            src.array, rows[cols].to_numpy(), size, Normalizer.from_json(norms[sample])
+        )
+        if out is None:
+            out = np.zeros((len(objects), *crops.shape[1:]), np.float32)
+        out[objects.index.get_indexer(rows.index)] = crops
+    return np.zeros((0, 1, size, size), np.float32) if out is None else out
+
+
+def labelled(table: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """The rows of `table` that have a label, with `class` (as text), index reset."""
+    lab = labels[["sample", "id", "class"]].astype({"class": str})
+    return table.drop(columns=["class"], errors="ignore").merge(lab, on=["sample", "id"])
+
+
+def train_experiment(
+    table: pd.DataFrame,
+    labels: pd.DataFrame,
+    images,
+    norms,
+    params: dict,
+    checkpoint_path,
+    seed: int = 0,
+    threads: int | None = None,
+    device=None,
+):
+    """Train on the labelled objects of an experiment, holding out whole samples (or a
+    stratified share of objects with one sample) for the classify stage's metrics; the held-out
+    keys are recorded in the checkpoint config."""
+    lab = labelled(table, labels)
+    if lab.empty:
+        raise ValueError("the diffusion classifier needs labelled objects: none matched")
+    classes = sorted(lab["class"].unique())
+    train_mask, test_mask = holdout_split(
+        lab["sample"].to_numpy(), lab["class"].to_numpy(), params.get("holdout", 0.25), seed
+    )
+    fit = lab[train_mask].reset_index(drop=True)
+    crops = experiment_crops(fit, images, norms, int(params.get("crop", 32)))
+    log.info("training on %d crops of %d classes; %d held out", len(fit), len(classes),
+             int(test_mask.sum()))  # fmt: skip
+    extra = {
+        "heldout": lab.loc[test_mask, ["sample", "id"]].values.tolist(),
+        "holdout": "sample" if lab["sample"].nunique() >= 2 else "stratified-objects",
+    }
+    return train_classifier(
+        crops,
+        fit["class"].to_numpy(),
+        classes,
+        steps=int(params.get("steps", 2000)),
+        batch=int(params.get("batch", 64)),
+        lr=float(params.get("lr", 1e-3)),
+        width=int(params.get("width", 32)),
+        depth=int(params.get("depth", 3)),
+        seed=seed,
+        checkpoint_path=checkpoint_path,
+        threads=threads,
+        device=device,
+        extra=extra,
+    )
+
+
+def classify_experiment(
+    table: pd.DataFrame,
+    labels: pd.DataFrame | None,
+    images,
+    norms,
+    checkpoint,
+    params: dict,
+    seed: int = 0,
+    threads: int | None = None,
+    device=None,
+    max_calibration: int = 512,
+) -> tuple[pd.DataFrame, dict]:
+    """Classify every row of `table` with the checkpoint; `(classes, info)`.
+
+    The temperature is fitted on (at most `max_calibration`) training objects; metrics are on
+    the objects the training held out (`cv: holdout`).
+    """
+    from .classify import KEYS, scores
+
+    den, cfg = load_classifier(checkpoint, device=pick_device(device or "auto"))
+    classes = list(cfg["classes"])
+    size = int(cfg["crop_size"])
+    kw = dict(
+        sigmas=noise_levels(
+            int(params.get("levels", 8)),
+            float(params.get("sigma_min", 0.05)),
+            float(params.get("sigma_max", 2.0)),
+        ),
+        trials=int(params.get("trials", 2)),
+        seed=seed,
+        batch=int(params.get("batch_eval", 256)),
+        device=device,
+        threads=threads,
+    )
+    held = {(str(s), int(i)) for s, i in cfg.get("heldout", [])}
+    lab = labelled(table, labels) if labels is not None else table.iloc[:0].assign(**{"class": ""})
+    is_test = np.array([(s, int(i)) in held for s, i in zip(lab["sample"], lab["id"])], bool)
+    cal = lab[~is_test & lab["class"].isin(classes)]
+    cal = cal.sample(min(len(cal), max_calibration), random_state=seed) if len(cal) else cal
+    cal_y = np.array([classes.index(c) for c in cal["class"]], np.int64)
+    cal_crops = experiment_crops(cal.reset_index(drop=True), images, norms, size)
+    crops = experiment_crops(table.reset_index(drop=True), images, norms, size)
+    out, info = classify_crops(den, crops, classes, calibration=(cal_crops, cal_y), **kw)
+    keys = table[[k for k in KEYS if k in table.columns]].reset_index(drop=True)
+    result = pd.concat([keys, out[["class"] + [f"prob_{c}" for c in classes]]], axis=1)
+    test = lab[is_test].merge(result[["sample", "id", "class"]], on=["sample", "id"])
+    metrics = scores(test["class_x"], test["class_y"], classes)
+    info.update(
+        mode="diffusion",
+        cv="holdout",
+        holdout=cfg.get("holdout"),
+        n_test=int(len(test)),
+        n_labelled=int(len(lab)),
+        n_objects=int(len(table)),
+        classes=classes,
+        model_hash=cfg.get("params_hash"),
+        **metrics,
+    )
+    return result, info

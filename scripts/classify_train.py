@@ -1,0 +1,31 @@
+"""Rule train_classifier: the class-conditional diffusion model on labelled object crops."""
+
+import pandas as pd
+
+from microdiff import classify, diffusion_classifier
+from microdiff.jobs import job
+
+with job(snakemake.log[0], "train_classifier") as log:
+    p = snakemake.params.classify
+    samples = snakemake.params.samples
+    objects = pd.read_parquet(snakemake.input.objects)
+    kind = p.get("kind", "nucleus")
+    table = classify.classification_table(objects, kind)
+    segs = dict(zip(samples, snakemake.input.segmentations))
+    labels, unmatched = classify.stage_labels(
+        p.get("labels"), segs, kind, classify.spatial_ndim(objects)
+    )
+    if labels is None:
+        raise ValueError("classify.mode diffusion needs classify.labels (a label table)")
+    log.info("%d labelled objects, %d label rows unmatched", len(labels), len(unmatched))
+    result = diffusion_classifier.train_experiment(
+        table,
+        labels,
+        dict(zip(samples, snakemake.input.images)),
+        dict(zip(samples, snakemake.input.norms)),
+        dict(p["diffusion"]),
+        snakemake.output[0],
+        seed=int(p.get("seed", 0)),
+        threads=snakemake.threads,
+    )
+    log.info("final loss %.4f after %d steps", result.losses[-1], result.step)

@@ -1,0 +1,138 @@
+# Figures of the experiment report (`snakemake --report report.html`): per sample a montage,
+# normalization and noise, feature distributions by class, class counts, classifier metrics and
+# the runtime of each rule. Included from classify.smk; the figures are final targets, so the
+# report holds them for any finished run.
+REPORT_RESTORED = bool(config.get("restore", {}).get("enabled"))
+
+
+report: "../report/workflow.rst"
+
+
+rule report_montage:
+    input:
+        raw="results/{sample}/raw.ome.zarr",
+        segmentation="results/{sample}/segmentation.ome.zarr",
+        restored=["results/{sample}/restored.ome.zarr"] if REPORT_RESTORED else [],
+        norm=get_norm,
+    output:
+        report(
+            "results/report/{sample}_montage.png",
+            caption="../report/montage.rst",
+            category="Samples",
+            labels={"sample": "{sample}", "figure": "montage"},
+        ),
+    params:
+        report=config["report"],
+    log:
+        "logs/report_montage/{sample}.log",
+    benchmark:
+        "benchmarks/report_montage/{sample}.tsv"
+    threads: 1
+    resources:
+        **stage_resources("report"),
+    conda:
+        "../../envs/image.yaml"
+    script:
+        "../../scripts/report_montage.py"
+
+
+rule report_normalization:
+    input:
+        raw=expand("results/{sample}/raw.ome.zarr", sample=SAMPLES.index),
+        norms=expand("results/{sample}/norm.json", sample=SAMPLES.index),
+    output:
+        report(
+            "results/report/normalization.png",
+            caption="../report/normalization.rst",
+            category="Normalization and noise",
+            labels={"figure": "normalization and noise"},
+        ),
+    params:
+        samples=list(SAMPLES.index),
+        report=config["report"],
+    log:
+        "logs/report_normalization/experiment.log",
+    benchmark:
+        "benchmarks/report_normalization/experiment.tsv"
+    threads: 1
+    resources:
+        **stage_resources("report"),
+    conda:
+        "../../envs/image.yaml"
+    script:
+        "../../scripts/report_normalization.py"
+
+
+rule report_classes:
+    input:
+        objects="results/experiment/objects.parquet",
+        classes=expand("results/{sample}/classes.parquet", sample=SAMPLES.index),
+        counts="results/experiment/class_counts.tsv",
+        metrics="results/experiment/classifier_metrics.json",
+    output:
+        features=report(
+            "results/report/features_by_class.png",
+            caption="../report/features.rst",
+            category="Classes",
+            labels={"figure": "feature distributions by class"},
+        ),
+        counts=report(
+            "results/report/class_counts.png",
+            caption="../report/class_counts.rst",
+            category="Classes",
+            labels={"figure": "class counts per sample"},
+        ),
+        metrics=report(
+            "results/report/classifier_metrics.png",
+            caption="../report/metrics.rst",
+            category="Classes",
+            labels={"figure": "classifier metrics"},
+        ),
+    params:
+        report=config["report"],
+    log:
+        "logs/report_classes/experiment.log",
+    benchmark:
+        "benchmarks/report_classes/experiment.tsv"
+    threads: 1
+    resources:
+        **stage_resources("report"),
+    conda:
+        "../../envs/image.yaml"
+    script:
+        "../../scripts/report_classes.py"
+
+
+# Runs after every other final target, so all their benchmark files exist.
+rule report_runtime:
+    input:
+        lambda wc: [t for t in FINAL_TARGETS if t != "results/report/runtime.png"],
+    output:
+        report(
+            "results/report/runtime.png",
+            caption="../report/runtime.rst",
+            category="Runtime",
+            labels={"figure": "runtime per rule"},
+        ),
+    log:
+        "logs/report_runtime/experiment.log",
+    threads: 1
+    resources:
+        **stage_resources("report"),
+    conda:
+        "../../envs/image.yaml"
+    script:
+        "../../scripts/report_runtime.py"
+
+
+if SEGMENTATION_MADE:
+    FINAL_TARGETS.extend(
+        expand("results/report/{sample}_montage.png", sample=SAMPLES.index)
+        + [
+            "results/report/normalization.png",
+            "results/report/features_by_class.png",
+            "results/report/class_counts.png",
+            "results/report/classifier_metrics.png",
+            "results/report/runtime.png",
+        ]
+    )
