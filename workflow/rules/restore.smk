@@ -1,1 +1,80 @@
-# The restore stage. Its rules append their final outputs to FINAL_TARGETS (see common.smk).
+# The restore stage (denoising, optional super-resolution) with diffusion models. One model per
+# experiment (train_restore), then per sample one job per shard of tiles and a gather into
+# results/{sample}/restored.ome.zarr: float32 in the raw image's units, same channels, NGFF
+# scale finer by superres.factor; posterior std in restored.ome.zarr/uncertainty when
+# inference.samples > 1. Training parameters live in train_restore's params only, inference
+# parameters in the shard and gather rules only, so changing the sampler, steps or K never
+# retrains. restore.enabled: false skips the stage (later stages then read raw.ome.zarr).
+from microdiff.restore import workflow as restore_wf
+
+if config.get("restore", {}).get("enabled", False):
+
+    wildcard_constraints:
+        shard=r"\d+",
+
+    rule train_restore:
+        input:
+            raw=expand("results/{sample}/raw.ome.zarr", sample=SAMPLES.index),
+            norm=lambda wc: [get_norm(s) for s in SAMPLES.itertuples()],
+            pairs=restore_wf.pair_files(config["restore"]),
+        output:
+            directory("models/restore"),
+        params:
+            restore=restore_wf.training_params(config["restore"]),
+        log:
+            "logs/train_restore/experiment.log",
+        benchmark:
+            "benchmarks/train_restore/experiment.tsv"
+        threads: stage_threads("train_restore")
+        resources:
+            **stage_resources("train_restore", gpu=True),
+        conda:
+            "../../envs/torch.yaml"
+        script:
+            "../../scripts/restore_train.py"
+
+    rule restore_shard:
+        input:
+            raw="results/{sample}/raw.ome.zarr",
+            plan=get_tile_plan,
+            norm=get_norm,
+            model="models/restore",
+        output:
+            temp(directory("results/{sample}/restore/shard-{shard}.zarr")),
+        params:
+            restore=restore_wf.inference_params(config["restore"]),
+        log:
+            "logs/restore_shard/{sample}-{shard}.log",
+        benchmark:
+            "benchmarks/restore_shard/{sample}-{shard}.tsv"
+        threads: stage_threads("restore")
+        resources:
+            **stage_resources("restore", gpu=True),
+        conda:
+            "../../envs/torch.yaml"
+        script:
+            "../../scripts/restore_shard.py"
+
+    rule restore_gather:
+        input:
+            raw="results/{sample}/raw.ome.zarr",
+            plan=get_tile_plan,
+            model="models/restore",
+            shards=lambda wc: restore_wf.shard_stores(wc.sample, get_tile_plan(wc)),
+        output:
+            directory("results/{sample}/restored.ome.zarr"),
+        params:
+            restore=restore_wf.inference_params(config["restore"]),
+        log:
+            "logs/restore_gather/{sample}.log",
+        benchmark:
+            "benchmarks/restore_gather/{sample}.tsv"
+        threads: 1
+        resources:
+            **stage_resources("restore_gather"),
+        conda:
+            "../../envs/image.yaml"
+        script:
+            "../../scripts/restore_gather.py"
+
+    FINAL_TARGETS.extend(expand("results/{sample}/restored.ome.zarr", sample=SAMPLES.index))

@@ -1,0 +1,17 @@
+"""Rule restore_shard: restore one shard of a sample's tiles into a shard store."""
+
+from microdiff.jobs import job
+from microdiff.restore import restore_shard
+
+with job(snakemake.log[0], "restore_shard") as log:
+    n = restore_shard(
+        snakemake.input.raw,
+        snakemake.input.plan,
+        int(snakemake.wildcards.shard),
+        snakemake.input.model,
+        snakemake.input.norm,
+        snakemake.params.restore,
+        snakemake.output[0],
+        threads=snakemake.threads,
+    )
+    log.info("restored %d tiles", n)

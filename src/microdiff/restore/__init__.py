@@ -1,0 +1,58 @@
+"""Restore: diffusion denoising (self-supervised or supervised) and super-resolution.
+
+Method (self-supervised denoising, the default). Raw pixels follow a Poisson-Gaussian model,
+Var[r] = a E[r] + b per channel, fitted to the noisy images themselves (`noise_model`: Foi et
+al. 2008-style robust local mean/variance regression). The generalized Anscombe transform makes
+the noise ~N(0, sigma^2) with a known sigma per channel after normalization. A diffusion
+denoiser D(z, t) (the engine's EDM-preconditioned UNet; Karras et al. 2022) is trained on the
+noisy data only, for every noise level t >= sigma: a training image y (noisy, level sigma) gets
+extra noise s, z = y + s eps is the clean image x at level t = sqrt(sigma^2 + s^2), and since
+the clean image is unknown the squared error |D(z, t) - x|^2 is replaced by Stein's unbiased
+risk estimate
+
+    SURE = |D(z, t) - z|^2 / N - t^2 + 2 t^2 div_z D(z, t) / N,
+
+whose expectation equals the MSE to x (Stein 1981). This is GSURE-based diffusion training
+from corrupted data (Kawar, Elata, Michaeli & Elad 2023, "GSURE-based diffusion model training
+with corrupted data", TMLR) specialised to denoising; the divergence is a one-probe Monte-Carlo
+estimate (Ramani, Blu & Unser 2008). The minimiser is D(z, t) = E[x | z] for every t >= sigma,
+i.e. the model is a diffusion model of the clean images over the noise levels the data can
+speak for (an ambient diffusion model; cf. Daras et al. 2023/2024).
+
+Output. The posterior mean E[x | y] = D(y, sigma): Tweedie's formula at the data's own noise
+level (Efron 2011), one network evaluation, mapped back through the inverse GAT (Makitalo &
+Foi 2011). With `samples: K > 1` an uncertainty image is written too: the per-pixel posterior
+standard deviation from the second-order Tweedie identity Cov[x | y] = sigma^2 dE[x|y]/dy, its
+Jacobian diagonal estimated with K Rademacher probes (Hutchinson; K extra network evaluations)
+and lightly smoothed. This is the quantity the standard deviation of K posterior samples
+estimates; we estimate it this way because a model trained on noisy data only knows the levels
+t >= sigma, which a reverse diffusion from y to 0 would have to go below.
+
+Supervised mode: with noisy/clean pairs named in the config the same network is trained with
+|D(z, t) - x|^2 instead of SURE (the supervised upper bound).
+
+Whole images are processed tile-wise through the shard mechanism (`microdiff.shards`): each tile
+is read with a halo wider than the UNet's receptive field, shifted onto a global 2^(depth-1)
+pixel grid before the network so strided layers see the same pixel lattice whatever the tiling,
+and all random draws are `PositionalNoise` (keyed by global pixel position). 3D images are
+restored slice by slice (a 2D model over z).
+"""
+
+from .denoise import denoise_v, from_v, sure_loss, to_v, train_denoiser, vst_range
+from .noise_model import NoiseModel, fit_noise_model
+from .stage import gather_restore, restore_shard, train_restore, with_halo
+
+__all__ = [
+    "NoiseModel",
+    "denoise_v",
+    "fit_noise_model",
+    "from_v",
+    "gather_restore",
+    "restore_shard",
+    "sure_loss",
+    "to_v",
+    "train_denoiser",
+    "train_restore",
+    "vst_range",
+    "with_halo",
+]

@@ -1,0 +1,245 @@
+"""The restore denoiser: training (GSURE self-supervised or supervised) and tile inference.
+
+Domains. Raw pixels r of channel c go through the channel's GAT f (noise ~N(0, 1)) and then an
+affine map to v = (f(r) - f(low)) / (f(high) - f(low)), where low/high are the sample's
+normalization percentiles; in v the noise is Gaussian with standard deviation
+sigma_c = 1 / (f(high) - f(low)). The network is single-channel: every channel (and every z
+slice of a 3D image) is a separate image with its own sigma_c, so one model serves any number
+of channels and noise levels.
+
+Training draws an extra noise level s (s = 0 with probability `p_exact`, else log-normal as in
+EDM), z = y + s eps, t = sqrt(sigma_c^2 + s^2), and minimizes lambda(t) times
+- self-supervised: SURE(D(., t); z) = |D(z) - z|^2 / N - t^2 + 2 t^2 div D(z) / N, the
+  divergence by one Monte-Carlo probe (Ramani et al. 2008); its expectation is the MSE to the
+  unknown clean image, so no clean image is needed (Stein 1981; GSURE diffusion: Kawar et al.
+  2023);
+- supervised (noisy/clean pairs): |D(z) - x|^2.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ..diffusion import Denoiser, PositionalNoise, pick_device, set_threads
+from ..diffusion.train import step_generators
+from .noise_model import NoiseModel
+
+log = logging.getLogger("microdiff.restore")
+
+# sample(n, rng) -> (y (n,1,Y,X), sigma (n,), x (n,1,Y,X) or None), all float32 tensors
+Source = Callable[[int, np.random.Generator], tuple]
+
+
+def vst_range(noise: NoiseModel, low: Sequence[float], high: Sequence[float]):
+    """Per channel (f(low), f(high)) and the noise sigma in the normalized domain v."""
+    f_lo = np.array([float(noise.forward(np.float32(lo), c)) for c, lo in enumerate(low)])
+    f_hi = np.array([float(noise.forward(np.float32(hi), c)) for c, hi in enumerate(high)])
+    f_hi = np.where(f_hi - f_lo < 1e-6, f_lo + 1.0, f_hi)
+    return f_lo, f_hi, 1.0 / (f_hi - f_lo)
+
+
+def to_v(block: np.ndarray, noise: NoiseModel, f_lo, f_hi) -> np.ndarray:
+    """Raw (C, ...) -> normalized VST domain (C, ...)."""
+    out = np.empty(block.shape, np.float32)
+    for c in range(block.shape[0]):
+        out[c] = (noise.forward(block[c], c) - f_lo[c]) / (f_hi[c] - f_lo[c])
+    return out
+
+
+def from_v(v: np.ndarray, noise: NoiseModel, f_lo, f_hi) -> np.ndarray:
+    out = np.empty(v.shape, np.float32)
+    for c in range(v.shape[0]):
+        out[c] = noise.inverse(v[c] * (f_hi[c] - f_lo[c]) + f_lo[c], c)
+    return out
+
+
+def std_from_v(v: np.ndarray, std_v: np.ndarray, noise: NoiseModel, f_lo, f_hi) -> np.ndarray:
+    """A standard deviation in v mapped to raw units at v (delta method)."""
+    out = np.empty(v.shape, np.float32)
+    for c in range(v.shape[0]):
+        scale = f_hi[c] - f_lo[c]
+        out[c] = std_v[c] * scale * noise.inverse_slope(v[c] * scale + f_lo[c], c)
+    return out
+
+
+def sure_loss(den: Denoiser, y, sigma, x, gen, p_exact=0.5, p_mean=-1.2, p_std=1.2, delta=1e-3):
+    """One batch's loss (see the module docstring); `x` None means self-supervised."""
+    b = y.shape[0]
+    s = (torch.randn(b, generator=gen) * p_std + p_mean).exp()
+    s = torch.where(torch.rand(b, generator=gen) < p_exact, torch.zeros_like(s), s)
+    eps = torch.randn(y.shape, generator=gen)
+    probe = torch.randn(y.shape, generator=gen)
+    s, eps, probe = s.to(y.device), eps.to(y.device), probe.to(y.device)
+    t = (sigma**2 + s**2).sqrt()
+    tv = t.view(-1, 1, 1, 1)
+    z = y + s.view(-1, 1, 1, 1) * eps
+    sd = den.sigma_data
+    weight = (t**2 + sd**2) / (t * sd) ** 2
+    d = den(z, t)
+    if x is not None:
+        per = ((d - x) ** 2).mean(dim=(1, 2, 3))
+    else:
+        d2 = den(z + delta * probe, t)
+        div = (probe * (d2 - d)).mean(dim=(1, 2, 3)) / delta
+        per = ((d - z) ** 2).mean(dim=(1, 2, 3)) - tv.view(-1) ** 2 + 2 * t**2 * div
+    return (weight * per).mean()
+
+
+def augment(patch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random flips and a random 90-degree rotation of the last two axes."""
+    if rng.random() < 0.5:
+        patch = patch[..., ::-1, :]
+    if rng.random() < 0.5:
+        patch = patch[..., ::-1]
+    if patch.shape[-1] == patch.shape[-2]:
+        patch = np.rot90(patch, int(rng.integers(4)), axes=(-2, -1))
+    return np.ascontiguousarray(patch)
+
+
+def train_denoiser(
+    den: Denoiser,
+    source: Source,
+    steps: int,
+    batch: int = 8,
+    lr: float = 5e-4,
+    seed: int = 0,
+    ema: float = 0.998,
+    p_exact: float = 0.5,
+    threads: int | None = None,
+    device=None,
+    progress: bool = True,
+    log_every: int = 50,
+) -> tuple[Denoiser, list[float]]:
+    """Train `den` in place on `source` for `steps` AdamW steps; returns (EMA model, losses).
+
+    Step k draws everything from generators seeded by (seed, k): the same call gives the same
+    weights on CPU.
+    """
+    set_threads(threads)
+    dev = pick_device(device or "auto")
+    model = den.to(dev).train()
+    ema_model = copy.deepcopy(model).eval().requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    losses = []
+    bar = tqdm(total=steps, disable=not progress, file=sys.stderr, desc="train restore")
+    for k in range(steps):
+        rng, gen = step_generators(seed, k)
+        y, sigma, x = source(batch, rng)
+        y, sigma = y.to(dev), sigma.to(dev)
+        x = None if x is None else x.to(dev)
+        for g in opt.param_groups:  # short warm-up, cosine decay to 10%
+            warm = min(1.0, (k + 1) / 50)
+            g["lr"] = lr * warm * (0.55 + 0.45 * np.cos(np.pi * k / max(steps, 1)))
+        loss = sure_loss(model, y, sigma, x, gen, p_exact=p_exact)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        beta = min(ema, (k + 2) / (k + 11))
+        with torch.no_grad():
+            for pe, pm in zip(ema_model.parameters(), model.parameters()):
+                pe.lerp_(pm, 1.0 - beta)
+        losses.append(float(loss.detach()))
+        bar.update(1)
+        if log_every and (k + 1) % log_every == 0:
+            log.info("step %d loss %.5f", k + 1, float(np.mean(losses[-log_every:])))
+    bar.close()
+    return ema_model.cpu(), losses
+
+
+def _align_pad(x: torch.Tensor, origins: Sequence[Sequence[int]], m: int):
+    """Pad each (1-channel) image so its first pixel sits at a global multiple of `m` in y and
+    x: strided layers then see the same pixel grid whatever the tiling. Returns (padded, crops)."""
+    if m <= 1:
+        return x, [(0, 0)] * x.shape[0]
+    rows, crops = [], []
+    for img, (oy, ox) in zip(x, origins):
+        by, bx = oy % m, ox % m
+        pads = (bx, m - bx, by, m - by)
+        mode = "reflect" if min(img.shape[-2:]) > m else "replicate"
+        rows.append(F.pad(img[None], pads, mode=mode)[0])
+        crops.append((by, bx))
+    return torch.stack(rows), crops
+
+
+def _smooth(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of (N, 1, Y, X) with reflect padding."""
+    r = max(1, int(3 * sigma))
+    k = torch.exp(-(torch.arange(-r, r + 1, dtype=x.dtype) ** 2) / (2 * sigma**2))
+    k = (k / k.sum()).to(x.device)
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1))
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1))
+
+
+@torch.no_grad()
+def denoise_v(
+    den: Denoiser,
+    v: np.ndarray,
+    sigma: Sequence[float],
+    origins: Sequence[Sequence[int]],
+    probes: int = 0,
+    seed: int = 0,
+    batch: int = 16,
+    delta: float = 1e-3,
+    smooth: float = 2.0,
+    device=None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Posterior mean (and, with `probes` > 0, posterior std) of tiles in the v domain.
+
+    v: (B, C, [Z,] Y, X); sigma: per channel; origins: global (z,) y, x of each tile's first
+    pixel. The mean is D(v, sigma_c) (Tweedie: E[x | y] at the noise's own level, one network
+    evaluation). The posterior variance per pixel is sigma^2 dE[x_i|y]/dy_i (second-order
+    Tweedie), its Jacobian diagonal estimated with `probes` Rademacher probes drawn by global
+    pixel position (Hutchinson), by finite differences, then smoothed (Gaussian, `smooth` px).
+    """
+    dev = pick_device(device or "auto")
+    den = den.to(dev).eval()
+    b, c, *sp = v.shape
+    m = getattr(den.net, "multiple", 1)
+    rademacher = None
+    if probes > 0:
+        noise = PositionalNoise(seed, origins)
+        like = torch.empty(v.shape, dtype=torch.float32)
+        rademacher = [torch.sign(noise.draw(like, k)).numpy() for k in range(probes)]
+    planes = v.reshape(b, c, -1, *sp[-2:])  # (B, C, Z, Y, X), Z = 1 in 2D
+    nz = planes.shape[2]
+    flat = torch.from_numpy(np.ascontiguousarray(planes)).reshape(-1, 1, *sp[-2:])
+    sig = torch.tensor(np.repeat(np.repeat(np.asarray(sigma, np.float32)[None], b, 0), nz, 1))
+    sig = sig.reshape(b, c, 1).expand(b, c, nz).reshape(-1)
+    org = [tuple(origins[i][-2:]) for i in range(b) for _ in range(c * nz)]
+    probe_flat = None
+    if rademacher is not None:
+        probe_flat = [torch.from_numpy(r.reshape(b, c, nz, *sp[-2:])).reshape(-1, 1, *sp[-2:])
+                      for r in rademacher]  # fmt: skip
+    mean = torch.empty_like(flat)
+    var = torch.empty_like(flat) if probes > 0 else None
+    for i in range(0, flat.shape[0], batch):
+        sl = slice(i, i + batch)
+        xb, crops = _align_pad(flat[sl].to(dev), org[sl], m)
+        sb = sig[sl].to(dev)
+        d = den(xb, sb)
+        mean[sl] = _crop(d, crops, sp[-2:]).cpu()
+        if probes > 0:
+            acc = torch.zeros_like(flat[sl])
+            for p in probe_flat:
+                pb, _ = _align_pad(p[sl].to(dev), org[sl], m)
+                jp = _crop((den(xb + delta * pb, sb) - d) / delta, crops, sp[-2:]).cpu()
+                acc += p[sl] * jp
+            diag = _smooth(acc / probes, smooth) if smooth else acc / probes
+            var[sl] = sig[sl].view(-1, 1, 1, 1) ** 2 * diag.clamp_min(0)
+    mean_np = mean.reshape(b, c, *sp).numpy()
+    std_np = None if var is None else var.sqrt().reshape(b, c, *sp).numpy()
+    return mean_np, std_np
+
+
+def _crop(x: torch.Tensor, crops, size) -> torch.Tensor:
+    rows = [img[:, y : y + size[0], xx : xx + size[1]] for img, (y, xx) in zip(x, crops)]
+    return torch.stack(rows)

@@ -1,0 +1,379 @@
+"""The restore stage as three functions over stores: train, one shard, gather.
+
+    train_restore(raw stores, norm files, params, model dir)        -> models/restore/
+    restore_shard(raw store, tile plan, shard, model, norm, params)  -> shard store (Zarr)
+    gather_restore(raw store, tile plan, shard stores, model, params) -> restored.ome.zarr
+
+The output `restored.ome.zarr` is an NGFF image with the raw image's axes and channels, float32,
+in the raw input's intensity units (so the raw image's norm.json still applies); with
+super-resolution its y/x grid is finer by `factor` and its NGFF scale says so. With posterior
+uncertainty (`inference.samples` > 1) a second NGFF image `uncertainty/` inside the store holds
+one posterior standard deviation channel per channel (same units).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import zarr
+from tqdm import tqdm
+
+from .. import provenance, shards
+from ..atomic import atomic_output
+from ..diffusion import Denoiser, UNet, load_checkpoint, save_checkpoint, set_threads
+from ..io import ngff
+from ..normalize import Normalizer
+from ..tiling import read_box, sample_patch_boxes, spatial_ndim
+from .denoise import augment, denoise_v, from_v, std_from_v, to_v, train_denoiser, vst_range
+from .noise_model import NoiseModel, fit_noise_model
+
+log = logging.getLogger("microdiff.restore")
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "restore"
+UNCERTAINTY = "uncertainty"
+
+
+def level0(store) -> zarr.Array:
+    return zarr.open_group(str(store), mode="r")["0"]
+
+
+def sample_planes(arrays: Sequence, n: int, patch: int, rng: np.random.Generator):
+    """`n` random 2D patches per array: (array index, (C, Y, X) float32) pairs (3D: a z plane)."""
+    out = []
+    for k, arr in enumerate(arrays):
+        sp = arr.shape[1:]
+        size = (1, patch, patch) if len(sp) == 3 else (patch, patch)
+        for box in sample_patch_boxes(sp, size, n, rng):
+            block = read_box(arr, box).astype(np.float32)
+            out.append((k, block.reshape(block.shape[0], *block.shape[-2:])))
+    return out
+
+
+def fit_experiment_noise(arrays: Sequence, patches: int = 16, patch: int = 128, seed: int = 0):
+    """One Poisson-Gaussian model per channel, pooled over the experiment's images."""
+    rng = np.random.default_rng([seed, 11])
+    planes = [p for _, p in sample_planes(arrays, patches, patch, rng)]
+    return fit_noise_model(planes, arrays[0].shape[0])
+
+
+def self_source(arrays, norms, noise: NoiseModel, patch: int):
+    """Training patches (y in v, sigma, None) drawn from the raw images themselves."""
+    ranges = [vst_range(noise, n.low, n.high) for n in norms]
+    sizes = np.array([float(np.prod(a.shape[1:])) for a in arrays])
+    p = sizes / sizes.sum()
+
+    def sample(n, rng):
+        ys, sig = [], []
+        for _ in range(n):
+            k = int(rng.choice(len(arrays), p=p))
+            sp = arrays[k].shape[1:]
+            size = (1, patch, patch) if len(sp) == 3 else (patch, patch)
+            box = sample_patch_boxes(sp, size, 1, rng)[0]
+            c = int(rng.integers(arrays[k].shape[0]))
+            raw = np.asarray(arrays[k][(slice(c, c + 1), *box.slices)], np.float32)
+            raw = raw.reshape(1, *raw.shape[-2:])
+            f_lo, f_hi, s = ranges[k]
+            y = (noise.forward(raw[0], c) - f_lo[c]) / (f_hi[c] - f_lo[c])
+            ys.append(augment(_fit(y, patch), rng)[None])
+            sig.append(s[c])
+        return torch_batch(ys), _t(sig), None
+
+    return sample
+
+
+def _fit(img: np.ndarray, patch: int) -> np.ndarray:
+    """Reflect-pad a 2D patch up to patch x patch (images smaller than the patch)."""
+    py, px = max(0, patch - img.shape[0]), max(0, patch - img.shape[1])
+    return np.pad(img, ((0, py), (0, px)), mode="reflect") if py or px else img
+
+
+def torch_batch(items):
+    import torch
+
+    return torch.from_numpy(np.stack(items).astype(np.float32))
+
+
+def _t(values):
+    import torch
+
+    return torch.tensor(np.asarray(values, np.float32))
+
+
+def read_pairs(sheet) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Noisy/clean pairs from a TSV with columns noisy, clean (paths relative to the TSV)."""
+    from ..io.readers import open_image
+
+    sheet = Path(sheet)
+    table = pd.read_csv(sheet, sep="\t", dtype=str)
+    if not {"noisy", "clean"} <= set(table.columns):
+        raise ValueError(f"{sheet}: needs columns noisy and clean")
+    pairs = []
+    for row in table.itertuples(index=False):
+        imgs = []
+        for p in (row.noisy, row.clean):
+            src = open_image(sheet.parent / p)
+            a = np.asarray(src.read(), np.float32)
+            imgs.append(a if "c" in src.axes else a[None])
+        pairs.append((imgs[0], imgs[1]))
+    return pairs
+
+
+def pair_source(pairs, patch: int):
+    """Supervised training patches: noisy (v), sigma, clean (v, affinely matched to noisy)."""
+    prepared = []
+    planes = [n.reshape(n.shape[0], -1, *n.shape[-2:])[:, 0] for n, _ in pairs]
+    noise = fit_noise_model(planes, pairs[0][0].shape[0])
+    for noisy, clean in pairs:
+        low = np.percentile(noisy, 1, axis=tuple(range(1, noisy.ndim)))
+        high = np.percentile(noisy, 99.8, axis=tuple(range(1, noisy.ndim)))
+        f_lo, f_hi, s = vst_range(noise, low, high)
+        matched = np.empty_like(clean)
+        for c in range(clean.shape[0]):  # clean on the noisy image's scale (least squares)
+            A = np.stack([clean[c].ravel(), np.ones(clean[c].size)], 1)
+            coef = np.linalg.lstsq(A, noisy[c].ravel(), rcond=None)[0]
+            matched[c] = np.maximum(clean[c] * coef[0] + coef[1], 0)
+        prepared.append((to_v(noisy, noise, f_lo, f_hi), to_v(matched, noise, f_lo, f_hi), s))
+
+    def sample(n, rng):
+        ys, xs, sig = [], [], []
+        for _ in range(n):
+            y, x, s = prepared[int(rng.integers(len(prepared)))]
+            c = int(rng.integers(y.shape[0]))
+            y2, x2 = y[c].reshape(-1, *y.shape[-2:]), x[c].reshape(-1, *x.shape[-2:])
+            z = int(rng.integers(y2.shape[0]))
+            box = sample_patch_boxes(y2.shape[-2:], patch, 1, rng)[0]
+            both = np.stack([_fit(y2[z][box.slices], patch), _fit(x2[z][box.slices], patch)])
+            both = augment(both, rng)
+            ys.append(both[:1])
+            xs.append(both[1:])
+            sig.append(s[c])
+        return torch_batch(ys), _t(sig), torch_batch(xs)
+
+    return sample, noise
+
+
+def architecture(training: dict) -> dict:
+    return {"in_channels": 1, "width": int(training["width"]), "depth": int(training["depth"])}
+
+
+def initial_model(training: dict, default=DEFAULT_MODEL) -> tuple[Denoiser, str]:
+    """The shipped default when asked for and its architecture matches, else a fresh network."""
+    want = UNet(**architecture(training)).config
+    if training.get("init", "default") == "default" and (Path(default) / "config.json").is_file():
+        den, cfg = load_checkpoint(default)
+        if cfg["architecture"] == want:
+            return den, f"fine-tuned from the shipped default ({cfg['params_hash']})"
+        log.info("shipped default has another architecture: training from scratch")
+    return Denoiser(UNet(**want)), "trained from scratch"
+
+
+def train_restore(
+    stores: Sequence,
+    norm_paths: Sequence,
+    params: dict,
+    out,
+    threads: int | None = None,
+    device=None,
+    progress: bool = True,
+    default=DEFAULT_MODEL,
+) -> dict:
+    """Fit the noise model and make the restore model (engine checkpoint dir `out`).
+
+    params: {"train": bool, "pairs": TSV or None, "training": {...}} (config `restore`). With
+    train false the shipped default weights are used as they are (the noise model is still
+    fitted to this experiment); with pairs, training is supervised.
+    """
+    set_threads(threads)
+    training = params["training"]
+    arrays = [level0(s) for s in stores]
+    noise = fit_experiment_noise(arrays, seed=int(training.get("seed", 0)))
+    log.info("noise model (Var = a E + b per channel): %s", noise.to_json())
+    losses: list[float] = []
+    if not params.get("train", True):
+        den, cfg0 = load_checkpoint(default)
+        how, mode = f"shipped default as is ({cfg0['params_hash']})", "pretrained"
+    else:
+        den, how = initial_model(training, default)
+        if params.get("pairs"):
+            source, _ = pair_source(read_pairs(params["pairs"]), int(training["patch"]))
+            mode = "supervised (noisy/clean pairs)"
+        else:
+            norms = [Normalizer.from_json(p) for p in norm_paths]
+            source = self_source(arrays, norms, noise, int(training["patch"]))
+            mode = "self-supervised (SURE on the experiment's noisy images)"
+        log.info("training the restore model: %s, %s", mode, how)
+        den, losses = train_denoiser(
+            den,
+            source,
+            int(training["steps"]),
+            batch=int(training["batch"]),
+            lr=float(training["lr"]),
+            seed=int(training.get("seed", 0)),
+            p_exact=float(training.get("p_exact", 0.5)),
+            threads=threads,
+            device=device,
+            progress=progress,
+        )
+    cfg = {
+        "task": "restore",
+        "noise": noise.to_json(),
+        "mode": mode,
+        "init": how,
+        "params": params,
+        "data_hash": provenance.stable_hash([str(s) for s in stores]),
+        "final_loss": float(np.mean(losses[-20:])) if losses else None,
+        "method": "GSURE-trained diffusion denoiser, posterior mean by Tweedie at the noise level",
+    }
+    return save_checkpoint(out, den, cfg)
+
+
+def with_halo(plan: pd.DataFrame, shape: Sequence[int], halo: int) -> pd.DataFrame:
+    """The plan with halo boxes regrown to `halo` pixels (y, x; z keeps the plan's halo)."""
+    plan = plan.copy()
+    names = ("z", "y", "x")[-spatial_ndim(plan) :]
+    for a, n in zip(names, shape):
+        if a in "yx":
+            plan[f"h{a}0"] = np.maximum(plan[f"{a}0"] - halo, 0)
+            plan[f"h{a}1"] = np.minimum(plan[f"{a}1"] + halo, n)
+    return plan
+
+
+def make_process(den, noise: NoiseModel, norm: Normalizer, inference: dict, device=None):
+    """The shard `process` function: raw tiles (B, C, *S) -> restored (+ std) tiles."""
+    f_lo, f_hi, sigma = vst_range(noise, norm.low, norm.high)
+    k = int(inference.get("samples", 1))
+    probes = k if k > 1 else 0
+
+    def process(blocks, origins):
+        v = np.stack([to_v(b, noise, f_lo, f_hi) for b in blocks])
+        mean, std = denoise_v(
+            den,
+            v,
+            sigma,
+            origins,
+            probes=probes,
+            seed=int(inference.get("seed", 0)),
+            batch=int(inference.get("batch", 16)),
+            device=device,
+        )
+        out = [from_v(m, noise, f_lo, f_hi) for m in mean]
+        if std is not None:
+            out = [
+                np.concatenate([o, std_from_v(m, s, noise, f_lo, f_hi)])
+                for o, m, s in zip(out, mean, std)
+            ]
+        return np.stack(out)
+
+    return process, (1 + probes) if probes else 1
+
+
+def restore_shard(
+    raw,
+    plan_path,
+    shard: int,
+    model_dir,
+    norm_path,
+    params: dict,
+    out,
+    threads: int | None = None,
+    device=None,
+    progress: bool = True,
+) -> int:
+    """Restore one shard's tiles into the shard store `out`; returns the number of tiles.
+
+    params: {"inference": {halo, batch, samples, seed}, "superres": {...}} (config `restore`).
+    """
+    set_threads(threads)
+    inference = params["inference"]
+    src = level0(raw)
+    den, cfg = load_checkpoint(model_dir)
+    noise = NoiseModel.from_json(cfg["noise"])
+    plan = with_halo(pd.read_parquet(plan_path), src.shape[1:], int(inference["halo"]))
+    process, _nfe = make_process(den, noise, Normalizer.from_json(norm_path), inference, device)
+    n_out = src.shape[0] * (2 if int(inference.get("samples", 1)) > 1 else 1)
+    tiles = int((plan["shard"] == shard).sum())
+    bar = tqdm(total=tiles, disable=not progress, file=sys.stderr, desc=f"restore shard {shard}")
+    with atomic_output(out) as tmp:
+        store = shards.create_shard_store(tmp, (n_out, *src.shape[1:]), np.float32, plan)
+        per_read = max(1, int(inference.get("batch", 16)) // src.shape[0])
+        n = shards.run_shard(src, plan, shard, process, store, per_read, progress=bar.update)
+    bar.close()
+    return n
+
+
+class _Split:
+    """A write target that sends the first `c` channels to `a` and the rest to `b`."""
+
+    def __init__(self, a, b, c: int):
+        self.a, self.b, self.c = a, b, c
+
+    def __setitem__(self, sl, value):
+        self.a[sl] = value[: self.c]
+        if self.b is not None:
+            self.b[sl] = value[self.c :]
+
+
+def raw_meta(raw) -> tuple[str, dict, list[str]]:
+    """(axes, spatial scale, channel names) of an NGFF image."""
+    g = zarr.open_group(str(raw), mode="r")
+    ms = g.attrs["multiscales"][0]
+    axes = "".join(a["name"] for a in ms["axes"])
+    sc = next(t["scale"] for t in ms["datasets"][0]["coordinateTransformations"])
+    names = [ch["label"] for ch in g.attrs.get("omero", {}).get("channels", [])]
+    return axes, {a: float(s) for a, s in zip(axes, sc) if a != "c"}, names
+
+
+def gather_restore(
+    raw, plan_path, shard_stores: Sequence, model_dir, params: dict, out, factor: int = 1
+) -> dict:
+    """Assemble the shard stores into `out` (NGFF, atomic, validated); returns provenance."""
+    src = level0(raw)
+    axes, scale, names = raw_meta(raw)
+    plan = pd.read_parquet(plan_path)
+    _, cfg = load_checkpoint(model_dir)
+    c = src.shape[0]
+    k = int(params["inference"].get("samples", 1))
+    shape = (c, *src.shape[1:-2], src.shape[-2] * factor, src.shape[-1] * factor)
+    out_scale = {a: v / factor if a in "yx" else v for a, v in scale.items()}
+    prov = provenance.record(
+        "restore",
+        params,
+        inputs=[str(raw)],
+        model=str(model_dir),
+        model_hash=cfg["params_hash"],
+        model_mode=cfg.get("mode"),
+        model_init=cfg.get("init"),
+        method=cfg.get("method"),
+        noise_model=cfg.get("noise"),
+        nfe=1 + (k if k > 1 else 0),
+        seed=int(params["inference"].get("seed", 0)),
+        units="float32, the raw image's intensity units",
+        factor=factor,
+        uncertainty=UNCERTAINTY if k > 1 else None,
+    )
+    with atomic_output(out) as tmp:
+        group = ngff.create_image(
+            tmp, shape, np.float32, axes, out_scale, names, attrs={"microdiff": prov},
+            name="restored",
+        )  # fmt: skip
+        unc = None
+        if k > 1:
+            unc = ngff.create_image(
+                Path(tmp) / UNCERTAINTY, shape, np.float32, axes, out_scale,
+                [f"{n} posterior std" for n in names], attrs={"microdiff": prov},
+                name="posterior std",
+            )  # fmt: skip
+        dst = _Split(group["0"], None if unc is None else unc["0"], c)
+        shards.gather(shard_stores, plan, dst, factor)
+        for g in [group] + ([unc] if unc is not None else []):
+            ngff.fill_pyramid(g)
+            ngff.set_display_windows(g)
+        ngff.validate(tmp)
+        if unc is not None:
+            ngff.validate(Path(tmp) / UNCERTAINTY)
+    return prov

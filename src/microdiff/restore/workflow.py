@@ -1,0 +1,54 @@
+"""Pure helpers the restore rules call (kept here so the .smk files hold rules only)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from .stage import DEFAULT_MODEL
+
+
+def default_hash(default=DEFAULT_MODEL) -> str | None:
+    """The shipped default model's weights hash (so replacing it retrains), or None."""
+    f = Path(default) / "config.json"
+    return json.loads(f.read_text())["params_hash"] if f.is_file() else None
+
+
+def training_params(restore: dict) -> dict:
+    """The part of the restore config that makes the model: changing it retrains."""
+    sr = restore.get("superres", {})
+    return {
+        "train": restore.get("train", True),
+        "pairs": restore.get("pairs"),
+        "training": restore["training"],
+        "superres": {k: sr[k] for k in ("factor", "psf_sigma", "training") if k in sr},
+        "default": default_hash(),
+    }
+
+
+def inference_params(restore: dict) -> dict:
+    """The part of the restore config that only changes inference (never retrains)."""
+    sr = restore.get("superres", {})
+    return {
+        "inference": restore["inference"],
+        "superres": {k: v for k, v in sr.items() if k != "training"},
+    }
+
+
+def pair_files(restore: dict) -> list[str]:
+    """The pairs sheet and the images it names (inputs of training: changing them retrains)."""
+    sheet = restore.get("pairs")
+    if not sheet:
+        return []
+    table = pd.read_csv(sheet, sep="\t", dtype=str)
+    base = Path(sheet).parent
+    return [sheet] + [str(base / p) for col in ("noisy", "clean") for p in table[col]]
+
+
+def shard_stores(sample: str, plan_path) -> list[str]:
+    """The shard stores of one sample, one per shard of its tile plan."""
+    plan = pd.read_parquet(plan_path, columns=["shard"])
+    n = int(plan["shard"].max()) + 1 if len(plan) else 0
+    return [f"results/{sample}/restore/shard-{i}.zarr" for i in range(n)]
