@@ -435,7 +435,9 @@ def object_labels(table: pd.DataFrame, label_images: Mapping) -> tuple[pd.DataFr
     known = table["sample"].isin(list(label_images))
     unmatched = [table[~known].assign(reason="sample")]
     table = table[known]
-    by_id = table[table["id"].notna()] if "id" in table.columns else table.iloc[:0]
+    if "id" not in table.columns:
+        table = table.assign(id=np.nan)
+    by_id = table[table["id"].notna()]
     labels = [by_id[["sample", "id", "class"]].astype({"id": np.int64})]
     points = table.drop(index=by_id.index)
     for sample, pts in points.groupby("sample", sort=True):

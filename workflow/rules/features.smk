@@ -49,7 +49,7 @@ rule features_experiment:
 
 # Final targets only once a rule makes the segment stage's output (so the workflow keeps
 # running while that stage is not wired in); the rules above can be asked for by name.
-SEGMENTATION_MADE = any(
+SEGMENTATION_MADE = config.get("segment", {}).get("enabled", True) and any(
     str(o).endswith("segmentation.ome.zarr") for r in workflow.rules for o in r.output
 )
 if SEGMENTATION_MADE:

@@ -1,0 +1,131 @@
+"""The store-level pieces of features, classify and the report on a real segment-stage output
+(the segment stage's own code with a pointwise stand-in model, as its tests use)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import zarr
+
+from microdiff import classify, features, normalize, report
+from microdiff.ingest import ingest
+from microdiff.segment.model import Model
+from microdiff.segment.stage import segment_image
+from microdiff.simulate import simulate_image, write_sample
+from microdiff.tiling import plan_store
+from tests.unit.test_segment import Oracle
+
+PARAMS = {"samples": 2, "steps": 2, "kinds": ["nuclei", "cells"], "label_halo": 40}
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    d = tmp_path_factory.mktemp("stores")
+    sim = simulate_image((96, 160), density=500, seed=4)
+    ingest(write_sample(d, "s", sim, pixel_size=0.5), d / "raw.ome.zarr", chunk_bytes=4096,
+           progress=False)  # fmt: skip
+    normalize.compute([d / "raw.ome.zarr"], (1.0, 99.8), d / "norm.json")
+    plan = plan_store(d / "raw.ome.zarr", tile=32, halo=8, tiles_per_shard=4)
+    segment_image(
+        d / "raw.ome.zarr", d / "seg.ome.zarr", d / "segments.parquet", plan, d / "work",
+        Model(Oracle(), ("nuclei",), 1), d / "norm.json", PARAMS,
+    )  # fmt: skip
+    segments = pd.read_parquet(d / "segments.parquet")
+    table = features.measure_sample(
+        d / "seg.ome.zarr", [d / "raw.ome.zarr"], "s", segments=segments, tile=48
+    )
+    return d, sim, segments, table
+
+
+def test_measure_sample_reads_labels_uncertainty_and_units(stores):
+    d, _, segments, table = stores
+    root = zarr.open_group(str(d / "seg.ome.zarr"), mode="r")
+    nuclei = np.asarray(root["labels/nuclei/0"])
+    nuc = table[table["kind"] == "nucleus"]
+    assert sorted(nuc["id"]) == sorted(set(np.unique(nuclei)) - {0})
+    assert set(table["kind"]) == {"nucleus", "cell"}
+    assert {"intensity_mean_nuclei", "texture_contrast_cytoplasm"} <= set(table.columns)
+    np.testing.assert_allclose(nuc["area_um2"], nuc["area_px"] * 0.25)
+    # per-object uncertainty comes from segments.parquet, per-pixel from nuclei_std
+    seg_nuc = segments[segments["kind"] == "nuclei"].set_index("id")["uncertainty"]
+    np.testing.assert_allclose(nuc.set_index("id")["uncertainty_object"], seg_nuc[nuc["id"]])
+    std = np.asarray(root["0"][1])
+    first = nuc.iloc[0]
+    assert first["uncertainty_mean"] == pytest.approx(std[nuclei == first["id"]].mean(), rel=1e-5)
+    # restored-like second image: its channels are measured too, under its own prefix
+    two = features.measure_sample(
+        d / "seg.ome.zarr", [d / "raw.ome.zarr", d / "raw.ome.zarr"], "s", tile=48
+    )
+    np.testing.assert_allclose(two["intensity_mean_raw_nuclei"], two["intensity_mean_nuclei"])
+
+
+def test_points_label_segmented_objects_and_supervised_run(stores):
+    d, sim, _, table = stores
+    points = sim.objects.rename(columns={"centroid_x": "x", "centroid_y": "y"})
+    points = points.assign(sample="s", **{"class": points["class_name"]})[
+        ["sample", "x", "y", "class"]
+    ]
+    path = d / "labels.tsv"
+    points.to_csv(path, sep="\t", index=False)
+    labels, unmatched = classify.stage_labels(path, {"s": d / "seg.ome.zarr"}, "nucleus", 2)
+    assert len(labels) + (unmatched["reason"] != "outvoted").sum() >= len(points) * 0.9
+    assert len(labels) > 0.7 * len(points)
+    # each labelled object contains its point
+    nuclei = np.asarray(zarr.open_group(str(d / "seg.ome.zarr"), mode="r")["labels/nuclei/0"])
+    p = points.iloc[0]
+    hit = nuclei[int(round(p["y"])), int(round(p["x"]))]
+    if hit:
+        assert labels.set_index("id").loc[hit, "class"] == p["class"]
+    params = {"mode": "supervised", "supervised": {"n_splits": 3, "max_iter": 20}}
+    classes, info, _ = classify.classify_experiment(table, params, labels)
+    assert len(classes) == (table["kind"] == "nucleus").sum()
+    assert any(c.startswith("cell_") for c in info["features"])  # cell features joined
+    assert info["cv"] == "stratified-kfold" and 0 <= info["accuracy"] <= 1
+    un, info_u, _ = classify.classify_experiment(
+        table, {"mode": "unsupervised", "unsupervised": {"k": 2}}
+    )
+    assert set(un["class"]) <= {0, 1} and info_u["k"] == 2
+
+
+def test_figures(stores, tmp_path):
+    d, _, _, table = stores
+    norm = report.read_json(d / "norm.json")
+    fig = report.montage_figure(d / "raw.ome.zarr", d / "seg.ome.zarr", norm=norm, max_px=64)
+    assert [a.get_title() for a in fig.axes][:2] == ["raw", fig.axes[1].get_title()]
+    assert "uncertainty (nuclei std)" in [a.get_title() for a in fig.axes]
+    report.save(fig, tmp_path / "montage.png")
+    assert (tmp_path / "montage.png").read_bytes()[:4] == b"\x89PNG"
+    small = report.read_small(d / "raw.ome.zarr", max_px=64)
+    assert max(small.shape) <= 64 * 2 and small.ndim == 2
+    curve = report.noise_curve(report.read_small(d / "raw.ome.zarr", 1024))
+    assert len(curve) >= 5 and (curve["variance"] > 0).all()
+    report.save(report.normalization_figure({"s": norm}, {"s": [curve]}), tmp_path / "n.png")
+    nuc = table[table["kind"] == "nucleus"]
+    classes = nuc[["sample", "kind", "id"]].assign(
+        **{"class": np.where(nuc["area_px"] > 60, "a", "b")}
+    )
+    report.save(report.feature_figure(table, classes, 4), tmp_path / "f.png")
+    report.save(report.class_counts_figure(classify.summarize(classes)), tmp_path / "c.png")
+    metrics = {"mode": "supervised", "cv": "x", "classes": ["a", "b"], "accuracy": 0.5,
+               "f1_macro": 0.5, "confusion_matrix": [[3, 1], [2, 4]]}  # fmt: skip
+    report.save(report.metrics_figure(metrics), tmp_path / "m.png")
+    report.save(report.metrics_figure({"bic": {"2": 5.0, "3": 4.0}, "k": 3}), tmp_path / "b.png")
+    assert all((tmp_path / f"{n}.png").stat().st_size > 1000 for n in "nfcmb")
+
+
+def test_poisson_noise_curve_slope_is_the_gain():
+    rng = np.random.default_rng(0)
+    mean = np.tile(np.linspace(100, 2000, 256), (256, 1))
+    img = rng.poisson(mean / 2.0) * 2.0  # gain 2: variance = 2 * mean
+    curve = report.noise_curve(img)
+    slope = np.polyfit(curve["mean"], curve["variance"], 1)[0]
+    assert slope == pytest.approx(2.0, rel=0.1)
+
+
+def test_runtime_table(tmp_path):
+    for rule, job, s in [("a", "x", 1.5), ("a", "y", 2.5), ("b", "z", 0.5)]:
+        (tmp_path / rule).mkdir(exist_ok=True)
+        (tmp_path / rule / f"{job}.tsv").write_text(f"s\th:m:s\tmax_rss\n{s}\t0:00:01\t12.5\n")
+    t = report.runtime_table(sorted(tmp_path.glob("*/*.tsv")))
+    assert t.to_dict("list") == {"rule": ["a", "b"], "jobs": [2, 1], "total_s": [4.0, 0.5],
+                                 "max_s": [2.5, 0.5], "max_rss_mb": [12.5, 12.5]}  # fmt: skip
+    report.save(report.runtime_figure(t), tmp_path / "r.png")
