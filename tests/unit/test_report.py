@@ -129,3 +129,31 @@ def test_runtime_table(tmp_path):
     assert t.to_dict("list") == {"rule": ["a", "b"], "jobs": [2, 1], "total_s": [4.0, 0.5],
                                  "max_s": [2.5, 0.5], "max_rss_mb": [12.5, 12.5]}  # fmt: skip
     report.save(report.runtime_figure(t), tmp_path / "r.png")
+
+
+def test_cli_features_and_classify(stores, tmp_path):
+    from microdiff.cli import main
+
+    d, sim, _, table = stores
+    out = tmp_path / "objects.parquet"
+    args = [str(d / "seg.ome.zarr"), str(d / "raw.ome.zarr"), "--out", str(out), "--sample", "s"]
+    assert main(["features", *args, "--segments", str(d / "segments.parquet"), "--tile", "48"]) == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(out), table)
+    ids = table[table["kind"] == "nucleus"][["sample", "id"]].iloc[:8]
+    ids.assign(**{"class": ["a", "b"] * 4}).to_csv(tmp_path / "ids.tsv", sep="\t", index=False)
+    cls = tmp_path / "classes.parquet"
+    args = [
+        str(out),
+        "--out",
+        str(cls),
+        "--mode",
+        "supervised",
+        "--labels",
+        str(tmp_path / "ids.tsv"),
+    ]
+    assert main(["classify", *args, "--segmentation", f"s={d / 'seg.ome.zarr'}"]) == 0
+    got = pd.read_parquet(cls)
+    assert len(got) == (table["kind"] == "nucleus").sum()
+    assert {"prob_a", "prob_b"} <= set(got.columns)
+    assert main(["classify", str(out), "--out", str(cls), "--k", "2"]) == 0
+    assert set(pd.read_parquet(cls)["class"]) <= {"0", "1"}
