@@ -46,6 +46,7 @@ Run directly for a manual bring-up: `python tests/cluster/slurm.py start|stop|st
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import signal
@@ -154,11 +155,15 @@ class LocalSlurm:
         partition: str = "debug",
         startup_timeout: float = 60.0,
         min_job_age: int = 600,
+        lock_timeout: float = 900.0,
     ) -> None:
         self.root = Path(root or os.environ.get("MICRODIFF_SLURM_DIR", "/tmp/microdiff-slurm"))
         self.partition = partition
         self.startup_timeout = startup_timeout
         self.min_job_age = min_job_age
+        self.lock_timeout = lock_timeout
+        self.lock_path = self.root.with_name(self.root.name + ".lock")
+        self._lock_fd: int | None = None
         self.conf = self.root / "etc" / "slurm.conf"
         self.gres_conf = self.root / "etc" / "gres.conf"
         self.ctld_pidfile = self.root / "run" / "slurmctld.pid"
@@ -177,6 +182,7 @@ class LocalSlurm:
         """Install (if needed), configure and start munge + SLURM; wait for an idle node."""
         t0 = time.monotonic()
         self._phase("check", self.check)
+        self._phase("lock", self._lock)
         self._phase("install", self.install)
         self._phase("munge", self._start_munge)
         self._phase("config", self._write_config)
@@ -197,6 +203,7 @@ class LocalSlurm:
             link = ETC_SLURM / name
             if link.is_symlink() and Path(os.readlink(link)).parent == self.conf.parent:
                 link.unlink()
+        self._unlock()
 
     def env(self, extra_path: str | os.PathLike | None = None) -> dict[str, str]:
         """Environment for clients (sbatch, snakemake): SLURM_CONF and a PATH with SLURM on it.
@@ -241,6 +248,40 @@ class LocalSlurm:
         t = time.monotonic()
         fn()
         self.timings[name] = time.monotonic() - t
+
+    def _lock(self) -> None:
+        """Wait for (then hold until stop) the machine-wide harness lock.
+
+        One machine hosts one local SLURM (fixed ports, /etc/slurm): a second test session
+        started beside a running one would otherwise stop its daemons as leftovers. The lock
+        is an flock, so a killed session releases it.
+        """
+        if self._lock_fd is not None:
+            return
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + self.lock_timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    os.close(fd)
+                    raise SlurmStartError(
+                        f"another session held {self.lock_path} for {self.lock_timeout:.0f} s"
+                    ) from None
+                time.sleep(1)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+                os.close(self._lock_fd)
+            self._lock_fd = None
 
     def check(self) -> None:
         """Raise SlurmUnavailable unless this machine can host the local SLURM."""
