@@ -38,6 +38,33 @@ log = logging.getLogger("microdiff.restore")
 Source = Callable[[int, np.random.Generator], tuple]
 
 
+class Affine(torch.nn.Module):
+    """GroupNorm's learned per-channel scale and shift without its statistics.
+
+    GroupNorm normalizes by statistics over the whole tile, so a pixel's output would depend on
+    where the tile grid falls. With every GroupNorm replaced by this (same parameter names, so
+    checkpoints keep the engine's format), the network is local: a pixel sees only its receptive
+    field, and tiled inference matches whole-image inference.
+    """
+
+    def __init__(self, norm: torch.nn.GroupNorm):
+        super().__init__()
+        self.weight, self.bias = norm.weight, norm.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        return x * self.weight.view(shape) + self.bias.view(shape)
+
+
+def localize(den: Denoiser) -> Denoiser:
+    """Replace every GroupNorm of `den`'s network by `Affine` (in place); returns `den`."""
+    for module in list(den.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, torch.nn.GroupNorm):
+                setattr(module, name, Affine(child))
+    return den
+
+
 def vst_range(noise: NoiseModel, low: Sequence[float], high: Sequence[float]):
     """Per channel (f(low), f(high)) and the noise sigma in the normalized domain v."""
     f_lo = np.array([float(noise.forward(np.float32(lo), c)) for c, lo in enumerate(low)])
@@ -212,8 +239,7 @@ def denoise_v(
     planes = v.reshape(b, c, -1, *sp[-2:])  # (B, C, Z, Y, X), Z = 1 in 2D
     nz = planes.shape[2]
     flat = torch.from_numpy(np.ascontiguousarray(planes)).reshape(-1, 1, *sp[-2:])
-    sig = torch.tensor(np.repeat(np.repeat(np.asarray(sigma, np.float32)[None], b, 0), nz, 1))
-    sig = sig.reshape(b, c, 1).expand(b, c, nz).reshape(-1)
+    sig = torch.tensor(np.asarray(sigma, np.float32)).view(1, c, 1).expand(b, c, nz).reshape(-1)
     org = [tuple(origins[i][-2:]) for i in range(b) for _ in range(c * nz)]
     probe_flat = None
     if rademacher is not None:

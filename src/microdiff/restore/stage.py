@@ -29,7 +29,16 @@ from ..diffusion import Denoiser, UNet, load_checkpoint, save_checkpoint, set_th
 from ..io import ngff
 from ..normalize import Normalizer
 from ..tiling import read_box, sample_patch_boxes, spatial_ndim
-from .denoise import augment, denoise_v, from_v, std_from_v, to_v, train_denoiser, vst_range
+from .denoise import (
+    augment,
+    denoise_v,
+    from_v,
+    localize,
+    std_from_v,
+    to_v,
+    train_denoiser,
+    vst_range,
+)
 from .noise_model import NoiseModel, fit_noise_model
 
 log = logging.getLogger("microdiff.restore")
@@ -157,6 +166,12 @@ def pair_source(pairs, patch: int):
     return sample, noise
 
 
+def load_model(path) -> tuple[Denoiser, dict]:
+    """A restore checkpoint, its network made local (see `denoise.Affine`)."""
+    den, cfg = load_checkpoint(path)
+    return localize(den), cfg
+
+
 def architecture(training: dict) -> dict:
     return {"in_channels": 1, "width": int(training["width"]), "depth": int(training["depth"])}
 
@@ -165,11 +180,11 @@ def initial_model(training: dict, default=DEFAULT_MODEL) -> tuple[Denoiser, str]
     """The shipped default when asked for and its architecture matches, else a fresh network."""
     want = UNet(**architecture(training)).config
     if training.get("init", "default") == "default" and (Path(default) / "config.json").is_file():
-        den, cfg = load_checkpoint(default)
+        den, cfg = load_model(default)
         if cfg["architecture"] == want:
             return den, f"fine-tuned from the shipped default ({cfg['params_hash']})"
         log.info("shipped default has another architecture: training from scratch")
-    return Denoiser(UNet(**want)), "trained from scratch"
+    return localize(Denoiser(UNet(**want))), "trained from scratch"
 
 
 def train_restore(
@@ -195,7 +210,7 @@ def train_restore(
     log.info("noise model (Var = a E + b per channel): %s", noise.to_json())
     losses: list[float] = []
     if not params.get("train", True):
-        den, cfg0 = load_checkpoint(default)
+        den, cfg0 = load_model(default)
         how, mode = f"shipped default as is ({cfg0['params_hash']})", "pretrained"
     else:
         den, how = initial_model(training, default)
@@ -226,6 +241,7 @@ def train_restore(
         "init": how,
         "params": params,
         "data_hash": provenance.stable_hash([str(s) for s in stores]),
+        "norm": "none: GroupNorm statistics removed, affine kept (a local network)",
         "final_loss": float(np.mean(losses[-20:])) if losses else None,
         "method": "GSURE-trained diffusion denoiser, posterior mean by Tweedie at the noise level",
     }
@@ -291,7 +307,7 @@ def restore_shard(
     set_threads(threads)
     inference = params["inference"]
     src = level0(raw)
-    den, cfg = load_checkpoint(model_dir)
+    den, cfg = load_model(model_dir)
     noise = NoiseModel.from_json(cfg["noise"])
     plan = with_halo(pd.read_parquet(plan_path), src.shape[1:], int(inference["halo"]))
     process, _nfe = make_process(den, noise, Normalizer.from_json(norm_path), inference, device)

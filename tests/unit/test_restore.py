@@ -1,0 +1,186 @@
+"""Restore: noise model, SURE, training, seam-free tiles, 2D/3D stage, CPU, provenance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import zarr
+
+from microdiff import normalize, tiling
+from microdiff.diffusion import Denoiser, UNet, save_checkpoint
+from microdiff.io import ngff
+from microdiff.restore import (
+    NoiseModel,
+    fit_noise_model,
+    gather_restore,
+    restore_shard,
+    sure_loss,
+    train_restore,
+)
+from microdiff.restore.denoise import localize
+from microdiff.simulate import simulate_image
+
+TRAINING = {"init": "none", "width": 8, "depth": 2, "steps": 80, "batch": 4, "patch": 32,
+            "lr": 1e-2, "p_exact": 0.8, "seed": 0}  # fmt: skip
+
+
+def poisson_gaussian(clean, a, b, offset, rng):
+    """Raw = a * Poisson(clean / a) + offset + N(0, b)."""
+    return a * rng.poisson(clean / a) + offset + rng.normal(0, np.sqrt(b), clean.shape)
+
+
+def test_noise_fit_recovers_gain_and_read_noise():
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:256, :256]
+    clean = 20 + 400 * (0.5 + 0.5 * np.sin(xx / 40.0) * np.cos(yy / 50.0))
+    raw = poisson_gaussian(clean, 2.0, 25.0, 100.0, rng)
+    model = fit_noise_model([raw[None]], 1)
+    # Var = 2 (r - 100) + 25 = 2 r - 175
+    assert model.a[0] == pytest.approx(2.0, rel=0.1)
+    assert model.b[0] == pytest.approx(-175.0, abs=40.0)
+    f = model.forward(raw.astype(np.float32), 0) - model.forward(clean + 100.0, 0)
+    assert np.std(f) == pytest.approx(1.0, abs=0.08)
+    back = model.inverse(model.forward(np.float32(clean + 100.0), 0), 0)
+    assert np.allclose(back, clean + 100.0, rtol=0.02, atol=2.0)
+
+
+def test_gaussian_only_noise_gives_zero_gain():
+    rng = np.random.default_rng(1)
+    raw = 50 + rng.normal(0, 3.0, (1, 128, 128))
+    model = fit_noise_model([raw], 1)
+    assert model.a[0] < 0.05 and model.b[0] == pytest.approx(9.0, rel=0.15)
+    assert NoiseModel.from_json(model.to_json()) == model
+
+
+class Blur(torch.nn.Module):
+    """A fixed linear denoiser D(z) = w * (3x3 mean of z) + (1 - w) * z."""
+
+    sigma_data = 0.5
+
+    def forward(self, z, t):
+        return 0.6 * torch.nn.functional.avg_pool2d(z, 3, 1, 1, count_include_pad=False) + 0.4 * z
+
+
+def test_sure_is_unbiased_for_the_mse():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(1, 1, 64, 64, generator=gen).repeat(64, 1, 1, 1)
+    sigma = torch.full((64,), 0.2)
+    y = x + 0.2 * torch.randn(x.shape, generator=gen)
+    den = Blur()
+    sure = sure_loss(den, y, sigma, None, gen, p_exact=1.0)
+    mse = sure_loss(den, y, sigma, x, gen, p_exact=1.0)
+    naive = (((den(y, sigma) - y) ** 2).mean() - 0.04) * (0.2**2 + 0.25) / (0.2 * 0.5) ** 2
+    assert float(sure) == pytest.approx(float(mse), rel=0.05)
+    assert abs(float(naive) - float(mse)) > 0.5 * float(mse)  # without the divergence: biased
+
+
+def write_raw(path, data, scale):
+    """An NGFF raw store like ingest writes (uint16, small chunks)."""
+    axes = "czyx" if data.ndim == 4 else "cyx"
+    chunks = (1, *([2] if data.ndim == 4 else []), 32, 32)
+    g = ngff.create_image(path, data.shape, np.uint16, axes, scale, ["nuclei", "cytoplasm"],
+                          chunks=chunks)  # fmt: skip
+    g["0"][:] = data
+    ngff.fill_pyramid(g)
+    return path
+
+
+@pytest.fixture(scope="module")
+def image2d(tmp_path_factory):
+    d = tmp_path_factory.mktemp("r2")
+    sim = simulate_image((96, 128), photons=30, seed=3)
+    raw = write_raw(d / "raw.ome.zarr", sim.noisy, {"y": 0.5, "x": 0.5})
+    normalize.compute([raw], (1.0, 99.8), d / "norm.json")
+    model = d / "model"
+    train_restore([raw], [d / "norm.json"], {"train": True, "training": TRAINING}, model,
+                  threads=1, progress=False)  # fmt: skip
+    return d, raw, model, sim
+
+
+def run_stage(d, raw, model, tile, halo=16, samples=1, tag="a", tiles_per_shard=4):
+    plan = tiling.plan_tiles(zarr.open_group(str(raw), mode="r")["0"].shape[1:], tile, 4,
+                             tiles_per_shard=tiles_per_shard)  # fmt: skip
+    plan_path = d / f"plan-{tag}.parquet"
+    tiling.write_plan(plan, plan_path, {})
+    params = {"inference": {"halo": halo, "batch": 8, "samples": samples, "seed": 0},
+              "superres": {}}  # fmt: skip
+    stores = []
+    for s in range(tiling.n_shards(plan)):
+        stores.append(d / f"shard-{tag}-{s}.zarr")
+        restore_shard(raw, plan_path, s, model, d / "norm.json", params, stores[-1],
+                      threads=1, progress=False)  # fmt: skip
+    out = d / f"restored-{tag}.ome.zarr"
+    prov = gather_restore(raw, plan_path, stores, model, params, out)
+    return out, prov
+
+
+def test_stage_2d_denoises_with_provenance(image2d):
+    d, raw, model, sim = image2d
+    out, prov = run_stage(d, raw, model, 32, tag="2d")
+    ngff.validate(out)
+    g = zarr.open_group(str(out), mode="r")
+    res = g["0"][:]
+    assert res.shape == sim.noisy.shape and res.dtype == np.float32
+    assert g.attrs["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"] == [
+        1.0, 0.5, 0.5]  # fmt: skip
+    meta = g.attrs["microdiff"]
+    assert meta["stage"] == "restore" and meta["model_hash"] and meta["nfe"] == 1
+    assert "SURE" in meta["model_mode"] and meta["noise_model"]["a"][0] > 0
+    assert "uncertainty" not in g
+    # in raw units, and closer to the clean image than the noisy input is
+    err_noisy = np.mean((sim.noisy - sim.clean) ** 2)
+    assert abs(res.mean() - sim.noisy.mean()) < 0.05 * sim.noisy.mean()
+    assert np.mean((res - sim.clean) ** 2) < 0.5 * err_noisy
+
+
+def test_shifting_the_tile_grid_leaves_pixels_unchanged(image2d):
+    """Seams: tiles of 32 and of 48 pixels (grid edges in different places) give the same
+    interior pixels (farther than the halo from the image border, where reflect padding
+    differs), up to float rounding: the network is local and aligned to a global grid."""
+    d, raw, model, _ = image2d
+    a, _ = run_stage(d, raw, model, 32, halo=32, tag="g32")
+    b, _ = run_stage(d, raw, model, 48, halo=32, tag="g48", tiles_per_shard=2)
+    ra = zarr.open_group(str(a), mode="r")["0"][:, 32:-32, 32:-32]
+    rb = zarr.open_group(str(b), mode="r")["0"][:, 32:-32, 32:-32]
+    assert np.abs(ra - rb).max() < 1e-3 * np.std(ra)
+    # a halo narrower than the receptive field does show the grid
+    c, _ = run_stage(d, raw, model, 32, halo=2, tag="h2")
+    rc = zarr.open_group(str(c), mode="r")["0"][:, 32:-32, 32:-32]
+    assert np.abs(ra - rc).max() > 1e-2 * np.std(ra)
+
+
+def test_stage_3d_slicewise_with_uncertainty(tmp_path, image2d):
+    _, _, model, _ = image2d
+    sim = simulate_image((4, 48, 64), photons=30, seed=4)
+    raw = write_raw(tmp_path / "raw.ome.zarr", sim.noisy, {"z": 1.0, "y": 0.5, "x": 0.5})
+    normalize.compute([raw], (1.0, 99.8), tmp_path / "norm.json")
+    out, prov = run_stage(tmp_path, raw, model, 32, samples=3, tag="3d")
+    g = zarr.open_group(str(out), mode="r")
+    assert g["0"].shape == sim.noisy.shape and prov["nfe"] == 4
+    unc = g["uncertainty"]["0"][:]
+    ngff.validate(out / "uncertainty")
+    assert unc.shape == sim.noisy.shape and np.isfinite(unc).all() and (unc >= 0).all()
+    # posterior std is below the raw noise std (denoising) and above zero
+    noise_std = np.std(sim.noisy.astype(float) - sim.clean)
+    assert 0 < np.median(unc) < noise_std
+
+
+def test_cpu_fallback_without_cuda(image2d, monkeypatch):
+    d, raw, model, _ = image2d
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out, prov = run_stage(d, raw, model, 64, tag="cpu")
+    assert np.isfinite(zarr.open_group(str(out), mode="r")["0"][:]).all()
+
+
+def test_shipped_default_used_as_is(tmp_path, image2d):
+    d, raw, _, _ = image2d
+    den = localize(Denoiser(UNet(1, width=8, depth=2)))
+    default = save_checkpoint(tmp_path / "default", den, {"task": "restore"})
+    cfg = train_restore([raw], [d / "norm.json"], {"train": False, "training": TRAINING},
+                        tmp_path / "m", progress=False, default=tmp_path / "default")  # fmt: skip
+    assert cfg["params_hash"] == default["params_hash"] and cfg["mode"] == "pretrained"
+    tuned = train_restore([raw], [d / "norm.json"],
+                          {"train": True, "training": {**TRAINING, "init": "default"}},
+                          tmp_path / "t", progress=False, default=tmp_path / "default")  # fmt: skip
+    assert tuned["init"].startswith("fine-tuned") and tuned["params_hash"] != default["params_hash"]
