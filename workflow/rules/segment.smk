@@ -1,1 +1,82 @@
-# The segment stage. Its rules append their final outputs to FINAL_TARGETS (see common.smk).
+# The segment stage: diffusion segmentation with uncertainty. Shard jobs sample the model K
+# times per tile batch (GPU rules); the gather stitches instances into NGFF labels. Helpers live
+# in microdiff.segment.workflow.
+from microdiff.segment import workflow as segment_wf
+from microdiff.generate import workflow as generate_wf
+
+if config["segment"]["enabled"]:
+    FINAL_TARGETS += expand(
+        "results/{sample}/{name}",
+        sample=SAMPLES.index,
+        name=["segmentation.ome.zarr", "segments.parquet"],
+    )
+
+if segment_wf.training(config):
+
+    rule train_segment:
+        input:
+            images=segment_wf.train_inputs(config, SAMPLES.index),
+            **generate_wf.segment_inputs(config),
+        output:
+            segment_wf.model(config),
+        params:
+            segment=segment_wf.training_params(config),
+            **generate_wf.segment_train_params(config),
+        log:
+            "logs/train_segment/train.log",
+        benchmark:
+            "benchmarks/train_segment/train.tsv"
+        threads: stage_threads("segment")
+        resources:
+            **stage_resources("segment", gpu=True),
+        conda:
+            "../../envs/torch.yaml"
+        script:
+            "../../scripts/train_segment.py"
+
+
+rule segment_shard:
+    input:
+        image=lambda w: segment_wf.image(config, w.sample),
+        norm=get_norm,
+        plan=get_tile_plan,
+        model=segment_wf.model(config),
+    output:
+        temp(directory("results/{sample}/segment_shards/{shard}.zarr")),
+    params:
+        segment=config["segment"],
+    log:
+        "logs/segment_shard/{sample}_{shard}.log",
+    benchmark:
+        "benchmarks/segment_shard/{sample}_{shard}.tsv"
+    threads: stage_threads("segment")
+    resources:
+        **stage_resources("segment", gpu=True),
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../../scripts/segment_shard.py"
+
+
+rule segment_gather:
+    input:
+        image=lambda w: segment_wf.image(config, w.sample),
+        norm=get_norm,
+        plan=get_tile_plan,
+        shards=lambda w: segment_wf.shard_stores(get_tile_plan(w), w.sample),
+    output:
+        image=directory("results/{sample}/segmentation.ome.zarr"),
+        table="results/{sample}/segments.parquet",
+    params:
+        segment=config["segment"],
+    log:
+        "logs/segment_gather/{sample}.log",
+    benchmark:
+        "benchmarks/segment_gather/{sample}.tsv"
+    threads: 1
+    resources:
+        **stage_resources("segment_gather"),
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../../scripts/segment_gather.py"

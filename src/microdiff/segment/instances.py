@@ -25,7 +25,7 @@ from ..tiling import Box
 @dataclass
 class Params:
     threshold: float = 0.5  # foreground probability
-    seed: float = 0.5  # normalized distance above which a pixel can seed an object
+    seed_level: float = 0.5  # normalized distance above which a pixel can seed an object
     min_seed: int = 4  # pixels; smaller seeds are dropped
     min_size: int = 16  # pixels; smaller objects are dropped
     match_iou: float = 0.5  # a sample reproduces an object when their IoU exceeds this
@@ -38,7 +38,7 @@ def extract(prob: np.ndarray, dist: np.ndarray, p: Params = DEFAULT):
     """Seeded watershed: labels 1..n and each object's anchor (flat index of its seed's first
     pixel in raster order), sorted by anchor. prob, dist in [0, 1]."""
     mask = prob > p.threshold
-    seeds, n = ndi.label(mask & (dist > p.seed))
+    seeds, n = ndi.label(mask & (dist > p.seed_level))
     if n == 0:
         return np.zeros(prob.shape, np.int32), np.zeros(0, np.int64)
     sizes = np.bincount(seeds.ravel(), minlength=n + 1)

@@ -50,16 +50,19 @@ def train_model(
     device=None,
     progress: bool = False,
     extra_config: dict | None = None,
+    source=None,
 ) -> dm.TrainResult:
     """Train a segmentation denoiser on (image, labels) pairs and write its checkpoint dir.
 
     images: (C, [Z,] Y, X) normalized arrays; labels: per image one label array per kind.
+    source: a patch source to train on instead of PairSource(images, labels, patch), e.g. real
+    pairs mixed with synthetic ones (`microdiff.generate.MixedSource`).
     """
     kinds = tuple(kinds)
     bad = [k for k in kinds if k not in KINDS]
     if bad:
         raise ValueError(f"unknown kinds {bad}; use {KINDS}")
-    source = PairSource(images, labels, patch=patch)
+    source = source or PairSource(images, labels, patch=patch)
     den = build(kinds, images[0].shape[0], width, depth)
     cfg = {
         "task": TASK,

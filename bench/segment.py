@@ -1,0 +1,231 @@
+"""Segmentation benchmark: Otsu + distance-transform watershed, a single-pass UNet of the same
+size trained on the same data, and microdiff (K = 1 and the default K), side by side.
+
+    python bench/segment.py --data ../shared/data [--steps 3000 --device cuda]
+
+Data sets: bbbc039_nuclei (split by image: even index in sorted order trains, odd tests) and
+simulator ground truth (simulated nuclei; separate seeds for train and test). Columns: AP at IoU
+0.5 and mean AP over IoU 0.5..0.9 (StarDist's matching: AP = TP / (TP + FP + FN), counts summed
+over the test images), AUROC of per-object uncertainty separating false from true positives
+(microdiff: mean pixel std over the K samples, and 1 - consistency; UNet: 1 - mean probability),
+seconds per megapixel (inference + instances) and network evaluations per pixel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage as ndi
+from skimage.feature import peak_local_max
+from skimage.filters import threshold_otsu
+from skimage.segmentation import watershed
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from train_default_segment import simulated_pairs  # noqa: E402
+
+from microdiff import diffusion as dm  # noqa: E402
+from microdiff.metrics import auroc, average_precision, false_positive_flags  # noqa: E402
+from microdiff.segment import instances  # noqa: E402
+from microdiff.segment.model import Model, build, nfe, predict, summarize, train_model  # noqa: E402
+from microdiff.segment.represent import PairSource, percentile_norm  # noqa: E402
+
+TAUS = [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9]
+
+
+def load_bbbc039(data: Path | None, npz: Path | None):
+    if npz:
+        z = np.load(npz)
+        imgs, labs = list(z["images"]), list(z["labels"])
+    else:
+        import tifffile
+
+        files = sorted((data / "bbbc039_nuclei" / "images").glob("*.tif"))
+        imgs = [tifffile.imread(f) for f in files]
+        labs = [tifffile.imread(str(f).replace("/images/", "/labels/")) for f in files]
+    imgs = [percentile_norm(i.astype(np.float32)[None]) for i in imgs]
+    labs = [np.asarray(lab, np.int32) for lab in labs]
+    return (imgs[0::2], [[lab] for lab in labs[0::2]]), (imgs[1::2], labs[1::2])
+
+
+def otsu_watershed(img: np.ndarray, min_distance: int = 7, min_size: int = 16) -> np.ndarray:
+    sm = ndi.gaussian_filter(img, 1.0)
+    mask = ndi.binary_fill_holes(sm > threshold_otsu(sm))
+    dist = ndi.distance_transform_edt(mask)
+    peaks = peak_local_max(dist, min_distance=min_distance, labels=ndi.label(mask)[0],
+                           exclude_border=False)  # fmt: skip
+    markers = np.zeros(img.shape, np.int32)
+    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    lab = watershed(-dist, markers, mask=mask)
+    sizes = np.bincount(lab.ravel())
+    lab[sizes[lab] < min_size] = 0
+    return lab
+
+
+def train_unet(images, labels, steps, batch, width, device, patch=64, seed=0):
+    """The single-pass baseline: the same UNet regresses the representation (MSE), 1 NFE."""
+    src = PairSource(images, labels, patch=patch)
+    den = build(("nuclei",), images[0].shape[0], width, 3)
+    net = den.net.to(device).train()
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    rng = np.random.default_rng(seed)
+    zero = torch.zeros(1, device=device)
+    for k in range(steps):
+        t, c = src.sample(batch, rng)
+        t, c = t.to(device), c.to(device)
+        for g in opt.param_groups:
+            g["lr"] = 1e-3 * min(1.0, (k + 1) / 100)
+        loss = ((net(torch.zeros_like(t), zero, c) - t) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return net.eval()
+
+
+def unet_maps(net, img, device):
+    with torch.no_grad():
+        c = torch.from_numpy(img[None]).to(device)
+        out = net(torch.zeros((1, 2, *img.shape[1:]), device=device), torch.zeros(1, device=device),
+                  c)  # fmt: skip
+    u = ((out[0].clamp(-1, 1) + 1) / 2).cpu().numpy()
+    return u[0], u[1]
+
+
+def evaluate(name, images, truths, segment_fn, nfe_px):
+    preds, scores, fps = [], {}, []
+    t = time.perf_counter()
+    outs = [segment_fn(img) for img in images]
+    dt = time.perf_counter() - t
+    mpx = sum(np.prod(i.shape[1:]) for i in images) / 1e6
+    for (lab, sc), truth in zip(outs, truths):
+        preds.append(lab)
+        flags = false_positive_flags(truth, lab, 0.5)
+        ids = sorted(flags)
+        fps += [flags[i] for i in ids]
+        for key, per in (sc or {}).items():
+            scores.setdefault(key, []).extend(per[i - 1] for i in ids)
+    ap = average_precision(truths, preds, TAUS)
+    au = {k: auroc(v, fps) for k, v in scores.items()}
+    return {"method": name, "AP@0.5": ap[0], "mAP.5:.9": float(np.mean(ap)),
+            "AUROC": au, "s/MPx": dt / mpx, "NFE": nfe_px}  # fmt: skip
+
+
+def object_scores(lab, std, prob):
+    n = int(lab.max())
+    area = np.maximum(np.bincount(lab.ravel(), minlength=n + 1)[1:], 1)
+    u = np.bincount(lab.ravel(), std.ravel(), minlength=n + 1)[1:] / area
+    p = np.bincount(lab.ravel(), prob.ravel(), minlength=n + 1)[1:] / area
+    return u, p
+
+
+def microdiff_fn(model, k, steps, params):
+    def run(img):
+        s = predict(model, img[None], [(0, 0)], samples=k, steps=steps, seed=0)
+        m = summarize(s, 1)[0]
+        lab, _ = instances.extract(m[0], m[2], params)
+        u, p = object_scores(lab, m[1], m[0])
+        sc = {"std": u}
+        if k > 1:
+            maps = [((x[0] + 1) / 2, (x[1] + 1) / 2) for x in s[0]]
+            sc["1-consistency"] = 1 - instances.consistency(lab, int(lab.max()), maps, params)
+        return lab, sc
+
+    return run
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=Path("../shared/data"))
+    ap.add_argument("--npz", type=Path, help="BBBC039 packed as images/labels (device runs)")
+    ap.add_argument("--steps", type=int, default=1500, help="training steps per model")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--width", type=int, default=16)
+    ap.add_argument("--patch", type=int, default=64)
+    ap.add_argument("--k", type=int, default=4, help="the default K")
+    ap.add_argument("--sample-steps", type=int, default=2)
+    ap.add_argument("--test", type=int, default=50, help="at most this many BBBC039 test images")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--models", type=Path, help="keep the trained diffusion models here")
+    ap.add_argument(
+        "--model",
+        type=Path,
+        help="use this diffusion checkpoint (e.g. the shipped "
+        "one) for both data sets instead of training; the UNet is then trained once "
+        "on the data that checkpoint was trained on (simulated + BBBC039 train part)",
+    )
+    ap.add_argument("--simulated-test", type=int, default=4)
+    a = ap.parse_args()
+    dm.set_threads(a.threads)
+    device = dm.pick_device(a.device)
+    bbbc_train, (bbbc_imgs, bbbc_truth) = load_bbbc039(a.data, a.npz)
+    sim_train = simulated_pairs(8, seed=100)
+    sim_test_i, sim_test_l = simulated_pairs(a.simulated_test, seed=900)
+    shared = None
+    if a.model:
+        mix_i, mix_l = simulated_pairs(12, seed=100)
+        mix = (mix_i + bbbc_train[0], mix_l + bbbc_train[1])
+        t0 = time.time()
+        net = train_unet(*mix, a.steps, a.batch, a.width, device, a.patch)
+        shared = (Model.load(a.model, device=str(device)), net)
+        print(f"# unet on the checkpoint's data: {time.time() - t0:.0f} s", file=sys.stderr)
+    sets = {
+        "bbbc039": (bbbc_train, bbbc_imgs[: a.test], bbbc_truth[: a.test]),
+        "simulated": (sim_train, sim_test_i, [lab[0] for lab in sim_test_l]),
+    }
+    params = instances.Params()
+    rows = []
+    for dname, ((ti, tl), images, truths) in sets.items():
+        if shared:
+            model, net = shared
+        else:
+            t0 = time.time()
+            out = (a.models / dname) if a.models else Path(f"/tmp/microdiff_bench_seg_{dname}")
+            res = train_model(ti, tl, out, steps=a.steps, batch=a.batch, width=a.width,
+                              patch=a.patch, device=str(device), threads=a.threads)  # fmt: skip
+            model = Model(res.denoiser.eval(), ("nuclei",), 1)
+            t1 = time.time()
+            net = train_unet(ti, tl, a.steps, a.batch, a.width, device, a.patch)
+            print(f"# {dname}: trained diffusion {t1 - t0:.0f} s, unet {time.time() - t1:.0f} s",
+                  file=sys.stderr)  # fmt: skip
+
+        def unet_fn(img, net=net):
+            prob, dist = unet_maps(net, img, device)
+            lab, _ = instances.extract(prob, dist, params)
+            _, p = object_scores(lab, np.zeros_like(prob), prob)
+            return lab, {"1-prob": 1 - p}
+
+        runs = [
+            ("otsu+watershed", lambda img: (otsu_watershed(img[0]), None), 0),
+            ("unet (single pass)", unet_fn, 1),
+            ("microdiff K=1", microdiff_fn(model, 1, a.sample_steps, params),
+             nfe(1, a.sample_steps)),
+            (f"microdiff K={a.k}", microdiff_fn(model, a.k, a.sample_steps, params),
+             nfe(a.k, a.sample_steps)),
+        ]  # fmt: skip
+        for name, fn, n in runs:
+            r = evaluate(name, images, truths, fn, n)
+            r["data"] = dname
+            rows.append(r)
+            print(f"# {dname} {name}: {r}", file=sys.stderr, flush=True)
+    how = f"diffusion model {a.model}" if a.model else f"{a.steps} training steps each"
+    print(f"\nsegmentation benchmark ({device}, {how}, unet {a.steps} steps, width {a.width}, "
+          f"{a.sample_steps} DDIM steps per sample; test: bbbc039 {len(bbbc_imgs[: a.test])} "
+          f"images, simulated {len(sim_test_i)} images)\n")  # fmt: skip
+    head = (
+        f"| {'data':9} | {'method':18} | AP@0.5 | mAP.5:.9 | AUROC FP vs TP        | s/MPx | NFE |"
+    )
+    print(head)
+    print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
+    for r in rows:
+        au = ", ".join(f"{k} {v:.3f}" for k, v in r["AUROC"].items()) or "-"
+        print(f"| {r['data']:9} | {r['method']:18} | {r['AP@0.5']:.3f}  | {r['mAP.5:.9']:.3f}    "
+              f"| {au:21} | {r['s/MPx']:5.2f} | {r['NFE']:3d} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

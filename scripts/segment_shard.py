@@ -1,0 +1,23 @@
+"""Rule segment_shard: K-sample diffusion segmentation of one shard's tiles."""
+
+from pathlib import Path
+
+import pandas as pd
+
+from microdiff.diffusion import set_threads
+from microdiff.jobs import job
+from microdiff.segment.stage import segment_shard
+
+with job(snakemake.log[0], "segment_shard") as log:
+    set_threads(snakemake.threads)
+    info = segment_shard(
+        snakemake.input.image,
+        pd.read_parquet(snakemake.input.plan),
+        int(snakemake.wildcards.shard),
+        snakemake.output[0],
+        Path(snakemake.input.model).parent,
+        snakemake.input.norm,
+        snakemake.params.segment,
+        batch_size=snakemake.params.segment.get("batch_size", 4),
+    )
+    log.info("%s", info)

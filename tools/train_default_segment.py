@@ -1,0 +1,96 @@
+"""Train the shipped default nuclei model: src/microdiff/models/segment_nuclei/.
+
+Data: simulated nuclei (`microdiff.simulate`, varied photon counts, sizes and densities) and,
+when --data is given, the BBBC039 training part (images with an even index in sorted order; the
+odd ones are the benchmark's test part, see bench/segment.py). Run once by a maintainer, e.g.
+
+    python tools/train_default_segment.py --data ../shared/data --steps 1000 --threads 2
+
+The weights are small (width 16, depth 3: about 2 MB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from microdiff.segment.model import train_model
+from microdiff.segment.represent import percentile_norm
+from microdiff.simulate import simulate_image
+
+OUT = Path(__file__).resolve().parents[1] / "src/microdiff/models/segment_nuclei"
+
+
+def simulated_pairs(n: int, seed: int = 100, shape=(384, 384)):
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for i in range(n):
+        sim = simulate_image(
+            shape,
+            channels=("nuclei",),
+            photons=float(rng.uniform(8, 120)),
+            size=float(rng.uniform(0.8, 1.7)),
+            density=float(rng.uniform(150, 450)),
+            seed=seed + i,
+        )
+        images.append(percentile_norm(sim.noisy.astype(np.float32)))
+        labels.append([sim.nuclei])
+    return images, labels
+
+
+def bbbc039_pairs(data: Path, part: str = "train"):
+    """BBBC039 images split by image: even sorted index -> train, odd -> test."""
+    import tifffile
+
+    files = sorted((data / "bbbc039_nuclei" / "images").glob("*.tif"))
+    files = files[0::2] if part == "train" else files[1::2]
+    images = [percentile_norm(tifffile.imread(f).astype(np.float32)[None]) for f in files]
+    labels = [[tifffile.imread(str(f).replace("/images/", "/labels/")).astype(np.int32)]
+              for f in files]  # fmt: skip
+    return images, labels
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, help="folder holding bbbc039_nuclei/ (optional)")
+    ap.add_argument("--npz", type=Path, help="BBBC039 packed as images/labels arrays (optional)")
+    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--steps", type=int, default=6000)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--simulated", type=int, default=24)
+    ap.add_argument("--width", type=int, default=16)
+    ap.add_argument("--patch", type=int, default=64)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    t = time.time()
+    images, labels = simulated_pairs(a.simulated)
+    sources = [f"simulate x{a.simulated}"]
+    if a.data or a.npz:
+        if a.npz:
+            z = np.load(a.npz)
+            idx = range(0, len(z["images"]), 2)
+            bi = [percentile_norm(z["images"][i].astype(np.float32)[None]) for i in idx]
+            bl = [[z["labels"][i].astype(np.int32)] for i in idx]
+        else:
+            bi, bl = bbbc039_pairs(a.data)
+        images += bi
+        labels += bl
+        sources.append(f"bbbc039 train part x{len(bi)}")
+    logging.info("data ready in %.0f s: %s", time.time() - t, sources)
+    res = train_model(images, labels, a.out, kinds=("nuclei",), steps=a.steps, batch=a.batch,
+                      patch=a.patch, width=a.width, depth=3, device=a.device, threads=a.threads,
+                      extra_config={"trained_on": sources,
+                                    "script": "tools/train_default_segment.py"})  # fmt: skip
+    logging.info("trained %d steps in %.0f s, last loss %.4f", res.step, time.time() - t,
+                 float(np.mean(res.losses[-100:])))  # fmt: skip
+    (a.out / "train_state.pt").unlink(missing_ok=True)  # ship weights + config only
+
+
+if __name__ == "__main__":
+    main()
