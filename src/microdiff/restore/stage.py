@@ -393,3 +393,18 @@ def gather_restore(
         if unc is not None:
             ngff.validate(Path(tmp) / UNCERTAINTY)
     return prov
+
+
+def restore_image(raw, norm_path, model_dir, out, params: dict, tile: int = 512, **kw) -> dict:
+    """Restore a whole NGFF image without a workflow: plan tiles, one shard, gather."""
+    import tempfile
+
+    from ..tiling import plan_store, write_plan
+
+    plan = plan_store(raw, tile, int(params["inference"]["halo"]), tiles_per_shard=1 << 30)
+    with tempfile.TemporaryDirectory(dir=Path(out).parent) as tmp:
+        plan_path = Path(tmp) / "tiles.parquet"
+        write_plan(plan, plan_path, {})
+        store = Path(tmp) / "shard-0.zarr"
+        restore_shard(raw, plan_path, 0, model_dir, norm_path, params, store, **kw)
+        return gather_restore(raw, plan_path, [store], model_dir, params, out)
