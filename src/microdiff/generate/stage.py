@@ -54,41 +54,69 @@ def read_classes(path) -> dict[int, int]:
     return {int(i): int(c) for i, c in zip(t["id"], t["class"])}
 
 
-def load_annotated(table, channels: Sequence[int] | None = None) -> dict:
-    """Annotated pairs from a TSV (paths relative to it): columns image, nuclei (instance label
-    image), optional classes (object table with id, class). Images are percentile-normalized
-    per channel; `channels` picks image channels (default all)."""
-    from ..io.readers import open_image
+def read_labels(path) -> np.ndarray:
+    """An instance label image: TIFF (any integer type), or a Zarr array / NGFF labels image."""
+    path = str(path)
+    try:
+        if path.rstrip("/").endswith(".zarr") or Path(path, "zarr.json").exists():
+            node = zarr.open(path, mode="r")
+            lab = node["0"][...] if isinstance(node, zarr.Group) else node[...]
+        else:
+            import tifffile
 
-    table = Path(table)
-    rows = pd.read_csv(table, sep="\t", dtype=str, keep_default_na=False)
-    missing = {"image", "nuclei"} - set(rows.columns)
-    if missing:
-        raise InputError(str(table), f"missing columns {sorted(missing)}")
+            lab = tifffile.imread(path)
+    except (OSError, ValueError, KeyError) as err:
+        raise InputError(path, f"cannot read labels ({err})") from err
+    lab = np.squeeze(np.asarray(lab))
+    if not np.issubdtype(lab.dtype, np.integer) or lab.ndim != 2:
+        raise InputError(path, f"labels must be a 2D integer image, not {lab.ndim}D {lab.dtype}")
+    return lab.astype(np.int32)
+
+
+def table_rows(tsv, classes: bool = True) -> list[tuple[str, str, str | None]]:
+    """(image, nuclei labels, class table or None) per row of a pairs TSV with columns image,
+    nuclei[, classes]; paths relative to the TSV."""
+    tsv = Path(tsv)
+    t = pd.read_csv(tsv, sep="\t", dtype=str, keep_default_na=False)
+    if not {"image", "nuclei"} <= set(t.columns):
+        raise InputError(str(tsv), "needs columns image and nuclei (and optionally classes)")
+    return [
+        (str(tsv.parent / r["image"]), str(tsv.parent / r["nuclei"]),
+         str(tsv.parent / r["classes"]) if classes and r.get("classes") else None)
+        for r in t.to_dict("records")
+    ]  # fmt: skip
+
+
+def load_annotated(table, channels: Sequence | None = None, classes: bool = True) -> dict:
+    """Annotated pairs of a pairs TSV (see `table_rows`), loaded by `load_annotated_rows`."""
+    return load_annotated_rows(table_rows(table, classes), channels)
+
+
+def load_annotated_rows(rows, channels: Sequence | None = None) -> dict:
+    """Annotated pairs from (image, nuclei labels, class table or None) rows: images
+    percentile-normalized per channel, `channels` (indices or names; default all) picked;
+    labels int32; classes {id: class} per pair when every pair has a class table."""
+    from ..io.readers import open_image
+    from ..segment.stage import resolve_channel
+
     images, labels, classes, names = [], [], [], None
-    for r in rows.itertuples():
-        src = open_image(table.parent / r.image)
-        img = src.read().astype(np.float32)
-        lab = np.asarray(open_image(table.parent / r.nuclei).read()[0]).astype(np.int32)
+    for image, nuclei, cl in rows:
+        src = open_image(image)
+        all_names = src.channel_names or [f"c{i}" for i in range(src.shape[0])]
+        idx = [resolve_channel(all_names, c) for c in (channels or range(src.shape[0]))]
+        img = src.read()[idx].astype(np.float32)
+        lab = read_labels(nuclei)
         if img.ndim != 3 or lab.shape != img.shape[1:]:
-            raise InputError(r.image, f"needs a 2D image the shape of its labels {lab.shape}")
-        if channels is not None:
-            img = img[list(channels)]
-        names = names or [
-            (src.channel_names[c] if c < len(src.channel_names) else f"c{c}")
-            for c in (channels if channels is not None else range(src.shape[0]))
-        ]
+            raise InputError(image, f"needs a 2D image the shape of its labels {lab.shape}")
+        names = names or [all_names[i] for i in idx]
         images.append(percentile_norm(img))
         labels.append(lab)
-        cl = getattr(r, "classes", "")
-        classes.append(read_classes(table.parent / cl) if cl else None)
+        classes.append(read_classes(cl) if cl else None)
     has = [c is not None for c in classes]
-    if any(has) and not all(has):
-        raise InputError(str(table), "give classes for every pair or for none")
     return {
         "images": images,
         "labels": labels,
-        "classes": classes if all(has) and has else None,
+        "classes": classes if has and all(has) else None,
         "channel_names": names or [],
     }
 

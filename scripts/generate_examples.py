@@ -1,0 +1,16 @@
+"""Rule generate_examples: whole-image samples of the generate model for the report."""
+
+from microdiff.generate import examples
+from microdiff.generate.workflow import load_for_stage
+from microdiff.jobs import job
+
+with job(snakemake.log[0], "generate_examples") as log:
+    params = snakemake.params.generate
+    annotated = load_for_stage(list(snakemake.input.annotated), params)
+    out = examples(
+        snakemake.input.model,
+        annotated,
+        snakemake.output[0],
+        {**params["output"], "examples": params["examples"]},
+    )
+    log.info("%s", out)
