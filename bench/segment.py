@@ -159,6 +159,7 @@ def main():
         "on the data that checkpoint was trained on (simulated + BBBC039 train part)",
     )
     ap.add_argument("--simulated-test", type=int, default=4)
+    ap.add_argument("--wait", action="store_true", help="wait until --model has --steps steps")
     a = ap.parse_args()
     dm.set_threads(a.threads)
     device = dm.pick_device(a.device)
@@ -171,6 +172,8 @@ def main():
         mix = (mix_i + bbbc_train[0], mix_l + bbbc_train[1])
         t0 = time.time()
         net = train_unet(*mix, a.steps, a.batch, a.width, device, a.patch)
+        while a.wait and dm.read_config(a.model).get("training", {}).get("steps", 0) < a.steps:
+            time.sleep(20)  # the checkpoint is still being trained alongside
         shared = (Model.load(a.model, device=str(device)), net)
         print(f"# unet on the checkpoint's data: {time.time() - t0:.0f} s", file=sys.stderr)
     sets = {

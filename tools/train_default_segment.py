@@ -4,7 +4,7 @@ Data: simulated nuclei (`microdiff.simulate`, varied photon counts, sizes and de
 when --data is given, the BBBC039 training part (images with an even index in sorted order; the
 odd ones are the benchmark's test part, see bench/segment.py). Run once by a maintainer, e.g.
 
-    python tools/train_default_segment.py --data ../shared/data --steps 1000 --threads 2
+    python tools/train_default_segment.py --data ../shared/data --steps 600 --threads 2
 
 The weights are small (width 16, depth 3: about 2 MB).
 """
@@ -59,7 +59,7 @@ def main():
     ap.add_argument("--data", type=Path, help="folder holding bbbc039_nuclei/ (optional)")
     ap.add_argument("--npz", type=Path, help="BBBC039 packed as images/labels arrays (optional)")
     ap.add_argument("--out", type=Path, default=OUT)
-    ap.add_argument("--steps", type=int, default=6000)
+    ap.add_argument("--steps", type=int, default=600)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--simulated", type=int, default=24)
     ap.add_argument("--width", type=int, default=16)

@@ -114,6 +114,8 @@ def test_predict_samples_shapes_2d_and_3d_and_seam_free_noise():
     cond[1, :, :, :16] = cond[0, :, :, 8:]
     s = predict(model, cond, [(0, 0), (0, 8)], samples=2, steps=2)
     assert np.allclose(s[1, :, :, :, :16], s[0, :, :, :, 8:], atol=1e-6)
+    padded = predict(model, cond, [(0, 0), (0, 8)], samples=2, steps=2, pad=4)
+    assert padded.shape == s.shape and np.allclose(padded[..., 4:-4, 4:-4], s[..., 4:-4, 4:-4])
     m = summarize(s, 1)
     assert m.shape == (2, 3, 16, 24) and (m[:, 1] >= 0).all()
     s3 = predict(model, np.random.rand(1, 1, 3, 16, 16).astype(np.float32), [(0, 0, 0)], 2, 2)

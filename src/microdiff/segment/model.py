@@ -29,9 +29,13 @@ def build(
     depth: int = 3,
     sigma_data: float = 0.8,
 ) -> dm.Denoiser:
-    """A fresh conditional denoiser for `kinds` (2 output channels per kind)."""
+    """A fresh conditional denoiser for `kinds` (2 output channels per kind). Its GroupNorms
+    keep their scale and shift but drop their statistics (`restore.denoise.localize`), so the
+    network is local and tiled inference matches whole-image inference."""
+    from ..restore.denoise import localize
+
     net = dm.UNet(in_channels=2 * len(kinds), cond_channels=cond_channels, width=width, depth=depth)
-    return dm.Denoiser(net, sigma_data=sigma_data)
+    return localize(dm.Denoiser(net, sigma_data=sigma_data))
 
 
 def train_model(
@@ -71,6 +75,7 @@ def train_model(
             "cond_channels": images[0].shape[0],
             "representation": "fg+dist",
             "slicewise": True,
+            "local": True,
         },
         **(extra_config or {}),
     }
@@ -105,6 +110,10 @@ class Model:
         seg = cfg.get("segment")
         if cfg.get("task") != TASK or not seg:
             raise ValueError(f"{path} is not a segmentation checkpoint (task {cfg.get('task')!r})")
+        if seg.get("local"):
+            from ..restore.denoise import localize
+
+            den = localize(den)
         return cls(den, tuple(seg["kinds"]), int(seg["cond_channels"]), cfg.get("params_hash"))
 
 
@@ -140,12 +149,21 @@ def predict(
     sampler: str = "ddim",
     seed: int = 0,
     sigma_max: float = 10.0,
+    pad: int = 0,
 ) -> np.ndarray:
     """K samples of the representation for a batch of tiles.
 
     cond: (B, C, [Z,] Y, X) normalized image tiles; origins: global position of each tile's
     first pixel. Returns (B, K, 2 * kinds, [Z,] Y, X) float32 samples in [-1, 1].
+    `pad` > 0 reflects every tile by `pad` pixels in y and x first (cropped off after), so a
+    whole image sees the same mirrored context beyond its border as a border tile does.
     """
+    if pad > 0:
+        width = [(0, 0)] * (cond.ndim - 2) + [(pad, pad)] * 2
+        cond = np.pad(cond, width, mode="reflect")
+        origins = [tuple(o[:-2]) + (o[-2] - pad, o[-1] - pad) for o in origins]
+        out = predict(model, cond, origins, samples, steps, sampler, seed, sigma_max)
+        return out[..., pad:-pad, pad:-pad]
     den = model.denoiser
     dev = next(den.parameters()).device
     three = cond.ndim == 5

@@ -28,6 +28,7 @@ from . import instances
 from .model import Model, nfe, predict, summarize
 
 log = logging.getLogger("microdiff.segment")
+PAD = 32  # mirrored context (pixels) around every tile, so image borders look alike however tiled
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "segment_nuclei"
 
 
@@ -88,11 +89,18 @@ def segment_shard(
         raise ValueError(f"model needs {model.cond_channels} condition channels")
     norm = Normalizer.from_json(norm_json) if norm_json else None
     source = NormalizedChannels(group["0"], chans, norm)
+    extent = tuple(int(plan[f"{a}1"].max()) for a in "zyx"[-len(source.shape[1:]) :])
+    if extent != tuple(source.shape[1:]):
+        raise ValueError(
+            f"{image}: grid {source.shape[1:]} differs from the tile plan's {extent} "
+            "(segmenting a super-resolved image is not supported; use segment.input: raw)"
+        )
     k, steps = int(p.get("samples", 4)), int(p.get("steps", 2))
+    pad = PAD
     sampler, seed = p.get("sampler", "ddim"), int(p.get("seed", 0))
 
     def process(batch, origins):
-        s = predict(model, batch, origins, samples=k, steps=steps, sampler=sampler, seed=seed)
+        s = predict(model, batch, origins, k, steps, sampler, seed, pad=pad)
         mean = summarize(s, len(model.kinds))
         u = (s + 1.0) / 2.0
         parts = []
