@@ -198,3 +198,21 @@ def test_wrong_checkpoint_is_refused(tmp_path):
     with pytest.raises(ValueError, match="not a generate checkpoint"):
         g.Generator.load(tmp_path / "ck", device="cpu")
     assert torch.is_tensor(next(den.parameters()))
+
+
+def test_command_line_trains_and_writes_pairs(tmp_path, capsys):
+    from microdiff.cli import main
+    from microdiff.simulate import write_experiment
+
+    write_experiment(tmp_path / "d", n_samples=1, shape=SHAPE, size=0.7)
+    (tmp_path / "d/pairs.tsv").write_text(
+        "image\tnuclei\nimages/sample01.ome.tif\ttruth/sample01_nuclei.tif\n"
+    )
+    args = ["generate", str(tmp_path / "d/pairs.tsv"), str(tmp_path / "out"), "--model",
+            str(tmp_path / "m"), "--channels", "nuclei", "--steps", "2", "--width", "8",
+            "--patch", "32", "-n", "1", "--shape", "32", "48", "--sample-steps", "2"]  # fmt: skip
+    assert main(args) == 0
+    assert '"pairs": 1' in capsys.readouterr().out
+    table = pd.read_parquet(tmp_path / "out/manifest.parquet")
+    assert (tmp_path / "m/config.json").exists() and table["height"].tolist() == [32]
+    assert main(["generate", str(tmp_path / "nope.tsv"), str(tmp_path / "o"), "--model", "m"]) == 2

@@ -2,9 +2,9 @@
 
 Crops of one size are cut at random from real images (held back from the generator's training)
 and from synthetic images; each crop is described by intensity, gradient, band-pass and
-power-spectrum statistics, and gradient-boosted trees are trained and tested with stratified
-k-fold cross-validation. The held-out accuracy is the measure: 0.5 means indistinguishable (to
-this classifier), 1.0 means every crop is told apart.
+power-spectrum statistics, and gradient-boosted trees are trained and tested with k-fold
+cross-validation grouped by image. The held-out accuracy is the measure: 0.5 means
+indistinguishable (to this classifier), 1.0 means every crop is told apart.
 """
 
 from __future__ import annotations
@@ -17,15 +17,17 @@ from scipy import ndimage as ndi
 from ..tiling import sample_patch_boxes
 
 
-def random_crops(images: Sequence[np.ndarray], n: int, size: int, rng) -> list[np.ndarray]:
-    """`n` crops (Y, X) of channel 0, images picked in turn, boxes from the tiling module."""
-    out = []
+def random_crops(images: Sequence[np.ndarray], n: int, size: int, rng):
+    """`n` crops (Y, X) of channel 0, images picked in turn, boxes from the tiling module;
+    returns the crops and the index of the image each came from."""
+    out, src = [], []
     for k in range(n):
         img = np.asarray(images[k % len(images)], np.float32)
         img = img[0] if img.ndim == 3 else img
         box = sample_patch_boxes(img.shape, size, 1, rng)[0]
         out.append(img[box.slices])
-    return out
+        src.append(k % len(images))
+    return out, np.array(src)
 
 
 def crop_features(crop: np.ndarray) -> np.ndarray:
@@ -52,16 +54,23 @@ def realism(
     folds: int = 5,
     seed: int = 0,
 ) -> dict:
-    """Cross-validated accuracy of telling real from synthetic crops (0.5: indistinguishable)."""
+    """Cross-validated accuracy of telling real from synthetic crops (0.5: indistinguishable).
+
+    Folds are grouped by image (StratifiedGroupKFold), so the classifier is always tested on
+    crops of images it never saw: it must learn real vs synthetic, not which image a crop is
+    from. Folds: at most the number of images on either side."""
     from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.model_selection import StratifiedGroupKFold, cross_val_score
 
     rng = np.random.default_rng(seed)
-    a = [crop_features(c) for c in random_crops(real, crops, size, rng)]
-    b = [crop_features(c) for c in random_crops(synthetic, crops, size, rng)]
-    x = np.array(a + b)
-    y = np.array([0] * len(a) + [1] * len(b))
+    ca, ga = random_crops(real, crops, size, rng)
+    cb, gb = random_crops(synthetic, crops, size, rng)
+    x = np.array([crop_features(c) for c in ca + cb])
+    y = np.array([0] * len(ca) + [1] * len(cb))
+    groups = np.concatenate([ga, gb + len(real)])
+    folds = max(2, min(folds, len(real), len(synthetic)))
     clf = HistGradientBoostingClassifier(max_iter=100, random_state=seed)
-    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    acc = cross_val_score(clf, x, y, cv=cv, scoring="accuracy")
-    return {"accuracy": float(acc.mean()), "std": float(acc.std()), "crops": len(x), "size": size}
+    cv = StratifiedGroupKFold(folds, shuffle=True, random_state=seed)
+    acc = cross_val_score(clf, x, y, groups=groups, cv=cv, scoring="accuracy")
+    return {"accuracy": float(acc.mean()), "std": float(acc.std()), "crops": len(x), "size": size,
+            "folds": folds}  # fmt: skip

@@ -77,6 +77,8 @@ def table_rows(tsv, classes: bool = True) -> list[tuple[str, str, str | None]]:
     """(image, nuclei labels, class table or None) per row of a pairs TSV with columns image,
     nuclei[, classes]; paths relative to the TSV."""
     tsv = Path(tsv)
+    if not tsv.is_file():
+        raise InputError(str(tsv), "no such pairs table")
     t = pd.read_csv(tsv, sep="\t", dtype=str, keep_default_na=False)
     if not {"image", "nuclei"} <= set(t.columns):
         raise InputError(str(tsv), "needs columns image and nuclei (and optionally classes)")
