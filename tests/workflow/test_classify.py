@@ -1,0 +1,149 @@
+"""features -> classify -> report on a tiny demo: each classification mode end to end, reruns of
+only what a parameter change touches, and the report with its images.
+
+The segmentation comes from the segment stage's own code (`segment_image`, with the pointwise
+stand-in model its unit tests use), written where its rule puts it before the run, so these
+tests see a dozen well-separated nuclei per sample whatever the shipped model finds on tiny
+images (the segment rules have their own workflow tests).
+"""
+
+import json
+import shutil
+import zipfile
+
+import pandas as pd
+import pytest
+
+from microdiff.features import read_provenance
+from tests.workflow.conftest import TINY, job_counts, snakemake, write_config
+
+SAMPLES = ("demo01", "demo02")
+# big enough for a dozen nuclei per sample; one shard per sample; no restoration (its own tests)
+DEMO = {**TINY["input"], "demo": {**TINY["input"]["demo"], "shape": [160, 192]}}
+SECTIONS = {
+    "input": DEMO,
+    "tiles": {"tile": 64, "halo": 8, "tiles_per_shard": 16},
+    "restore": {**TINY.get("restore", {}), "enabled": False},
+}
+TARGETS = [
+    "results/experiment/objects.parquet",
+    "results/experiment/classifier_metrics.json",
+    "results/report/runtime.png",
+    *[f"results/report/{s}_montage.png" for s in SAMPLES],
+    "results/report/normalization.png",
+    "results/report/features_by_class.png",
+    "results/report/class_counts.png",
+    "results/report/classifier_metrics.png",
+]
+
+
+def stand_in_segmentation(wd):
+    from microdiff.segment.model import Model
+    from microdiff.segment.stage import segment_image
+    from tests.unit.test_segment import Oracle
+
+    spine = [f"results/{s}/{f}" for s in SAMPLES for f in ("norm.json", "tiles.parquet")]
+    snakemake(wd, *spine)
+    params = {"samples": 2, "steps": 2, "kinds": ["nuclei", "cells"], "label_halo": 40}
+    for s in SAMPLES:
+        r = wd / "results" / s
+        segment_image(
+            r / "raw.ome.zarr", r / "segmentation.ome.zarr", r / "segments.parquet",
+            pd.read_parquet(r / "tiles.parquet"), wd / "work" / s,
+            Model(Oracle(), ("nuclei",), 1), r / "norm.json", params,
+        )  # fmt: skip
+
+
+def config(wd, name="config.yaml", **classify):
+    return write_config(wd, name, **SECTIONS, classify={**TINY["classify"], **classify})
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    wd = tmp_path_factory.mktemp("classify")
+    config(wd)
+    stand_in_segmentation(wd)
+    proc = snakemake(wd, *TARGETS)
+    assert "segment_gather" not in job_counts(proc)  # the stand-in is used as it is
+    return wd, proc
+
+
+def rerun(run, tmp_path, **classify):
+    """A copy of the finished run, run again with the classify section changed."""
+    wd = tmp_path / "wd"
+    shutil.copytree(run[0], wd, symlinks=True)
+    config(wd, **classify)
+    dry = job_counts(snakemake(wd, "--dry-run", *TARGETS))
+    snakemake(wd, *TARGETS)
+    return wd, dry
+
+
+def classes_of(wd):
+    return pd.concat([pd.read_parquet(wd / f"results/{s}/classes.parquet") for s in SAMPLES])
+
+
+def test_features_per_sample_and_experiment(run):
+    wd, _ = run
+    per = [pd.read_parquet(wd / f"results/{s}/objects.parquet") for s in SAMPLES]
+    exp = pd.read_parquet(wd / "results/experiment/objects.parquet")
+    assert len(exp) == sum(len(p) for p in per) > 10
+    assert set(exp["kind"]) >= {"nucleus"} and list(exp["sample"].unique()) == list(SAMPLES)
+    for p in per:
+        assert not p.duplicated(["kind", "id"]).any()
+    assert exp["intensity_mean_nuclei"].notna().all() and exp["area_um2"].notna().all()
+    assert read_provenance(wd / "results/demo01/objects.parquet")["stage"] == "features"
+
+
+def test_supervised_by_points(run):
+    wd, _ = run
+    labels = pd.read_csv(wd / "data/demo/labels.tsv", sep="\t")
+    assert set(labels.columns) == {"sample", "x", "y", "class"}
+    classes = classes_of(wd)
+    nuclei = pd.read_parquet(wd / "results/experiment/objects.parquet").query("kind == 'nucleus'")
+    assert len(classes) == len(nuclei)
+    probs = [c for c in classes.columns if c.startswith("prob_")]
+    assert sorted(probs) == ["prob_elongated", "prob_round"]
+    assert classes[probs].sum(axis=1).round(6).eq(1).all()
+    metrics = json.loads((wd / "results/experiment/classifier_metrics.json").read_text())
+    assert metrics["mode"] == "supervised" and metrics["cv"] == "group-kfold"
+    assert metrics["n_labelled"] > 0.5 * len(labels) and 0 <= metrics["accuracy"] <= 1
+    counts = pd.read_csv(wd / "results/experiment/class_counts.tsv", sep="\t")
+    assert counts.groupby("sample")["count"].sum().to_dict() == classes.groupby("sample").size(
+    ).to_dict()  # fmt: skip
+    summary = pd.read_csv(wd / "results/experiment/classes_summary.tsv", sep="\t")
+    assert summary["fraction"].sum() == pytest.approx(1)
+
+
+def test_unsupervised_reruns_classify_only(run, tmp_path):
+    wd, dry = rerun(run, tmp_path, mode="unsupervised", labels=None)
+    assert "features" not in dry and dry["classify"] == 1 and "demo_labels" not in dry
+    metrics = json.loads((wd / "results/experiment/classifier_metrics.json").read_text())
+    assert metrics["mode"] == "unsupervised" and 2 <= metrics["k"] <= 3
+    assert set(classes_of(wd)["class"].astype(str)) <= {"0", "1", "2"}
+
+
+def test_diffusion_mode_trains_then_classifies(run, tmp_path):
+    wd, dry = rerun(run, tmp_path, mode="diffusion")
+    assert dry["train_classifier"] == 1 and dry["classify"] == 1 and "features" not in dry
+    cfg = json.loads((wd / "models/classify/diffusion/config.json").read_text())
+    assert cfg["task"] == "classify-diffusion" and cfg["classes"] == ["elongated", "round"]
+    metrics = json.loads((wd / "results/experiment/classifier_metrics.json").read_text())
+    assert metrics["mode"] == "diffusion" and metrics["cv"] == "holdout"
+    assert metrics["n_test"] > 0 and len(metrics["sigmas"]) == 4
+    assert set(classes_of(wd)["class"]) <= {"elongated", "round"}
+    assert (wd / "benchmarks/train_classifier/experiment.tsv").exists()
+
+
+def test_report_holds_every_figure_and_runtimes(run):
+    wd, _ = run
+    snakemake(wd, "--report", "report.zip", *TARGETS)
+    with zipfile.ZipFile(wd / "report.zip") as z:
+        names = z.namelist()
+        pngs = {n.rsplit("/", 1)[-1] for n in names if n.endswith(".png")}
+        html = "".join(z.read(n).decode(errors="ignore") for n in names if n.endswith(".html"))
+    assert {f"{s}_montage.png" for s in SAMPLES} <= pngs
+    assert {"normalization.png", "features_by_class.png", "class_counts.png"} <= pngs
+    assert {"classifier_metrics.png", "runtime.png"} <= pngs
+    assert len(html) > 1000
+    runtime = pd.read_csv(wd / "benchmarks/classify/experiment.tsv", sep="\t")
+    assert runtime["s"].iloc[0] > 0
