@@ -511,6 +511,9 @@ def classify_experiment(
     """
     mode, seed = params.get("mode", "unsupervised"), int(params.get("seed", 0))
     table = classification_table(objects, params.get("kind", "nucleus"))
+    if table.empty:  # nothing segmented: empty outputs, said in the metrics
+        keys = _keys(table).assign(**{"class": pd.Series(dtype=str)})
+        return keys, {"mode": mode, "n_objects": 0, "note": "no objects to classify"}, None
     if mode == "unsupervised":
         un = dict(params.get("unsupervised") or {})
         classes, info = cluster(
