@@ -78,3 +78,85 @@ if config.get("restore", {}).get("enabled", False):
             "../../scripts/restore_gather.py"
 
     FINAL_TARGETS.extend(expand("results/{sample}/restored.ome.zarr", sample=SAMPLES.index))
+
+# Super-resolution (restore.superres, off by default): one conditional diffusion model per
+# experiment (train_superres: pairs made from the experiment's own images by the PSF + binning
+# model, or the LR/HR pairs of superres.pairs), then per sample one job per shard of tiles and a
+# gather into results/{sample}/superres.ome.zarr: the y/x grid finer by superres.factor and the
+# NGFF scale divided by it, float32 in the input's units, posterior std in
+# superres.ome.zarr/uncertainty when superres.inference.samples > 1. SR reads restored.ome.zarr
+# when the restore stage is enabled, raw.ome.zarr otherwise. Training parameters live in
+# train_superres's params only, so changing the sampler, steps or K never retrains.
+from microdiff.restore import superres_stage as superres_wf
+
+if superres_wf.enabled(config):
+
+    wildcard_constraints:
+        shard=r"\d+",
+
+    rule train_superres:
+        input:
+            images=lambda wc: [superres_wf.input_store(config, s) for s in SAMPLES.index],
+            norm=lambda wc: [get_norm(s) for s in SAMPLES.itertuples()],
+            pairs=superres_wf.pair_files(config),
+        output:
+            directory("models/superres"),
+        params:
+            superres=superres_wf.training_params(config),
+        log:
+            "logs/train_superres/experiment.log",
+        benchmark:
+            "benchmarks/train_superres/experiment.tsv"
+        threads: stage_threads("train_superres")
+        resources:
+            **stage_resources("train_superres", gpu=True),
+        conda:
+            "../../envs/torch.yaml"
+        script:
+            "../../scripts/superres_train.py"
+
+    rule superres_shard:
+        input:
+            image=lambda wc: superres_wf.input_store(config, wc.sample),
+            plan=get_tile_plan,
+            norm=get_norm,
+            model="models/superres",
+        output:
+            temp(directory("results/{sample}/superres/shard-{shard}.zarr")),
+        params:
+            superres=superres_wf.inference_params(config),
+        log:
+            "logs/superres_shard/{sample}-{shard}.log",
+        benchmark:
+            "benchmarks/superres_shard/{sample}-{shard}.tsv"
+        threads: stage_threads("superres")
+        resources:
+            **stage_resources("superres", gpu=True),
+        conda:
+            "../../envs/torch.yaml"
+        script:
+            "../../scripts/superres_shard.py"
+
+    rule superres_gather:
+        input:
+            image=lambda wc: superres_wf.input_store(config, wc.sample),
+            plan=get_tile_plan,
+            model="models/superres",
+            shards=lambda wc: superres_wf.shard_stores(wc.sample, get_tile_plan(wc)),
+        output:
+            directory("results/{sample}/superres.ome.zarr"),
+        params:
+            superres=superres_wf.inference_params(config),
+        log:
+            "logs/superres_gather/{sample}.log",
+        benchmark:
+            "benchmarks/superres_gather/{sample}.tsv"
+        threads: 1
+        resources:
+            **stage_resources("superres_gather"),
+        conda:
+            "../../envs/image.yaml"
+        script:
+            "../../scripts/superres_gather.py"
+
+    FINAL_TARGETS.extend(expand("results/{sample}/superres.ome.zarr", sample=SAMPLES.index))

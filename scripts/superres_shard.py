@@ -1,0 +1,17 @@
+"""Rule superres_shard: super-resolve one shard of a sample's tiles into a shard store."""
+
+from microdiff.jobs import job
+from microdiff.restore.superres_stage import superres_shard
+
+with job(snakemake.log[0], "superres_shard") as log:
+    n = superres_shard(
+        snakemake.input.image,
+        snakemake.input.plan,
+        int(snakemake.wildcards.shard),
+        snakemake.input.model,
+        snakemake.input.norm,
+        snakemake.params.superres,
+        snakemake.output[0],
+        threads=snakemake.threads,
+    )
+    log.info("super-resolved %d tiles", n)

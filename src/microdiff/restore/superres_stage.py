@@ -1,0 +1,312 @@
+"""The super-resolution stage over stores: train, one shard, gather (and the rules' helpers).
+
+    train_superres(input stores, norm files, params, model dir)           -> models/superres/
+    superres_shard(input store, tile plan, shard, model, norm, params)    -> shard store (Zarr)
+    gather_superres(input store, tile plan, shard stores, model, params)  -> superres.ome.zarr
+
+The input is `restored.ome.zarr` when the restore stage is enabled, else `raw.ome.zarr` (both in
+raw intensity units, so the sample's norm.json normalizes either). The output has the input's
+axes and channels, float32 in the same units, its y/x grid finer by the model's factor and its
+NGFF scale (pixel size) divided by it; z is untouched (3D images are super-resolved slice-wise).
+With `inference.samples` K > 1 the output holds `uncertainty/`, the per-pixel standard deviation
+of the K posterior samples (same units), and the image is their mean.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from .. import provenance, shards
+from ..atomic import atomic_output
+from ..diffusion import load_checkpoint, save_checkpoint, set_threads, train
+from ..io import ngff
+from ..normalize import Normalizer
+from .denoise import localize
+from .stage import UNCERTAINTY, level0, raw_meta, with_halo
+from .superres import (
+    P_MEAN,
+    P_STD,
+    PairPatches,
+    SelfPairs,
+    check_factor,
+    network,
+    sr_nfe,
+    superres_planes,
+)
+
+log = logging.getLogger("microdiff.restore")
+
+METHOD = ("conditional diffusion super-resolution (residual over bicubic, EDM), "
+          "mean of K posterior samples")  # fmt: skip
+
+
+def read_lr_hr(sheet) -> list[tuple[np.ndarray, np.ndarray]]:
+    """LR/HR pairs from a TSV with columns low, high (paths relative to the TSV)."""
+    from ..io.readers import open_image
+
+    sheet = Path(sheet)
+    table = pd.read_csv(sheet, sep="\t", dtype=str)
+    if not {"low", "high"} <= set(table.columns):
+        raise ValueError(f"{sheet}: needs columns low and high")
+    pairs = []
+    for row in table.itertuples(index=False):
+        imgs = []
+        for p in (row.low, row.high):
+            src = open_image(sheet.parent / p)
+            a = np.asarray(src.read(), np.float32)
+            imgs.append(a if "c" in src.axes else a[None])
+        pairs.append((imgs[0], imgs[1]))
+    return pairs
+
+
+def train_superres(
+    stores: Sequence,
+    norm_paths: Sequence,
+    params: dict,
+    out,
+    threads: int | None = None,
+    device=None,
+    progress: bool = True,
+) -> dict:
+    """Train the SR model (engine checkpoint dir `out`); returns its config.
+
+    params (config `restore.superres` without inference): factor, psf_sigma, cond, pairs (TSV
+    of LR/HR pairs, or null: pairs made from `stores` by the degradation model), training
+    {width, depth, steps, batch, patch, lr, seed}.
+    """
+    set_threads(threads)
+    training = params["training"]
+    factor = check_factor(params["factor"])
+    cond = params.get("cond", "bicubic")
+    if params.get("pairs"):
+        source = PairPatches(read_lr_hr(params["pairs"]), factor, int(training["patch"]), cond)
+        mode = "supervised on LR/HR pairs"
+    else:
+        norms = [Normalizer.from_json(p) for p in norm_paths]
+        source = SelfPairs([level0(s) for s in stores], norms, factor,
+                           float(params["psf_sigma"]), int(training["patch"]), cond)  # fmt: skip
+        mode = "self-supervised: the images degraded by the PSF + binning model"
+    den = network(training)
+    gain = source.calibrate(den.sigma_data)
+    log.info("training the super-resolution model x%d (%s), residual gain %.3f", factor, mode, gain)
+    result = train(
+        den,
+        source,
+        int(training["steps"]),
+        batch=int(training["batch"]),
+        lr=float(training["lr"]),
+        seed=int(training.get("seed", 0)),
+        warmup=min(50, int(training["steps"]) // 10),
+        p_mean=P_MEAN,
+        p_std=P_STD,
+        progress=progress,
+        device=device,
+        threads=threads,
+    )
+    cfg = {
+        "task": "superres",
+        "factor": factor,
+        "psf_sigma": params.get("psf_sigma"),
+        "cond": cond,
+        "gain": gain,
+        "mode": mode,
+        "params": params,
+        "data_hash": source.data_hash,
+        "inputs": [str(s) for s in stores],
+        "norm": "none: GroupNorm statistics removed, affine kept (a local network)",
+        "final_loss": float(np.mean(result.losses[-20:])) if result.losses else None,
+        "method": METHOD,
+    }
+    return save_checkpoint(out, result.denoiser, cfg)
+
+
+def load_model(path):
+    den, cfg = load_checkpoint(path)
+    if cfg.get("task") != "superres":
+        raise ValueError(f"{path}: not a super-resolution model (task {cfg.get('task')!r})")
+    return localize(den), cfg
+
+
+def make_process(den, cfg: dict, norm: Normalizer, inference: dict, device=None):
+    """The shard `process`: input tiles (B, C, [Z,] Y, X) -> (B, C[+C], [Z,] fY, fX)."""
+    f, k = int(cfg["factor"]), int(inference.get("samples", 1))
+    lo = norm.low.astype(np.float32)
+    scale = (norm.high - norm.low).astype(np.float32)
+
+    def process(blocks, origins):
+        b, c, *sp = blocks.shape
+        planes = blocks.reshape(b, c, -1, *sp[-2:])
+        nz = planes.shape[2]
+        v = (planes - lo.reshape(1, c, 1, 1, 1)) / scale.reshape(1, c, 1, 1, 1)
+        keys = [(ci * (1 << 20) + (o[0] + zi if len(o) == 3 else 0), o[-2], o[-1])
+                for o in origins for ci in range(c) for zi in range(nz)]  # fmt: skip
+        mean, std = superres_planes(den, v.reshape(-1, *sp[-2:]), keys, f, float(cfg["gain"]),
+                                    inference, cfg.get("cond", "bicubic"), device)  # fmt: skip
+        shape = (b, c, *sp[:-2], sp[-2] * f, sp[-1] * f)
+        s = scale.reshape(1, c, *([1] * (len(sp) - 2)), 1, 1)
+        out = mean.reshape(shape) * s + lo.reshape(s.shape)
+        if k > 1:
+            out = np.concatenate([out, std.reshape(shape) * s], axis=1)
+        return out
+
+    return process, f
+
+
+def superres_shard(
+    src,
+    plan_path,
+    shard: int,
+    model_dir,
+    norm_path,
+    params: dict,
+    out,
+    threads: int | None = None,
+    device=None,
+    progress: bool = True,
+) -> int:
+    """Super-resolve one shard's tiles into the shard store `out`; returns the tile count.
+
+    params: {"inference": {halo, batch, sampler, steps, samples, seed}}.
+    """
+    set_threads(threads)
+    inference = params["inference"]
+    arr = level0(src)
+    den, cfg = load_model(model_dir)
+    plan = with_halo(pd.read_parquet(plan_path), arr.shape[1:], int(inference["halo"]))
+    process, f = make_process(den, cfg, Normalizer.from_json(norm_path), inference, device)
+    c = arr.shape[0] * (2 if int(inference.get("samples", 1)) > 1 else 1)
+    shape = (c, *arr.shape[1:-2], arr.shape[-2] * f, arr.shape[-1] * f)
+    tiles = int((plan["shard"] == shard).sum())
+    bar = tqdm(total=tiles, disable=not progress, file=sys.stderr, desc=f"superres shard {shard}")
+    planes_per_tile = arr.shape[0] * int(np.prod(shards.tile_shape(plan)[:-2]))
+    per_read = max(1, int(inference.get("batch", 16)) // planes_per_tile)
+    with atomic_output(out) as tmp:
+        store = shards.create_shard_store(tmp, shape, np.float32, plan, factor=f)
+        n = shards.run_shard(arr, plan, shard, process, store, per_read, factor=f,
+                             progress=bar.update)  # fmt: skip
+    bar.close()
+    return n
+
+
+class _Split:
+    """Write the first `c` channels to `a`, the rest to `b` (uncertainty)."""
+
+    def __init__(self, a, b, c: int):
+        self.a, self.b, self.c = a, b, c
+
+    def __setitem__(self, sl, value):
+        self.a[sl] = value[: self.c]
+        if self.b is not None:
+            self.b[sl] = value[self.c :]
+
+
+def gather_superres(src, plan_path, shard_stores: Sequence, model_dir, params: dict, out) -> dict:
+    """Assemble the shard stores into `out` (NGFF on the finer grid, atomic, validated)."""
+    arr = level0(src)
+    axes, scale, names = raw_meta(src)
+    plan = pd.read_parquet(plan_path)
+    _, cfg = load_checkpoint(model_dir)
+    f = int(cfg["factor"])
+    inference = params["inference"]
+    k = int(inference.get("samples", 1))
+    c = arr.shape[0]
+    shape = (c, *arr.shape[1:-2], arr.shape[-2] * f, arr.shape[-1] * f)
+    out_scale = {a: v / f if a in "yx" else v for a, v in scale.items()}
+    prov = provenance.record(
+        "superres",
+        params,
+        inputs=[str(src)],
+        model=str(model_dir),
+        model_hash=cfg["params_hash"],
+        model_mode=cfg.get("mode"),
+        method=cfg.get("method"),
+        factor=f,
+        psf_sigma=cfg.get("psf_sigma"),
+        nfe=sr_nfe(inference),
+        seed=int(inference.get("seed", 0)),
+        units="float32, the input image's intensity units",
+        uncertainty=UNCERTAINTY if k > 1 else None,
+    )
+    with atomic_output(out) as tmp:
+        group = ngff.create_image(tmp, shape, np.float32, axes, out_scale, names,
+                                  attrs={"microdiff": prov}, name="superres")  # fmt: skip
+        unc = None
+        if k > 1:
+            unc = ngff.create_image(
+                Path(tmp) / UNCERTAINTY, shape, np.float32, axes, out_scale,
+                [f"{n} posterior std" for n in names], attrs={"microdiff": prov},
+                name="posterior std",
+            )  # fmt: skip
+        dst = _Split(group["0"], None if unc is None else unc["0"], c)
+        shards.gather(shard_stores, plan, dst, f)
+        for g in [group] + ([unc] if unc is not None else []):
+            ngff.fill_pyramid(g)
+            ngff.set_display_windows(g)
+        ngff.validate(tmp)
+        if unc is not None:
+            ngff.validate(Path(tmp) / UNCERTAINTY)
+    return prov
+
+
+def superres_image(src, norm_path, model_dir, out, params: dict, tile: int = 256, **kw) -> dict:
+    """Super-resolve a whole NGFF image without a workflow: plan tiles, one shard, gather."""
+    import tempfile
+
+    from ..tiling import plan_store, write_plan
+
+    plan = plan_store(src, tile, int(params["inference"]["halo"]), tiles_per_shard=1 << 30)
+    with tempfile.TemporaryDirectory(dir=Path(out).parent) as tmp:
+        plan_path = Path(tmp) / "tiles.parquet"
+        write_plan(plan, plan_path, {})
+        store = Path(tmp) / "shard-0.zarr"
+        superres_shard(src, plan_path, 0, model_dir, norm_path, params, store, **kw)
+        return gather_superres(src, plan_path, [store], model_dir, params, out)
+
+
+# Helpers of the workflow rules (kept here so restore.smk holds rules only).
+
+
+def enabled(config: dict) -> bool:
+    return bool(config.get("restore", {}).get("superres", {}).get("enabled", False))
+
+
+def input_store(config: dict, sample: str) -> str:
+    """What SR reads: the restored image when the restore stage is enabled, else the raw one."""
+    if config.get("restore", {}).get("enabled", False):
+        return f"results/{sample}/restored.ome.zarr"
+    return f"results/{sample}/raw.ome.zarr"
+
+
+def training_params(config: dict) -> dict:
+    """The part of `restore.superres` that makes the model: changing it retrains."""
+    sr = config["restore"]["superres"]
+    keys = ("factor", "psf_sigma", "cond", "pairs", "training")
+    return {k: sr.get(k) for k in keys} | {"cond": sr.get("cond", "bicubic")}
+
+
+def inference_params(config: dict) -> dict:
+    """The part of `restore.superres` that only changes inference (never retrains)."""
+    return {"inference": config["restore"]["superres"]["inference"]}
+
+
+def pair_files(config: dict) -> list[str]:
+    """The LR/HR sheet and the images it names (changing them retrains)."""
+    sheet = config["restore"]["superres"].get("pairs")
+    if not sheet:
+        return []
+    table = pd.read_csv(sheet, sep="\t", dtype=str)
+    base = Path(sheet).parent
+    return [sheet] + [str(base / p) for col in ("low", "high") for p in table[col]]
+
+
+def shard_stores(sample: str, plan_path) -> list[str]:
+    plan = pd.read_parquet(plan_path, columns=["shard"])
+    n = int(plan["shard"].max()) + 1 if len(plan) else 0
+    return [f"results/{sample}/superres/shard-{i}.zarr" for i in range(n)]
