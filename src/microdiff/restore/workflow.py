@@ -18,23 +18,20 @@ def default_hash(default=DEFAULT_MODEL) -> str | None:
 
 def training_params(restore: dict) -> dict:
     """The part of the restore config that makes the model: changing it retrains."""
-    sr = restore.get("superres", {})
     return {
         "train": restore.get("train", True),
         "pairs": restore.get("pairs"),
         "training": restore["training"],
-        "superres": {k: sr[k] for k in ("factor", "psf_sigma", "training") if k in sr},
         "default": default_hash(),
     }
 
 
 def inference_params(restore: dict) -> dict:
-    """The part of the restore config that only changes inference (never retrains)."""
-    sr = restore.get("superres", {})
-    return {
-        "inference": restore["inference"],
-        "superres": {k: v for k, v in sr.items() if k != "training"},
-    }
+    """The part of the restore config that only changes inference (never retrains).
+
+    `restore.superres` is its own stage (rules train_superres, superres_*), so it is in neither.
+    """
+    return {"inference": restore["inference"]}
 
 
 def pair_files(restore: dict) -> list[str]:
