@@ -62,6 +62,8 @@ ETC_SLURM = Path("/etc/slurm")
 MUNGE_KEY = Path("/etc/munge/munge.key")
 MUNGE_PIDFILE = Path("/run/munge/munged.pid")
 MUNGE_DIRS = (Path("/run/munge"), Path("/var/lib/munge"), Path("/var/log/munge"))
+# Character devices standing in for GPU device files (slurmd needs one distinct file per GPU).
+GPU_DEVICES = ("/dev/null", "/dev/zero", "/dev/full")
 POLICY_RC_D = Path("/usr/sbin/policy-rc.d")
 POLICY_RC_D_TEXT = "#!/bin/sh\n# microdiff SLURM test harness: start no service\nexit 101\n"
 
@@ -153,12 +155,18 @@ class LocalSlurm:
         root: str | os.PathLike | None = None,
         *,
         partition: str = "debug",
+        gpu_partition: str = "gpu",
+        gpus: int = 2,
         startup_timeout: float = 60.0,
         min_job_age: int = 600,
         lock_timeout: float = 900.0,
     ) -> None:
         self.root = Path(root or os.environ.get("MICRODIFF_SLURM_DIR", "/tmp/microdiff-slurm"))
         self.partition = partition
+        self.gpu_partition = gpu_partition
+        if not 1 <= gpus <= len(GPU_DEVICES):
+            raise ValueError(f"gpus must be 1..{len(GPU_DEVICES)}")
+        self.gpus = gpus
         self.startup_timeout = startup_timeout
         self.min_job_age = min_job_age
         self.lock_timeout = lock_timeout
@@ -395,13 +403,16 @@ ReturnToService=2
 MinJobAge={self.min_job_age}
 DefMemPerCPU=1000
 GresTypes=gpu
-NodeName={self.node} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={mem} Gres=gpu:fake:1 State=UNKNOWN
+NodeName={self.node} NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={mem} Gres=gpu:fake:{self.gpus} \
+State=UNKNOWN
 PartitionName={self.partition} Nodes={self.node} Default=YES MaxTime=INFINITE State=UP
+PartitionName={self.gpu_partition} Nodes={self.node} Default=NO MaxTime=INFINITE State=UP
 # harness dir: {r}
 """
 
     def gres_conf_text(self) -> str:
-        return f"AutoDetect=off\nNodeName={self.node} Name=gpu Type=fake File=/dev/null Count=1\n"
+        lines = [f"NodeName={self.node} Name=gpu Type=fake File={dev}\n" for dev in GPU_DEVICES]
+        return "AutoDetect=off\n" + "".join(lines[: self.gpus])
 
     def _write_config(self) -> None:
         for d in (self.conf.parent, self.ctld_pidfile.parent, self.ctld_log.parent):

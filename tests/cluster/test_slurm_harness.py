@@ -77,7 +77,7 @@ def test_profile_runs_cpu_and_gpu_rules_through_slurm(slurm, tmp_path):
     # Outputs exist; SLURM gave the GPU job a device and the CPU job none.
     gpu_env = (tmp_path / "gpu.txt").read_text().strip()
     cpu_env = (tmp_path / "cpu.txt").read_text().strip()
-    assert gpu_env == "CUDA_VISIBLE_DEVICES=0", gpu_env
+    assert gpu_env in {f"CUDA_VISIBLE_DEVICES={i}" for i in range(slurm.gpus)}, gpu_env
     assert cpu_env in ("CUDA_VISIBLE_DEVICES=unset", "CUDA_VISIBLE_DEVICES="), cpu_env
 
     # What was requested, from the scheduler: this run's jobs, by rule (the plugin's comment).
