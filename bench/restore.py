@@ -11,8 +11,11 @@ in the same GAT-normalized domain:
   neighbour, loss on those pixels only; one network evaluation at inference;
 - supervised: |D(y) - x|^2 on noisy/clean pairs of *other* fields of view (W2S: fields 1-15;
   FMD: leave-one-field-out, BPAE_B/G share one field; simulation: other seeds);
-- microdiff: SURE-trained diffusion denoiser (see `microdiff.restore`), posterior mean by
-  Tweedie at the data's noise level; one network evaluation.
+- microdiff: SURE-trained diffusion denoiser (see `microdiff.restore`; heteroscedastic SURE
+  with the noise model's variance map, since the GAT does not stabilize W2S's few-photon
+  frames), posterior mean by Tweedie at the data's noise level; one network evaluation.
+W2S images were rescaled to 8 bits one by one, so each W2S image gets its own noise model; FMD
+and simulated images share one per channel.
 Self-supervised methods train on the noisy test images themselves (nothing else).
 Metrics as CARE (Weigert et al. 2018): the clean target normalized by its 0.1/99.9
 percentiles, the prediction fitted to it by least squares (affine), PSNR (data range 1) and
@@ -40,6 +43,7 @@ from microdiff.restore.denoise import (
     localize,
     to_v,
     train_denoiser,
+    variance_map,
     vst_range,
 )
 from microdiff.restore.noise_model import fit_noise_model
@@ -74,28 +78,35 @@ class Images:
             self.v.append(to_v(n[None], self.models[g], f_lo, f_hi)[0])
             self.sigma.append(float(s[0]))
             self.ranges.append((f_lo, f_hi))
+        self.var = [
+            variance_map(v, self.models[g], 0, r[0][0], r[1][0])
+            for v, g, r in zip(self.v, groups, self.ranges)
+        ]
 
     def back(self, i: int, v: np.ndarray) -> np.ndarray:
         f_lo, f_hi = self.ranges[i]
         return from_v(v[None], self.models[self.groups[i]], f_lo, f_hi)[0]
 
 
-def patches(imgs: Images, clean: list | None, patch: int):
+def patches(imgs: Images, clean: list | None, patch: int, hetero: bool = False):
     def sample(n, rng):
-        ys, xs, sig = [], [], []
+        ys, xs, ws, sig = [], [], [], []
         for _ in range(n):
             i = int(rng.integers(len(imgs.v)))
             h, w = imgs.v[i].shape
             y0, x0 = int(rng.integers(h - patch + 1)), int(rng.integers(w - patch + 1))
             sl = np.s_[y0 : y0 + patch, x0 : x0 + patch]
-            stack = [imgs.v[i][sl]] + ([clean[i][sl]] if clean is not None else [])
+            stack = [imgs.v[i][sl], imgs.var[i][sl]]
+            stack += [clean[i][sl]] if clean is not None else []
             both = augment(np.stack(stack), rng)
             ys.append(both[:1])
-            xs.append(both[1:])
+            ws.append(both[1:2])
+            xs.append(both[2:])
             sig.append(imgs.sigma[i])
         y = torch.from_numpy(np.stack(ys))
         x = torch.from_numpy(np.stack(xs)) if clean is not None else None
-        return y, torch.tensor(sig), x
+        var = torch.from_numpy(np.stack(ws)) if hetero else None
+        return y, torch.tensor(sig), x, var
 
     return sample
 
@@ -112,7 +123,7 @@ def train_n2v(imgs: Images, steps: int, batch=8, patch=64, lr=1e-3, frac=0.02) -
     source = patches(imgs, None, patch)
     for k in range(steps):
         rng, _ = step_generators(1, k)
-        y, sig, _ = source(batch, rng)
+        y, sig, *_ = source(batch, rng)
         mask = torch.from_numpy(rng.random(y.shape) < frac)
         # each masked pixel takes a random neighbour's value (5x5, not itself)
         dy = rng.integers(-2, 3, y.shape)
@@ -224,8 +235,8 @@ def main() -> None:
         train = [f"{f:03d}_{c}.tif" for f in range(1, 16) for c in range(3)]
         tn, tc = load(w2s, test)
         rn, rc = load(w2s, train)
-        groups = [int(n[4]) for n in test]
-        tr_groups = [int(n[4]) for n in train]
+        groups = list(range(len(test)))  # each W2S image was rescaled on its own
+        tr_groups = list(range(len(train)))
         evaluate("W2S widefield", (tn, tc, groups), [(rn, rc, tr_groups, range(15))], a.steps,
                  rows)  # fmt: skip
     if "fmd" in only:

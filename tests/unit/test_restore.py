@@ -53,6 +53,44 @@ def test_gaussian_only_noise_gives_zero_gain():
     assert NoiseModel.from_json(model.to_json()) == model
 
 
+def test_variance_curve_measures_what_the_gat_leaves_at_low_counts():
+    """A few photons per pixel: the GAT's output variance is well below 1 in the dark and near
+    1 in the bright; the fitted curve follows the variance measured against the truth."""
+    rng = np.random.default_rng(2)
+    yy, xx = np.mgrid[:256, :256]
+    clean = 10 * (0.05 + 0.95 * (0.5 + 0.5 * np.sin(xx / 30.0) * np.cos(yy / 40.0)))
+    raw = (rng.poisson(clean) + rng.normal(0, 0.3, clean.shape)).astype(np.float32)
+    model = fit_noise_model([raw[None]], 1)
+    f = model.forward(raw, 0)
+    fc = model.forward(np.float32(clean), 0)
+    for lo, hi in ((0.5, 1.0), (8.0, 10.0)):
+        sel = (clean >= lo) & (clean < hi)
+        true_var = np.var(f[sel] - fc[sel])
+        assert float(np.mean(model.gat_variance(fc[sel], 0))) == pytest.approx(true_var, rel=0.3)
+    dark, bright = model.gat_variance(np.float32([fc.min(), fc.max()]), 0)
+    assert dark < bright - 0.15 and bright > 0.8
+    assert NoiseModel.from_json(model.to_json()) == model
+
+
+def test_heteroscedastic_sure_is_unbiased_and_needs_the_map():
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(1, 1, 64, 64, generator=gen).repeat(64, 1, 1, 1)
+    std = 0.05 + 0.3 * x  # noise that grows with the signal
+    y = x + std * torch.randn(x.shape, generator=gen)
+    sigma = torch.full((64,), float(std.pow(2).mean().sqrt()))
+
+    def den(z, t):  # smooths more where the signal (and the noise) is high
+        blur = torch.nn.functional.avg_pool2d(z, 3, 1, 1, count_include_pad=False)
+        return x * blur + (1 - x) * z
+
+    den.sigma_data = 0.5
+    homo = sure_loss(den, y, sigma, None, gen, p_exact=1.0, var=None)
+    het = sure_loss(den, y, sigma, None, gen, p_exact=1.0, var=std**2)
+    true = sure_loss(den, y, sigma, x, gen, p_exact=1.0)
+    assert float(het) == pytest.approx(float(true), rel=0.05)
+    assert abs(float(homo) - float(true)) > 0.2 * float(true)
+
+
 class Blur(torch.nn.Module):
     """A fixed linear denoiser D(z) = w * (3x3 mean of z) + (1 - w) * z."""
 

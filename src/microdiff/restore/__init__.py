@@ -19,6 +19,14 @@ estimate (Ramani, Blu & Unser 2008). The minimiser is D(z, t) = E[x | z] for eve
 i.e. the model is a diffusion model of the clean images over the noise levels the data can
 speak for (an ambient diffusion model; cf. Daras et al. 2023/2024).
 
+SURE is only as good as the noise variance it is given: where the assumed variance exceeds the
+true one the loss rewards a negative divergence without bound (E[SURE] = MSE + (sigma^2 -
+sigma_true^2)(2 div/N - 1)). At low photon counts the GAT does not stabilize (its variance falls
+well below 1 in the dark; W2S single frames hold a few photons per pixel), so the noise model
+also measures the variance left after the GAT as a curve over the GAT value, and training uses
+SURE with that known diagonal covariance (heteroscedastic SURE; the map is evaluated at the
+local mean of each pixel's neighbours, without the pixel itself). Inference is unchanged.
+
 Output. The posterior mean E[x | y] = D(y, sigma): Tweedie's formula at the data's own noise
 level (Efron 2011), one network evaluation, mapped back through the inverse GAT (Makitalo &
 Foi 2011). With `samples: K > 1` an uncertainty image is written too: the per-pixel posterior

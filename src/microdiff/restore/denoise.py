@@ -14,6 +14,14 @@ EDM), z = y + s eps, t = sqrt(sigma_c^2 + s^2), and minimizes lambda(t) times
   unknown clean image, so no clean image is needed (Stein 1981; GSURE diffusion: Kawar et al.
   2023);
 - supervised (noisy/clean pairs): |D(z) - x|^2.
+
+Heteroscedastic SURE. The GAT leaves the noise variance below 1 at low photon counts, so the
+noise of y is N(0, diag(w)) with w_i = sigma_c^2 Var_f(f_i) from the noise model's residual
+variance curve (`NoiseModel.gat_variance`), evaluated at the local mean of the 5x5 neighbours
+(the centre pixel left out, so w_i does not depend on y_i's own noise). SURE with a known
+diagonal covariance W = w + s^2 is |D(z) - z|^2 / N - mean(W) + 2 sum_i W_i dD_i/dz_i / N (Stein
+1981), the weighted divergence again by one probe: mean(W * p * (D(z + delta p) - D(z))) /
+delta. With w = sigma^2 this is the homoscedastic SURE above.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 from tqdm import tqdm
 
 from ..diffusion import Denoiser, PositionalNoise, pick_device, set_threads
@@ -34,7 +43,8 @@ from .noise_model import NoiseModel
 
 log = logging.getLogger("microdiff.restore")
 
-# sample(n, rng) -> (y (n,1,Y,X), sigma (n,), x (n,1,Y,X) or None), all float32 tensors
+# sample(n, rng) -> (y (n,1,Y,X), sigma (n,), x (n,1,Y,X) or None[, var (n,1,Y,X) or None]),
+# all float32 tensors; var is y's per-pixel noise variance (heteroscedastic SURE)
 Source = Callable[[int, np.random.Generator], tuple]
 
 
@@ -97,8 +107,20 @@ def std_from_v(v: np.ndarray, std_v: np.ndarray, noise: NoiseModel, f_lo, f_hi) 
     return out
 
 
-def sure_loss(den: Denoiser, y, sigma, x, gen, p_exact=0.5, p_mean=-1.2, p_std=1.2, delta=1e-3):
-    """One batch's loss (see the module docstring); `x` None means self-supervised."""
+def variance_map(v: np.ndarray, noise: NoiseModel, c: int, f_lo: float, f_hi: float):
+    """Per-pixel noise variance of a 2D v-domain image of channel c (heteroscedastic SURE)."""
+    k = np.ones((5, 5), np.float32)
+    k[2, 2] = 0.0
+    local = ndimage.convolve(np.asarray(v, np.float32), k / k.sum(), mode="reflect")
+    scale = f_hi - f_lo
+    return (noise.gat_variance(local * scale + f_lo, c) / scale**2).astype(np.float32)
+
+
+def sure_loss(
+    den: Denoiser, y, sigma, x, gen, p_exact=0.5, p_mean=-1.2, p_std=1.2, delta=1e-3, var=None
+):
+    """One batch's loss (see the module docstring); `x` None means self-supervised; `var`
+    (like y) is the per-pixel noise variance of y (None: sigma^2 everywhere)."""
     b = y.shape[0]
     s = (torch.randn(b, generator=gen) * p_std + p_mean).exp()
     s = torch.where(torch.rand(b, generator=gen) < p_exact, torch.zeros_like(s), s)
@@ -115,8 +137,10 @@ def sure_loss(den: Denoiser, y, sigma, x, gen, p_exact=0.5, p_mean=-1.2, p_std=1
         per = ((d - x) ** 2).mean(dim=(1, 2, 3))
     else:
         d2 = den(z + delta * probe, t)
-        div = (probe * (d2 - d)).mean(dim=(1, 2, 3)) / delta
-        per = ((d - z) ** 2).mean(dim=(1, 2, 3)) - tv.view(-1) ** 2 + 2 * t**2 * div
+        w = tv**2 if var is None else var.to(y.device) + s.view(-1, 1, 1, 1) ** 2
+        w = w.expand_as(y)
+        div = (w * probe * (d2 - d)).mean(dim=(1, 2, 3)) / delta
+        per = ((d - z) ** 2).mean(dim=(1, 2, 3)) - w.mean(dim=(1, 2, 3)) + 2 * div
     return (weight * per).mean()
 
 
@@ -159,13 +183,14 @@ def train_denoiser(
     bar = tqdm(total=steps, disable=not progress, file=sys.stderr, desc="train restore")
     for k in range(steps):
         rng, gen = step_generators(seed, k)
-        y, sigma, x = source(batch, rng)
+        y, sigma, x, *var = source(batch, rng)
         y, sigma = y.to(dev), sigma.to(dev)
         x = None if x is None else x.to(dev)
+        var = var[0].to(dev) if var and var[0] is not None else None
         for g in opt.param_groups:  # short warm-up, cosine decay to 10%
             warm = min(1.0, (k + 1) / 50)
             g["lr"] = lr * warm * (0.55 + 0.45 * np.cos(np.pi * k / max(steps, 1)))
-        loss = sure_loss(model, y, sigma, x, gen, p_exact=p_exact)
+        loss = sure_loss(model, y, sigma, x, gen, p_exact=p_exact, var=var)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

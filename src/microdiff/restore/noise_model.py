@@ -11,6 +11,15 @@ from an iteratively trimmed weighted least-squares line through the bins.
 The generalized Anscombe transform (GAT) f(r) = (2/a) sqrt(a r + 3/8 a^2 + b) makes the noise
 approximately N(0, 1) (Murtagh et al. 1995; Makitalo & Foi 2013); with a = 0 it is r / sqrt(b).
 Its inverse is the asymptotically unbiased one, a (f^2/4 - 1/8) - b / a (Makitalo & Foi 2011).
+
+Residual variance curve. At low photon counts (a few photons per pixel, e.g. W2S single frames)
+the GAT does not stabilize: its output variance falls well below 1 in dark regions (Makitalo &
+Foi 2013 discuss this regime). SURE needs the noise variance to be right (an overestimate lets
+the network lower the loss without bound by a negative divergence), so after fitting a, b the
+variance that remains after the GAT is measured as a function of the GAT value, with the same
+high-pass residual binned by local mean, and kept as a piecewise-linear curve (`curve`: knots
+(f, Var[f])). It is a property of the camera and channel, not of a tile: the denoiser uses it
+as a known per-pixel (diagonal) noise covariance in training (heteroscedastic SURE).
 """
 
 from __future__ import annotations
@@ -30,13 +39,25 @@ class NoiseModel:
 
     a: list[float]
     b: list[float]
+    curve: list | None = None  # per channel [f knots, Var[f] knots], or None (Var[f] = 1)
 
     def to_json(self) -> dict:
-        return {"a": [float(v) for v in self.a], "b": [float(v) for v in self.b]}
+        d = {"a": [float(v) for v in self.a], "b": [float(v) for v in self.b]}
+        if self.curve is not None:
+            d["curve"] = [[[float(v) for v in k] for k in c] for c in self.curve]
+        return d
 
     @classmethod
     def from_json(cls, d: dict) -> NoiseModel:
-        return cls([float(v) for v in d["a"]], [float(v) for v in d["b"]])
+        return cls([float(v) for v in d["a"]], [float(v) for v in d["b"]], d.get("curve"))
+
+    def gat_variance(self, f: np.ndarray, c: int) -> np.ndarray:
+        """Noise variance left after the GAT at GAT value(s) f (1 without a fitted curve)."""
+        f = np.asarray(f, np.float32)
+        if self.curve is None:
+            return np.ones_like(f)
+        knots, var = self.curve[c]
+        return np.interp(f, knots, var).astype(np.float32)
 
     def _ab(self, c: int) -> tuple[float, float]:
         return float(self.a[c]), float(self.b[c])
@@ -113,22 +134,63 @@ def fit_line(mean: np.ndarray, resid: np.ndarray, bins: int = 40) -> tuple[float
     return float(a), float(b)
 
 
+def variance_curve(mean: np.ndarray, resid: np.ndarray, bins: int = 16) -> list[list[float]]:
+    """Knots (bin mean, residual variance) of the residual variance against the local mean.
+
+    The variance per bin is the mean square of the residuals after dropping those beyond 5
+    robust standard deviations (edges and outliers), not a MAD: at low counts the noise is
+    skewed and a MAD would misjudge its variance."""
+    edges = np.unique(np.quantile(mean, np.linspace(0, 1, bins + 1)))
+    idx = np.clip(np.searchsorted(edges, mean, side="right") - 1, 0, len(edges) - 2)
+    knots, var = [], []
+    for k in range(len(edges) - 1):
+        d = resid[idx == k]
+        if d.size < 50:
+            continue
+        robust = np.median(np.abs(d - np.median(d))) * 1.4826 + 1e-12
+        d = d[np.abs(d - np.median(d)) < 5 * robust]
+        knots.append(float(np.mean(mean[idx == k])))
+        var.append(float(np.mean(d * d)))
+    if not knots:
+        return [[0.0], [1.0]]
+    return [knots, var]
+
+
+def _planes(patches: Sequence[np.ndarray], c: int):
+    for p in patches:
+        planes = p[c] if p.ndim == 3 else p[c].reshape(-1, *p.shape[-2:])
+        yield from [planes] if planes.ndim == 2 else planes
+
+
 def fit_noise_model(
-    patches: Sequence[np.ndarray], channels: int, bins: int = 40, window: int = 7
+    patches: Sequence[np.ndarray],
+    channels: int,
+    bins: int = 40,
+    window: int = 7,
+    curve: bool = True,
 ) -> NoiseModel:
-    """Fit a, b per channel from patches of layout (C, [Z,] Y, X) (any number, any sizes)."""
-    a_all, b_all = [], []
+    """Fit a, b per channel from patches of layout (C, [Z,] Y, X) (any number, any sizes), and
+    (with `curve`) the residual variance after the GAT as a function of the GAT value."""
+    a_all, b_all, curves = [], [], []
     for c in range(channels):
         means, resids = [], []
-        for p in patches:
-            planes = p[c] if p.ndim == 3 else p[c].reshape(-1, *p.shape[-2:])
-            for plane in [planes] if planes.ndim == 2 else planes:
-                m, d = residual_samples(plane, window)
-                means.append(m)
-                resids.append(d)
+        for plane in _planes(patches, c):
+            m, d = residual_samples(plane, window)
+            means.append(m)
+            resids.append(d)
         a, b = fit_line(np.concatenate(means), np.concatenate(resids), bins)
         if a == 0.0 and b <= 0:
             b = 1e-6
         a_all.append(a)
         b_all.append(b)
-    return NoiseModel(a_all, b_all)
+    model = NoiseModel(a_all, b_all)
+    if not curve:
+        return model
+    for c in range(channels):
+        means, resids = [], []
+        for plane in _planes(patches, c):
+            m, d = residual_samples(model.forward(plane, c), 5)
+            means.append(m)
+            resids.append(d)
+        curves.append(variance_curve(np.concatenate(means), np.concatenate(resids)))
+    return NoiseModel(a_all, b_all, curves)

@@ -37,6 +37,7 @@ from .denoise import (
     std_from_v,
     to_v,
     train_denoiser,
+    variance_map,
     vst_range,
 )
 from .noise_model import NoiseModel, fit_noise_model
@@ -71,13 +72,13 @@ def fit_experiment_noise(arrays: Sequence, patches: int = 16, patch: int = 128, 
 
 
 def self_source(arrays, norms, noise: NoiseModel, patch: int):
-    """Training patches (y in v, sigma, None) drawn from the raw images themselves."""
+    """Training patches (y in v, sigma, None, noise variance map) from the raw images."""
     ranges = [vst_range(noise, n.low, n.high) for n in norms]
     sizes = np.array([float(np.prod(a.shape[1:])) for a in arrays])
     p = sizes / sizes.sum()
 
     def sample(n, rng):
-        ys, sig = [], []
+        ys, ws, sig = [], [], []
         for _ in range(n):
             k = int(rng.choice(len(arrays), p=p))
             sp = arrays[k].shape[1:]
@@ -87,10 +88,12 @@ def self_source(arrays, norms, noise: NoiseModel, patch: int):
             raw = np.asarray(arrays[k][(slice(c, c + 1), *box.slices)], np.float32)
             raw = raw.reshape(1, *raw.shape[-2:])
             f_lo, f_hi, s = ranges[k]
-            y = (noise.forward(raw[0], c) - f_lo[c]) / (f_hi[c] - f_lo[c])
-            ys.append(augment(_fit(y, patch), rng)[None])
+            y = _fit((noise.forward(raw[0], c) - f_lo[c]) / (f_hi[c] - f_lo[c]), patch)
+            both = augment(np.stack([y, variance_map(y, noise, c, f_lo[c], f_hi[c])]), rng)
+            ys.append(both[:1])
+            ws.append(both[1:])
             sig.append(s[c])
-        return torch_batch(ys), _t(sig), None
+        return torch_batch(ys), _t(sig), None, torch_batch(ws)
 
     return sample
 
@@ -243,7 +246,8 @@ def train_restore(
         "data_hash": provenance.stable_hash([str(s) for s in stores]),
         "norm": "none: GroupNorm statistics removed, affine kept (a local network)",
         "final_loss": float(np.mean(losses[-20:])) if losses else None,
-        "method": "GSURE-trained diffusion denoiser, posterior mean by Tweedie at the noise level",
+        "method": "GSURE-trained diffusion denoiser (heteroscedastic SURE with the noise model's "
+        "variance map), posterior mean by Tweedie at the noise level",
     }
     return save_checkpoint(out, den, cfg)
 
