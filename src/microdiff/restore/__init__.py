@@ -25,7 +25,8 @@ sigma_true^2)(2 div/N - 1)). At low photon counts the GAT does not stabilize (it
 well below 1 in the dark; W2S single frames hold a few photons per pixel), so the noise model
 also measures the variance left after the GAT as a curve over the GAT value, and training uses
 SURE with that known diagonal covariance (heteroscedastic SURE; the map is evaluated at the
-local mean of each pixel's neighbours, without the pixel itself). Inference is unchanged.
+local mean of each pixel's neighbours, without the pixel itself). The posterior mean is
+unchanged; the posterior variance uses the same map, w_i dE[x_i|y]/dy_i.
 
 Output. The posterior mean E[x | y] = D(y, sigma): Tweedie's formula at the data's own noise
 level (Efron 2011), one network evaluation, mapped back through the inverse GAT (Makitalo &

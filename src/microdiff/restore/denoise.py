@@ -243,6 +243,7 @@ def denoise_v(
     delta: float = 1e-3,
     smooth: float = 2.0,
     device=None,
+    noise_var: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Posterior mean (and, with `probes` > 0, posterior std) of tiles in the v domain.
 
@@ -250,7 +251,8 @@ def denoise_v(
     pixel. The mean is D(v, sigma_c) (Tweedie: E[x | y] at the noise's own level, one network
     evaluation). The posterior variance per pixel is sigma^2 dE[x_i|y]/dy_i (second-order
     Tweedie), its Jacobian diagonal estimated with `probes` Rademacher probes drawn by global
-    pixel position (Hutchinson), by finite differences, then smoothed (Gaussian, `smooth` px).
+    pixel position (Hutchinson), by finite differences, then smoothed (Gaussian, `smooth` px);
+    with `noise_var` (like v: the per-pixel noise variance) it replaces sigma^2 there.
     """
     dev = pick_device(device or "auto")
     den = den.to(dev).eval()
@@ -270,6 +272,9 @@ def denoise_v(
     if rademacher is not None:
         probe_flat = [torch.from_numpy(r.reshape(b, c, nz, *sp[-2:])).reshape(-1, 1, *sp[-2:])
                       for r in rademacher]  # fmt: skip
+    nv = None
+    if noise_var is not None:
+        nv = torch.from_numpy(np.ascontiguousarray(noise_var, np.float32)).reshape(flat.shape)
     mean = torch.empty_like(flat)
     var = torch.empty_like(flat) if probes > 0 else None
     for i in range(0, flat.shape[0], batch):
@@ -285,7 +290,8 @@ def denoise_v(
                 jp = _crop((den(xb + delta * pb, sb) - d) / delta, crops, sp[-2:]).cpu()
                 acc += p[sl] * jp
             diag = _smooth(acc / probes, smooth) if smooth else acc / probes
-            var[sl] = sig[sl].view(-1, 1, 1, 1) ** 2 * diag.clamp_min(0)
+            w = sig[sl].view(-1, 1, 1, 1) ** 2 if nv is None else nv[sl]
+            var[sl] = w * diag.clamp_min(0)
     mean_np = mean.reshape(b, c, *sp).numpy()
     std_np = None if var is None else var.sqrt().reshape(b, c, *sp).numpy()
     return mean_np, std_np

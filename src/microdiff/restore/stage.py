@@ -271,6 +271,14 @@ def make_process(den, noise: NoiseModel, norm: Normalizer, inference: dict, devi
 
     def process(blocks, origins):
         v = np.stack([to_v(b, noise, f_lo, f_hi) for b in blocks])
+        nv = None
+        if probes:  # the noise variance map (a local filter: seam-free) for the posterior std
+            nv = np.empty_like(v)
+            for i, c in np.ndindex(v.shape[:2]):
+                planes = v[i, c].reshape(-1, *v.shape[-2:])
+                nv[i, c] = np.stack(
+                    [variance_map(pl, noise, c, f_lo[c], f_hi[c]) for pl in planes]
+                ).reshape(v.shape[2:])
         mean, std = denoise_v(
             den,
             v,
@@ -280,6 +288,7 @@ def make_process(den, noise: NoiseModel, norm: Normalizer, inference: dict, devi
             seed=int(inference.get("seed", 0)),
             batch=int(inference.get("batch", 16)),
             device=device,
+            noise_var=nv,
         )
         out = [from_v(m, noise, f_lo, f_hi) for m in mean]
         if std is not None:
