@@ -86,6 +86,13 @@ def train_unet(images, labels, steps, batch, width, device, patch=64, seed=0):
     return net.eval()
 
 
+def trained_steps(path) -> int:
+    try:
+        return int(dm.read_config(path).get("training", {}).get("steps", 0))
+    except FileNotFoundError:
+        return 0
+
+
 def unet_maps(net, img, device):
     with torch.no_grad():
         c = torch.from_numpy(img[None]).to(device)
@@ -172,7 +179,7 @@ def main():
         mix = (mix_i + bbbc_train[0], mix_l + bbbc_train[1])
         t0 = time.time()
         net = train_unet(*mix, a.steps, a.batch, a.width, device, a.patch)
-        while a.wait and dm.read_config(a.model).get("training", {}).get("steps", 0) < a.steps:
+        while a.wait and trained_steps(a.model) < a.steps:
             time.sleep(20)  # the checkpoint is still being trained alongside
         shared = (Model.load(a.model, device=str(device)), net)
         print(f"# unet on the checkpoint's data: {time.time() - t0:.0f} s", file=sys.stderr)

@@ -67,3 +67,14 @@ def test_default_model_needs_no_training(segmented):
     write_config(wd, "default.yaml")
     jobs = job_counts(snakemake(wd, "--dry-run", *TARGETS, config="default.yaml"))
     assert "train_segment" not in jobs and jobs["segment_gather"] == 2
+
+
+def test_restored_input_when_asked_and_restore_enabled(segmented):
+    wd, _ = segmented
+    write_config(wd, "restored.yaml", segment={**TRAIN, "input": "restored"})
+    jobs = job_counts(snakemake(wd, "--dry-run", *TARGETS, config="restored.yaml"))
+    assert jobs.get("train_restore") == 1 and jobs["segment_gather"] == 2
+    off = {**TINY["restore"], "enabled": False}
+    write_config(wd, "raw.yaml", segment={**TRAIN, "input": "restored"}, restore=off)
+    jobs = job_counts(snakemake(wd, "--dry-run", *TARGETS, config="raw.yaml"))
+    assert "train_restore" not in jobs and jobs["segment_gather"] == 2
