@@ -44,8 +44,21 @@ def _tail(path: Path, n: int = 3000) -> str:
     return path.read_text(errors="replace")[-n:] if path.exists() else "(none)"
 
 
+_FAILED: dict[str, str] = {}  # a failed run fails every test once, without running again
+
+
 @pytest.fixture(scope="module")
 def runs(slurm, tmp_path_factory):
+    if "runs" in _FAILED:
+        pytest.fail(_FAILED["runs"], pytrace=False)
+    try:
+        return _runs(slurm, tmp_path_factory)
+    except AssertionError as exc:
+        _FAILED["runs"] = f"(from the module's first test) {str(exc)[-6000:]}"
+        raise
+
+
+def _runs(slurm, tmp_path_factory):
     local = tmp_path_factory.mktemp("local")
     cluster = tmp_path_factory.mktemp("slurm")
     write_config(local)

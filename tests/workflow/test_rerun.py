@@ -45,9 +45,22 @@ def smk(wd: Path, *args: str, snakefile: Path, config="config.yaml", check=True)
     return proc
 
 
+_FAILED: dict[str, str] = {}  # a failed run fails every test once, without running again
+
+
 @pytest.fixture(scope="module")
 def sheet_run(tmp_path_factory):
     """A finished run over a 2-row sheet, with the workflow copied beside it."""
+    if "sheet_run" in _FAILED:
+        pytest.fail(_FAILED["sheet_run"], pytrace=False)
+    try:
+        return _sheet_run(tmp_path_factory)
+    except AssertionError as exc:
+        _FAILED["sheet_run"] = f"(from the module's first test) {str(exc)[-6000:]}"
+        raise
+
+
+def _sheet_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("rerun")
     wf, wd = root / "wf", root / "run"
     for name in WORKFLOW_FILES:
