@@ -29,6 +29,11 @@ def atomic_output(final: str | os.PathLike):
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    # a killed earlier writer of this output leaves its sibling behind; one writer per output
+    # at a time (the workflow guarantees it), so any such sibling is stale
+    for stale in final.parent.glob(f".{final.name}.tmp-*"):
+        with contextlib.suppress(OSError):
+            _remove(stale)
     tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         yield tmp

@@ -76,3 +76,18 @@ def test_3d_shards(tmp_path, rng):
     plan = tiling.plan_tiles((10, 40, 50), (4, 16, 16), (1, 4, 4), None, tiles_per_shard=7)
     out = _run(tmp_path, data, plan, lambda b, o: b + 1, data.shape)
     np.testing.assert_allclose(out, data + 1)
+
+
+def test_atomic_output_removes_a_killed_writers_sibling(tmp_path):
+    from microdiff.atomic import atomic_output
+
+    stale = tmp_path / ".out.zarr.tmp-deadbeef"
+    stale.mkdir()
+    (stale / "chunk").write_text("half")
+    with atomic_output(tmp_path / "out.zarr") as tmp:
+        tmp.mkdir()
+    assert not stale.exists() and (tmp_path / "out.zarr").is_dir()
+    with pytest.raises(RuntimeError), atomic_output(tmp_path / "f.json") as tmp:
+        tmp.write_text("{")
+        raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == [tmp_path / "out.zarr"]
