@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 import zarr
 from tqdm import tqdm
 
@@ -187,7 +188,10 @@ def initial_model(training: dict, default=DEFAULT_MODEL) -> tuple[Denoiser, str]
         if cfg["architecture"] == want:
             return den, f"fine-tuned from the shipped default ({cfg['params_hash']})"
         log.info("shipped default has another architecture: training from scratch")
-    return localize(Denoiser(UNet(**want))), "trained from scratch"
+    with torch.random.fork_rng(devices=[]):  # seeded init: the same config gives the same model
+        torch.manual_seed(int(training.get("seed", 0)))
+        fresh = localize(Denoiser(UNet(**want)))
+    return fresh, "trained from scratch"
 
 
 def train_restore(
