@@ -88,7 +88,7 @@ class Images:
         return from_v(v[None], self.models[self.groups[i]], f_lo, f_hi)[0]
 
 
-def patches(imgs: Images, clean: list | None, patch: int, hetero: bool = False):
+def patches(imgs: Images, clean: list | None, patch: int, hetero: bool = True):
     def sample(n, rng):
         ys, xs, ws, sig = [], [], [], []
         for _ in range(n):
@@ -200,7 +200,7 @@ def evaluate(name, test, train_sets, steps, rows):
     t_sup = time.perf_counter() - t0
     results["supervised (pairs, other FOVs)"] = (sup, spm, 1)
     t0 = time.perf_counter()
-    src = patches(imgs, None, 64)
+    src = patches(imgs, None, 64)  # with the noise variance map: heteroscedastic SURE
     den, _ = train_denoiser(network(), src, steps, lr=1e-3, p_exact=0.8, progress=False)
     results["microdiff (SURE diffusion, Tweedie)"] = (*run_net(den, imgs), 1)
     t_ours = time.perf_counter() - t0
