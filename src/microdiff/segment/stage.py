@@ -109,16 +109,17 @@ def segment_shard(
         return np.concatenate(parts, axis=1)
 
     n_ch = len(model.kinds) * (3 + 2 * k)
-    store = create_shard_store(out, (n_ch, *source.shape[1:]), np.float32, plan)
     dev = str(next(model.denoiser.parameters()).device)
-    store.attrs["segment"] = {
-        "kinds": list(model.kinds),
-        "samples": k,
-        "model": model.hash,
-        "nfe": nfe(k, steps, sampler),
-        "device": dev,
-    }
-    n = run_shard(source, plan, shard, process, store, batch_size=batch_size)
+    with atomic_output(out) as tmp:  # a killed job leaves no complete-looking shard
+        store = create_shard_store(tmp, (n_ch, *source.shape[1:]), np.float32, plan)
+        store.attrs["segment"] = {
+            "kinds": list(model.kinds),
+            "samples": k,
+            "model": model.hash,
+            "nfe": nfe(k, steps, sampler),
+            "device": dev,
+        }
+        n = run_shard(source, plan, shard, process, store, batch_size=batch_size)
     log.info("shard %d: %d tiles, %d samples x %d steps", shard, n, k, steps)
     return {"tiles": n, "kinds": list(model.kinds), "nfe_per_pixel": nfe(k, steps, sampler)}
 
