@@ -6,19 +6,29 @@ import pandas as pd
 import zarr
 
 from microdiff.io import ngff
-from tests.workflow.conftest import TINY, job_counts, snakemake, write_config
+from tests.workflow.conftest import TINY, job_counts, snakemake, spine_only, write_config
 
 SPINE = {"simulate_demo": 1, "ingest": 2, "tiles": 2, "normalize": 2, "sample_table": 1, "all": 1}
 
 
 def _changed(wd, section: str, **changes) -> str:
     """A config file beside the run's own, with one section changed; returns its name."""
-    write_config(wd, "changed.yaml", **{section: {**TINY[section], **changes}})
+    write_config(wd, "changed.yaml", **spine_only(), **{section: {**TINY[section], **changes}})
     return "changed.yaml"
 
 
 def test_dry_run_job_list(workdir):
+    write_config(workdir, **spine_only())
     assert job_counts(snakemake(workdir, "--dry-run")) == SPINE
+
+
+def test_dry_run_job_list_of_every_stage(workdir):
+    # shard jobs of restore and segment appear once the tile-plan checkpoint has run
+    assert job_counts(snakemake(workdir, "--dry-run")) == {
+        **SPINE, "train_restore": 1, "restore_gather": 2, "segment_gather": 2, "features": 2,
+        "features_experiment": 1, "demo_labels": 1, "classify": 1, "report_montage": 2,
+        "report_normalization": 1, "report_classes": 1, "report_runtime": 1,
+    }  # fmt: skip
 
 
 def test_full_run_outputs(finished_run):

@@ -41,9 +41,12 @@ def get_tile_plan(wildcards):
 
 
 def stage_resources(stage, gpu=False):
-    """Cluster resources for a rule: config resources[stage], then resources.default."""
+    """Cluster resources for a rule: config resources[stage], then resources.default_gpu (GPU
+    rules only), then resources.default. GPU rules ask for one GPU (of resources.gpu_model) on
+    resources.gpu_partition, the others go to resources.cpu_partition."""
     res = config["resources"]
-    merged = {**res["default"], **res.get(stage, {})}
+    base = {**res["default"], **(res.get("default_gpu") or {})} if gpu else res["default"]
+    merged = {**base, **(res.get(stage) or {})}
     out = {"mem_mb": merged["mem_mb"], "runtime": merged["runtime"]}
     partition = res["gpu_partition"] if gpu else res["cpu_partition"]
     if partition:
@@ -55,7 +58,9 @@ def stage_resources(stage, gpu=False):
     return out
 
 
-def stage_threads(stage):
+def stage_threads(stage, gpu=False):
+    """Threads for a rule: resources[stage].threads, else the (GPU) default's."""
     res = config["resources"]
-    return {**res["default"], **res.get(stage, {})}["threads"]
+    base = {**res["default"], **(res.get("default_gpu") or {})} if gpu else res["default"]
+    return {**base, **(res.get(stage) or {})}["threads"]
 
