@@ -31,6 +31,7 @@ from train_default_segment import simulated_pairs  # noqa: E402
 from microdiff import diffusion as dm  # noqa: E402
 from microdiff.metrics import auroc, average_precision, false_positive_flags  # noqa: E402
 from microdiff.segment import instances  # noqa: E402
+from microdiff.segment import model as segmodel  # noqa: E402
 from microdiff.segment.model import Model, build, nfe, predict, summarize, train_model  # noqa: E402
 from microdiff.segment.represent import PairSource, percentile_norm  # noqa: E402
 
@@ -224,7 +225,9 @@ def main():
             print(f"# {dname} {name}: {r}", file=sys.stderr, flush=True)
     how = f"diffusion model {a.model}" if a.model else f"{a.steps} training steps each"
     print(f"\nsegmentation benchmark ({device}, {how}, unet {a.steps} steps, width {a.width}, "
-          f"{a.sample_steps} DDIM steps per sample; test: bbbc039 {len(bbbc_imgs[: a.test])} "
+          f"{a.sample_steps} DDIM steps per sample, "
+          f"sigma {segmodel.SIGMA_MAX}->{segmodel.SIGMA_MIN}; "
+          f"test: bbbc039 {len(bbbc_imgs[: a.test])} "
           f"images, simulated {len(sim_test_i)} images)\n")  # fmt: skip
     head = (
         f"| {'data':9} | {'method':18} | AP@0.5 | mAP.5:.9 | AUROC FP vs TP        | s/MPx | NFE |"
