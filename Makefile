@@ -28,7 +28,7 @@ lint: setup
 	$(BIN)/snakemake --lint
 
 test: lint
-	$(BIN)/python -m pytest -m "not gpu" tests
+	$(BIN)/python -m pytest -m "not gpu" --durations=15 tests
 
 # On a machine with CUDA (not in CI): the GPU tests, which fail rather than skip without one.
 test-gpu: setup
