@@ -351,6 +351,35 @@ class _Split:
             self.b[sl] = value[self.c :]
 
 
+def write_mean_and_std(
+    out, shard_stores, plan, shape, axes, scale, names, prov, k: int, factor: int, name: str
+) -> None:
+    """Gather shard stores into NGFF `out`: the mean image, and `uncertainty/` when k > 1.
+
+    Shards hold the mean channels first and, with K samples, their standard deviations after.
+    """
+    c = shape[0]
+    with atomic_output(out) as tmp:
+        group = ngff.create_image(
+            tmp, shape, np.float32, axes, scale, names, attrs={"microdiff": prov}, name=name
+        )
+        unc = None
+        if k > 1:
+            unc = ngff.create_image(
+                Path(tmp) / UNCERTAINTY, shape, np.float32, axes, scale,
+                [f"{n} posterior std" for n in names], attrs={"microdiff": prov},
+                name="posterior std",
+            )  # fmt: skip
+        dst = _Split(group["0"], None if unc is None else unc["0"], c)
+        shards.gather(shard_stores, plan, dst, factor)
+        for g in [group] + ([unc] if unc is not None else []):
+            ngff.fill_pyramid(g)
+            ngff.set_display_windows(g)
+        ngff.validate(tmp)
+        if unc is not None:
+            ngff.validate(Path(tmp) / UNCERTAINTY)
+
+
 def raw_meta(raw) -> tuple[str, dict, list[str]]:
     """(axes, spatial scale, channel names) of an NGFF image."""
     g = zarr.open_group(str(raw), mode="r")
@@ -389,26 +418,9 @@ def gather_restore(
         factor=factor,
         uncertainty=UNCERTAINTY if k > 1 else None,
     )
-    with atomic_output(out) as tmp:
-        group = ngff.create_image(
-            tmp, shape, np.float32, axes, out_scale, names, attrs={"microdiff": prov},
-            name="restored",
-        )  # fmt: skip
-        unc = None
-        if k > 1:
-            unc = ngff.create_image(
-                Path(tmp) / UNCERTAINTY, shape, np.float32, axes, out_scale,
-                [f"{n} posterior std" for n in names], attrs={"microdiff": prov},
-                name="posterior std",
-            )  # fmt: skip
-        dst = _Split(group["0"], None if unc is None else unc["0"], c)
-        shards.gather(shard_stores, plan, dst, factor)
-        for g in [group] + ([unc] if unc is not None else []):
-            ngff.fill_pyramid(g)
-            ngff.set_display_windows(g)
-        ngff.validate(tmp)
-        if unc is not None:
-            ngff.validate(Path(tmp) / UNCERTAINTY)
+    write_mean_and_std(
+        out, shard_stores, plan, shape, axes, out_scale, names, prov, k, factor, "restored"
+    )
     return prov
 
 

@@ -26,10 +26,9 @@ from tqdm import tqdm
 from .. import provenance, shards
 from ..atomic import atomic_output
 from ..diffusion import load_checkpoint, save_checkpoint, set_threads, train
-from ..io import ngff
 from ..normalize import Normalizer
 from .denoise import localize
-from .stage import UNCERTAINTY, level0, raw_meta, with_halo
+from .stage import UNCERTAINTY, level0, raw_meta, with_halo, write_mean_and_std
 from .superres import (
     P_MEAN,
     P_STD,
@@ -195,18 +194,6 @@ def superres_shard(
     return n
 
 
-class _Split:
-    """Write the first `c` channels to `a`, the rest to `b` (uncertainty)."""
-
-    def __init__(self, a, b, c: int):
-        self.a, self.b, self.c = a, b, c
-
-    def __setitem__(self, sl, value):
-        self.a[sl] = value[: self.c]
-        if self.b is not None:
-            self.b[sl] = value[self.c :]
-
-
 def gather_superres(src, plan_path, shard_stores: Sequence, model_dir, params: dict, out) -> dict:
     """Assemble the shard stores into `out` (NGFF on the finer grid, atomic, validated)."""
     arr = level0(src)
@@ -234,24 +221,9 @@ def gather_superres(src, plan_path, shard_stores: Sequence, model_dir, params: d
         units="float32, the input image's intensity units",
         uncertainty=UNCERTAINTY if k > 1 else None,
     )
-    with atomic_output(out) as tmp:
-        group = ngff.create_image(tmp, shape, np.float32, axes, out_scale, names,
-                                  attrs={"microdiff": prov}, name="superres")  # fmt: skip
-        unc = None
-        if k > 1:
-            unc = ngff.create_image(
-                Path(tmp) / UNCERTAINTY, shape, np.float32, axes, out_scale,
-                [f"{n} posterior std" for n in names], attrs={"microdiff": prov},
-                name="posterior std",
-            )  # fmt: skip
-        dst = _Split(group["0"], None if unc is None else unc["0"], c)
-        shards.gather(shard_stores, plan, dst, f)
-        for g in [group] + ([unc] if unc is not None else []):
-            ngff.fill_pyramid(g)
-            ngff.set_display_windows(g)
-        ngff.validate(tmp)
-        if unc is not None:
-            ngff.validate(Path(tmp) / UNCERTAINTY)
+    write_mean_and_std(
+        out, shard_stores, plan, shape, axes, out_scale, names, prov, k, f, "superres"
+    )
     return prov
 
 
