@@ -5,13 +5,15 @@ Denoiser interface D(x, sigma, cond) -> x0 (EDM preconditioning around a UNet; K
 (denoiser, x, sigmas, cond, generator, callback): DDPM ancestral (Ho et al. 2020), DDIM (Song,
 Meng & Ermon 2021), reverse SDE Euler-Maruyama and predictor-corrector (Song et al. 2021),
 Heun (Karras et al. 2022), DPM-Solver++(2M) (Lu et al. 2022); SDEdit starts (Meng et al. 2022);
-DPS guidance for linear inverse problems (Chung et al. 2023).
+DPS guidance for linear inverse problems (Chung et al. 2023); progressive distillation to
+few-step students (Salimans & Ho 2022).
 """
 
 from .analytic import GaussianDenoiser, GaussianMixtureDenoiser
 from .checkpoint import load_checkpoint, load_train_state, params_hash, read_config, save_checkpoint
 from .data import ZarrPatchSource, random_flips
 from .device import pick_device, set_threads
+from .distill import DistillResult, distill, halve
 from .guidance import DPS, Blur, Compose, Downsample, LinearOperator, Mask
 from .noise import PositionalNoise, draw_noise, initial_noise
 from .precond import Denoiser
@@ -37,6 +39,7 @@ __all__ = [
     "Blur",
     "Compose",
     "Denoiser",
+    "DistillResult",
     "Downsample",
     "GaussianDenoiser",
     "GaussianMixtureDenoiser",
@@ -52,9 +55,11 @@ __all__ = [
     "ddpm_betas",
     "ddpm_sigmas",
     "ddpm_timesteps",
+    "distill",
     "draw_noise",
     "edm_loss",
     "get_sigmas",
+    "halve",
     "initial_noise",
     "karras_sigmas",
     "load_checkpoint",
