@@ -13,9 +13,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..segment.represent import PairSource
-from .stage import load_annotated_rows, read_pairs, table_rows
-
 MODEL = "models/generate"
 PAIRS = "results/synthetic/pairs"
 MANIFEST = "results/synthetic/manifest.parquet"
@@ -44,6 +41,8 @@ def annotated_rows(inputs, classes: bool = True) -> list[tuple[str, str, str | N
     """(image, nuclei labels, class table or None) per pair, from `annotated_inputs`."""
     inputs = [str(i) for i in inputs]
     if len(inputs) == 1 and inputs[0].endswith((".tsv", ".txt")):
+        from .stage import table_rows  # torch: imported by the job, not the parse
+
         return table_rows(inputs[0], classes)
     rows = []
     for img in inputs:  # the demo: simulate.write_sample's truth files
@@ -112,7 +111,8 @@ def segment_train_params(config) -> dict:
 def mixed_source(images, labels, synthetic: dict | None, patch: int, manifest=None):
     """The segment trainer's patch source: real pairs, mixed with the synthetic pairs of
     `synthetic['manifest']` (or `manifest`) at `synthetic['ratio']`; None without synthetic."""
-    from .stage import MixedSource
+    from ..segment.represent import PairSource
+    from .stage import MixedSource, read_pairs
 
     if not synthetic:
         return None
@@ -131,4 +131,6 @@ def mixed_source(images, labels, synthetic: dict | None, patch: int, manifest=No
 
 def load_for_stage(inputs, params: dict) -> dict:
     rows = annotated_rows(inputs, classes=params.get("classes", True))
+    from .stage import load_annotated_rows
+
     return load_annotated_rows(rows, params.get("channels"))

@@ -47,21 +47,21 @@ and all random draws are `PositionalNoise` (keyed by global pixel position). 3D 
 restored slice by slice (a 2D model over z).
 """
 
-from .denoise import denoise_v, from_v, sure_loss, to_v, train_denoiser, vst_range
-from .noise_model import NoiseModel, fit_noise_model
-from .stage import gather_restore, restore_shard, train_restore, with_halo
+from ..lazy import exports
 
-__all__ = [
-    "NoiseModel",
-    "denoise_v",
-    "fit_noise_model",
-    "from_v",
-    "gather_restore",
-    "restore_shard",
-    "sure_loss",
-    "to_v",
-    "train_denoiser",
-    "train_restore",
-    "vst_range",
-    "with_halo",
-]
+_TABLE = {
+    "NoiseModel": "noise_model",
+    "denoise_v": "denoise",
+    "fit_noise_model": "noise_model",
+    "from_v": "denoise",
+    "gather_restore": "stage",
+    "restore_shard": "stage",
+    "sure_loss": "denoise",
+    "to_v": "denoise",
+    "train_denoiser": "denoise",
+    "train_restore": "stage",
+    "vst_range": "denoise",
+    "with_halo": "stage",
+}
+__all__ = sorted(_TABLE)
+__getattr__ = exports(__name__, _TABLE)

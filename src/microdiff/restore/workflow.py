@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .stage import DEFAULT_MODEL
+from ..shipped import RESTORE as DEFAULT_MODEL
 
 
 def default_hash(default=DEFAULT_MODEL) -> str | None:
@@ -34,18 +34,21 @@ def inference_params(restore: dict) -> dict:
     return {"inference": restore["inference"]}
 
 
-def pair_files(restore: dict) -> list[str]:
-    """The pairs sheet and the images it names (inputs of training: changing them retrains)."""
-    sheet = restore.get("pairs")
+def sheet_files(sheet, columns) -> list[str]:
+    """A pairs sheet and the images its `columns` name (training inputs: changing them retrains)."""
     if not sheet:
         return []
     table = pd.read_csv(sheet, sep="\t", dtype=str)
     base = Path(sheet).parent
-    return [sheet] + [str(base / p) for col in ("noisy", "clean") for p in table[col]]
+    return [sheet] + [str(base / p) for col in columns for p in table[col]]
 
 
-def shard_stores(sample: str, plan_path) -> list[str]:
+def pair_files(restore: dict) -> list[str]:
+    return sheet_files(restore.get("pairs"), ("noisy", "clean"))
+
+
+def shard_stores(sample: str, plan_path, kind: str = "restore") -> list[str]:
     """The shard stores of one sample, one per shard of its tile plan."""
     plan = pd.read_parquet(plan_path, columns=["shard"])
     n = int(plan["shard"].max()) + 1 if len(plan) else 0
-    return [f"results/{sample}/restore/shard-{i}.zarr" for i in range(n)]
+    return [f"results/{sample}/{kind}/shard-{i}.zarr" for i in range(n)]

@@ -6,19 +6,19 @@ instances  seeded watershed, per-object consistency, stitching over tiles, cells
 stage      the stage over stores: shard jobs and the gather (NGFF labels + object table)
 """
 
-from .instances import Params, extract, stitch
-from .model import Model, build, predict, summarize, train_model
-from .represent import KINDS, representation
+from ..lazy import exports
 
-__all__ = [
-    "KINDS",
-    "Model",
-    "Params",
-    "build",
-    "extract",
-    "predict",
-    "representation",
-    "stitch",
-    "summarize",
-    "train_model",
-]
+_TABLE = {
+    "KINDS": "represent",
+    "Model": "model",
+    "Params": "instances",
+    "build": "model",
+    "extract": "instances",
+    "predict": "model",
+    "representation": "represent",
+    "stitch": "instances",
+    "summarize": "model",
+    "train_model": "model",
+}
+__all__ = sorted(_TABLE)
+__getattr__ = exports(__name__, _TABLE)

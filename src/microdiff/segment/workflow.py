@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .stage import DEFAULT_MODEL
+from ..shipped import SEGMENT_NUCLEI as DEFAULT_MODEL
 
 TRAINED = "models/segment_nuclei"
 
