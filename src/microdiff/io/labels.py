@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import zarr
 
-from .ngff import COMPRESSOR, NGFF_VERSION, axes_meta, level_scales, pyramid_shapes
+from .ngff import NGFF_VERSION, create_levels, multiscales
 
 
 def label_chunks(shape: Sequence[int], target_bytes: int = 1 << 20) -> tuple[int, ...]:
@@ -38,35 +38,10 @@ def create_labels(
     out = {}
     for name in names:
         g = root.create_group(name, overwrite=True)
-        shapes = pyramid_shapes(shape)
-        for k, s in enumerate(shapes):
-            g.create_array(
-                str(k),
-                shape=s,
-                dtype=np.int32,
-                chunks=tuple(min(c, n) for c, n in zip(chunks, s)),
-                compressors=COMPRESSOR,
-                fill_value=0,
-                chunk_key_encoding={"name": "v2", "separator": "/"},
-            )
-        scales = level_scales(axes, scale or {}, len(shapes))
+        n_levels = create_levels(g, shape, np.int32, chunks)
         g.attrs.update(
             {
-                "multiscales": [
-                    {
-                        "version": NGFF_VERSION,
-                        "name": name,
-                        "axes": axes_meta(axes),
-                        "datasets": [
-                            {
-                                "path": str(k),
-                                "coordinateTransformations": [{"type": "scale", "scale": sc}],
-                            }
-                            for k, sc in enumerate(scales)
-                        ],
-                        "type": "nearest",
-                    }
-                ],
+                "multiscales": multiscales(name, axes, scale, n_levels, "nearest"),
                 "image-label": {"version": NGFF_VERSION, "source": {"image": "../../"}},
                 **(attrs or {}),
             }

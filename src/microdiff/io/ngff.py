@@ -89,6 +89,40 @@ def pyramid_shapes(shape: Sequence[int]) -> list[tuple[int, ...]]:
     return shapes
 
 
+def create_levels(group: zarr.Group, shape: Sequence[int], dtype, chunks: Sequence[int]) -> int:
+    """Create the empty pyramid levels "0", "1", ... of `shape` in `group`; returns their count."""
+    shapes = pyramid_shapes(shape)
+    for k, s in enumerate(shapes):
+        group.create_array(
+            str(k),
+            shape=s,
+            dtype=dtype,
+            chunks=tuple(min(c, n) for c, n in zip(chunks, s)),
+            compressors=COMPRESSOR,
+            fill_value=0,
+            chunk_key_encoding={"name": "v2", "separator": "/"},
+        )
+    return len(shapes)
+
+
+def multiscales(name: str, axes: str, scale: dict | None, n_levels: int, kind: str) -> list:
+    """The NGFF `multiscales` attribute of a pyramid of `n_levels` made by `kind` downsampling."""
+    scales = level_scales(axes, scale or {}, n_levels)
+    datasets = [
+        {"path": str(k), "coordinateTransformations": [{"type": "scale", "scale": sc}]}
+        for k, sc in enumerate(scales)
+    ]
+    return [
+        {
+            "version": NGFF_VERSION,
+            "name": name,
+            "axes": axes_meta(axes),
+            "datasets": datasets,
+            "type": kind,
+        }
+    ]
+
+
 def create_image(
     path,
     shape: Sequence[int],
@@ -104,37 +138,12 @@ def create_image(
     shape = tuple(int(s) for s in shape)
     chunks = tuple(chunks) if chunks else choose_chunks(shape, dtype)
     group = zarr.open_group(str(path), mode="w", zarr_format=2)
-    shapes = pyramid_shapes(shape)
-    for k, s in enumerate(shapes):
-        group.create_array(
-            str(k),
-            shape=s,
-            dtype=dtype,
-            chunks=tuple(min(c, n) for c, n in zip(chunks, s)),
-            compressors=COMPRESSOR,
-            fill_value=0,
-            chunk_key_encoding={"name": "v2", "separator": "/"},
-        )
-    scales = level_scales(axes, scale or {}, len(shapes))
+    n_levels = create_levels(group, shape, dtype, chunks)
     names = list(channel_names or [])
     names += [f"ch{i}" for i in range(len(names), shape[0])]
     group.attrs.update(
         {
-            "multiscales": [
-                {
-                    "version": NGFF_VERSION,
-                    "name": name,
-                    "axes": axes_meta(axes),
-                    "datasets": [
-                        {
-                            "path": str(k),
-                            "coordinateTransformations": [{"type": "scale", "scale": sc}],
-                        }
-                        for k, sc in enumerate(scales)
-                    ],
-                    "type": "mean",
-                }
-            ],
+            "multiscales": multiscales(name, axes, scale, n_levels, "mean"),
             "omero": {
                 "version": NGFF_VERSION,
                 "channels": [
