@@ -1,9 +1,11 @@
 """Rule restore_shard: restore one shard of a sample's tiles into a shard store."""
 
+from microdiff.diffusion import accel
 from microdiff.jobs import job
 from microdiff.restore import restore_shard
 
 with job(snakemake.log[0], "restore_shard") as log:
+    accel.configure(snakemake.config.get("gpu"))
     n = restore_shard(
         snakemake.input.raw,
         snakemake.input.plan,

@@ -4,12 +4,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from microdiff.diffusion import set_threads
+from microdiff.diffusion import accel, set_threads
 from microdiff.jobs import job
 from microdiff.segment.stage import segment_shard
 
 with job(snakemake.log[0], "segment_shard") as log:
     set_threads(snakemake.threads)
+    accel.configure(snakemake.config.get("gpu"))
     info = segment_shard(
         snakemake.input.image,
         pd.read_parquet(snakemake.input.plan),

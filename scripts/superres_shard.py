@@ -1,9 +1,11 @@
 """Rule superres_shard: super-resolve one shard of a sample's tiles into a shard store."""
 
+from microdiff.diffusion import accel
 from microdiff.jobs import job
 from microdiff.restore.superres_stage import superres_shard
 
 with job(snakemake.log[0], "superres_shard") as log:
+    accel.configure(snakemake.config.get("gpu"))
     n = superres_shard(
         snakemake.input.image,
         snakemake.input.plan,

@@ -19,6 +19,7 @@ import torch
 from skimage.segmentation import find_boundaries
 
 from .. import diffusion as dm
+from ..diffusion import accel
 from ..segment.represent import representation
 from ..tiling import sample_patch_boxes
 
@@ -204,9 +205,9 @@ def synthesize(
         condition(lab, None if classes is None else classes[i], gen.n_classes)
         for i, lab in enumerate(labels)
     ])  # fmt: skip
-    den = gen.denoiser
-    dev = next(den.parameters()).device
-    c = torch.from_numpy(cond).to(dev)
+    dev = next(gen.denoiser.parameters()).device
+    den = accel.prepare(gen.denoiser, dev)
+    c = accel.to_device(cond, dev)
     shape = (len(labels), gen.channels, *cond.shape[2:])
     origins = origins or [(b << 20, 0) for b in range(len(labels))]
     noise = dm.PositionalNoise(seed, origins)

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 from tqdm import tqdm
 
-from ..diffusion import Denoiser, PositionalNoise, pick_device, set_threads
+from ..diffusion import Denoiser, PositionalNoise, accel, pick_device, set_threads
 from ..diffusion.train import step_generators
 from .noise_model import NoiseModel
 
@@ -231,6 +231,17 @@ def _smooth(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1))
 
 
+def plane_batch(den: Denoiser, value, tile: Sequence[int], device=None, default: int = 16) -> int:
+    """`inference.batch` as planes per network call: an int as given, "auto" from free GPU
+    memory for (Y, X) `tile` planes, at most 64 (more does not speed up the GPU and delays the
+    overlapped read of the next batch; `default` on a CPU)."""
+    dev = pick_device(device or "auto")
+    m = getattr(den.net, "multiple", 1)
+    shape = (den.net.config.get("in_channels", 1), *(t + m for t in tile[-2:]))
+    probe = lambda: accel.item_bytes(accel.prepare(den, dev, compile=False), shape)  # noqa: E731
+    return accel.batch_size(value, dev, probe, default, most=64)
+
+
 @torch.no_grad()
 def denoise_v(
     den: Denoiser,
@@ -255,7 +266,7 @@ def denoise_v(
     with `noise_var` (like v: the per-pixel noise variance) it replaces sigma^2 there.
     """
     dev = pick_device(device or "auto")
-    den = den.to(dev).eval()
+    den = accel.prepare(den, dev)
     b, c, *sp = v.shape
     m = getattr(den.net, "multiple", 1)
     rademacher = None
@@ -279,14 +290,14 @@ def denoise_v(
     var = torch.empty_like(flat) if probes > 0 else None
     for i in range(0, flat.shape[0], batch):
         sl = slice(i, i + batch)
-        xb, crops = _align_pad(flat[sl].to(dev), org[sl], m)
+        xb, crops = _align_pad(accel.to_device(flat[sl], dev), org[sl], m)
         sb = sig[sl].to(dev)
         d = den(xb, sb)
         mean[sl] = _crop(d, crops, sp[-2:]).cpu()
         if probes > 0:
             acc = torch.zeros_like(flat[sl])
             for p in probe_flat:
-                pb, _ = _align_pad(p[sl].to(dev), org[sl], m)
+                pb, _ = _align_pad(accel.to_device(p[sl], dev), org[sl], m)
                 jp = _crop((den(xb + delta * pb, sb) - d) / delta, crops, sp[-2:]).cpu()
                 acc += p[sl] * jp
             diag = _smooth(acc / probes, smooth) if smooth else acc / probes

@@ -35,6 +35,7 @@ from .denoise import (
     denoise_v,
     from_v,
     localize,
+    plane_batch,
     std_from_v,
     to_v,
     train_denoiser,
@@ -322,11 +323,13 @@ def restore_shard(
     params: {"inference": {halo, batch, samples, seed}, "superres": {...}} (config `restore`).
     """
     set_threads(threads)
-    inference = params["inference"]
     src = level0(raw)
     den, cfg = load_model(model_dir)
     noise = NoiseModel.from_json(cfg["noise"])
-    plan = with_halo(pd.read_parquet(plan_path), src.shape[1:], int(inference["halo"]))
+    plan = with_halo(pd.read_parquet(plan_path), src.shape[1:], int(params["inference"]["halo"]))
+    inference = dict(params["inference"])  # batch "auto": from free GPU memory
+    tile = shards.tile_shape(plan)[-2:]
+    inference["batch"] = plane_batch(den, inference.get("batch", 16), tile, device)
     process, _nfe = make_process(den, noise, Normalizer.from_json(norm_path), inference, device)
     n_out = src.shape[0] * (2 if int(inference.get("samples", 1)) > 1 else 1)
     tiles = int((plan["shard"] == shard).sum())

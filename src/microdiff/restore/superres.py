@@ -41,6 +41,7 @@ from ..diffusion import (
     Denoiser,
     PositionalNoise,
     UNet,
+    accel,
     initial_noise,
     karras_sigmas,
     nfe,
@@ -273,7 +274,7 @@ def superres_planes(
     Returns (posterior mean (N, fY, fX), posterior std or None) in the normalized domain.
     """
     dev = pick_device(device or "auto")
-    den = den.to(dev).eval()
+    den = accel.prepare(den, dev)
     sigmas = schedule(int(inference.get("steps", 4)))
     sampler = inference.get("sampler", "dpmpp_2m")
     k_samples = int(inference.get("samples", 1))
@@ -284,7 +285,7 @@ def superres_planes(
     std = np.empty_like(mean) if k_samples > 1 else None
     for i in range(0, n, batch):
         chunk = torch.from_numpy(np.ascontiguousarray(lr[i : i + batch], np.float32))[:, None]
-        up = upsample(chunk, factor, cond).to(dev)
+        up = accel.to_device(upsample(chunk, factor, cond), dev)
         fine = [(y * factor, x * factor) for _, y, x in keys[i : i + batch]]
         up_p, starts = _align(up, fine, m)
         noise_keys = [

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .. import diffusion as dm
+from ..diffusion import accel
 from .represent import KINDS, PairSource
 
 log = logging.getLogger("microdiff.segment")
@@ -178,10 +179,10 @@ def predict(
         origins = [tuple(o[:-2]) + (o[-2] - pad, o[-1] - pad) for o in origins]
         out = predict(model, cond, origins, samples, steps, sampler, seed, sigma_max)
         return out[..., pad:-pad, pad:-pad]
-    den = model.denoiser
-    dev = next(den.parameters()).device
+    dev = next(model.denoiser.parameters()).device
+    den = accel.prepare(model.denoiser, dev)
     three = cond.ndim == 5
-    c = torch.from_numpy(np.ascontiguousarray(cond, np.float32)).to(dev)
+    c = accel.to_device(np.ascontiguousarray(cond, np.float32), dev)
     b = c.shape[0]
     planes = c.shape[2] if three else 1
     if three:  # slice-wise: (B, C, Z, Y, X) -> (B*Z, C, Y, X)
@@ -200,6 +201,23 @@ def predict(
             x = x.reshape(b, planes, shape[1], *shape[2:]).permute(0, 2, 1, 3, 4)
         out.append(x.numpy())
     return np.stack(out, axis=1)
+
+
+def tile_batch(model: Model, value, tile, pad: int = 0, default: int = 4) -> int:
+    """`batch_size` as tiles per network call: an int as given, "auto" from free GPU memory
+    for tiles of spatial shape `tile` ([Z,] Y, X) reflected by `pad`, at most 16 (more does not
+    speed up the GPU and delays the overlapped read of the next batch; `default` on a CPU)."""
+    dev = next(model.denoiser.parameters()).device
+    *z, y, x = tile
+    yx = (y + 2 * pad, x + 2 * pad)
+    planes = int(np.prod(z)) if z else 1
+
+    def per_tile():
+        den = accel.prepare(model.denoiser, dev, compile=False)
+        per = accel.item_bytes(den, (2 * len(model.kinds), *yx), (model.cond_channels, *yx))
+        return per * planes
+
+    return accel.batch_size(value, dev, per_tile, default, most=16)
 
 
 def nfe(samples: int, steps: int, sampler: str = "ddim") -> int:

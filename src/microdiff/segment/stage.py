@@ -22,10 +22,10 @@ from ..atomic import atomic_output
 from ..io import ngff
 from ..io.labels import create_labels, fill_label_pyramid, set_colors, validate_labels
 from ..normalize import Normalizer
-from ..shards import create_shard_store, run_shard
+from ..shards import create_shard_store, run_shard, tile_shape
 from ..tiling import Box, iter_tiles
 from . import instances
-from .model import Model, nfe, predict, summarize
+from .model import Model, nfe, predict, summarize, tile_batch
 
 log = logging.getLogger("microdiff.segment")
 PAD = 32  # mirrored context (pixels) around every tile, so image borders look alike however tiled
@@ -110,6 +110,7 @@ def segment_shard(
 
     n_ch = len(model.kinds) * (3 + 2 * k)
     dev = str(next(model.denoiser.parameters()).device)
+    batch_size = tile_batch(model, batch_size, tile_shape(plan), pad)  # "auto": free GPU memory
     with atomic_output(out) as tmp:  # a killed job leaves no complete-looking shard
         store = create_shard_store(tmp, (n_ch, *source.shape[1:]), np.float32, plan)
         store.attrs["segment"] = {
