@@ -119,10 +119,11 @@ def make_image(root: Path, size: int) -> tuple[Path, Path, Path, pd.DataFrame]:
     return raw, norm, plan_path, plan
 
 
-def processed_pixels(plan: pd.DataFrame, pad: int) -> int:
-    """Pixels the network sees: every tile's padded halo box (+ `pad` on each side)."""
+def processed_pixels(plan: pd.DataFrame, grow: int, planes: int = 1) -> int:
+    """Pixels the network sees: every tile's padded halo box grown by `grow` in y and x, times
+    the planes per tile (restore: one per channel)."""
     shape = shards.tile_shape(plan)
-    return len(plan) * int(np.prod([s + 2 * pad for s in shape]))
+    return len(plan) * planes * int(np.prod([s + grow for s in shape]))
 
 
 class Bench:
@@ -170,8 +171,10 @@ class Bench:
             self.clean(out_path)
         self.clean(store)
         n = 1 + (samples if samples > 1 else 0)
-        self.add("restore", "tweedie" + (f"+std K={samples}" if samples > 1 else ""), n,
-                 batch, times, flops, processed_pixels(plan, 0), label)  # fmt: skip
+        how = "tweedie" + (f"+std K={samples}" if samples > 1 else "")
+        # one plane per channel, each padded by up to the UNet's multiple (`_align_pad`)
+        pixels = processed_pixels(plan, den.net.multiple, src.shape[0])
+        self.add("restore", how, n, batch, times, flops, pixels, label)
 
     def segment(self, model, k, steps, sampler, label, flops, gather: bool, repeat: int):
         params = {"samples": k, "steps": steps, "sampler": sampler, "seed": 0,
@@ -196,7 +199,7 @@ class Bench:
         self.clean(store)
         n = k * nfe(sampler, steps)
         self.add("segment", f"{sampler} K={k} x {steps}", n, batch, times, flops,
-                 processed_pixels(self.plan, PAD), label)  # fmt: skip
+                 processed_pixels(self.plan, 2 * PAD), label)  # fmt: skip
 
     def add(self, stage, how, n_nfe, batch, times, flops, pixels, label):
         s = times[-1]
@@ -276,7 +279,7 @@ def main() -> None:
         den, _ = load_model(RESTORE_MODEL)
         seg = Model.load(SEGMENT_MODEL, device=str(dev))
         first = v is vs[0]
-        if cuda and first:  # warm up CUDA, cuDNN and the allocator on the default rows
+        if first:  # warm up (CUDA, cuDNN and the allocator; oneDNN) on the default rows
             bench.restore(den, 1, label, f_restore, False, 1)
             bench.segment(seg, *default_seg[1:], default_seg[0], label, f_segment, False, 1)
             bench.rows.clear()
