@@ -4,8 +4,8 @@ A shard job processes a batch of many tiles of one image: it reads each tile's h
 by reflection to one common shape so tiles stack into a batch), calls the stage's `process`
 function on the batch, and writes only the tile cores into a shard store. The shard store is a
 plain Zarr array of the output's full shape whose chunks are the tile cores, so a shard writes
-whole chunks of its own tiles and nothing else. Reading the next batch overlaps with processing
-the current one (a background thread).
+whole chunks of its own tiles and nothing else. Reading the next batch and writing the previous
+one overlap with processing the current one (background threads: `prefetch`).
 
 The gather job then copies every tile core from its shard store into the stage's NGFF output,
 builds the pyramid and writes metadata, atomically. Memory in both is bounded by batch and tile
@@ -96,20 +96,38 @@ def run_shard(
         reads = [read_padded(source, halo, shape, image_shape) for _, _, halo in batch]
         return np.stack([r[0] for r in reads]), [r[1] for r in reads]
 
-    with cf.ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(load, batches[0]) if batches else None
-        for i, batch in enumerate(batches):
-            blocks, origins = pending.result()
-            if i + 1 < len(batches):
-                pending = pool.submit(load, batches[i + 1])
-            result = process(blocks, origins)
-            for (_, core, _), res, origin in zip(batch, result, origins):
-                padded = Box(origin, tuple(o + s for o, s in zip(origin, shape)))
-                rel = core.relative_to(padded).scaled(scale)
-                out[(slice(None), *core.scaled(scale).slices)] = res[(slice(None), *rel.slices)]
-            if progress:
-                progress(len(batch))
+    def save(batch, result, origins):
+        for (_, core, _), res, origin in zip(batch, result, origins):
+            padded = Box(origin, tuple(o + s for o, s in zip(origin, shape)))
+            rel = core.relative_to(padded).scaled(scale)
+            out[(slice(None), *core.scaled(scale).slices)] = res[(slice(None), *rel.slices)]
+        if progress:
+            progress(len(batch))
+
+    prefetch(batches, load, process, save)
     return len(tiles)
+
+
+def prefetch(items: Sequence, load: Callable, process: Callable, save: Callable) -> None:
+    """save(item, process(*load(item)), ...) for each item, I/O overlapped with compute.
+
+    One background thread reads item i + 1 while item i is processed, and another writes item
+    i's result while item i + 1 is processed. At most one item is read ahead and one write is
+    pending, so memory stays bounded by three items. Errors in a thread surface here.
+    """
+    if not items:
+        return
+    with cf.ThreadPoolExecutor(1) as reader, cf.ThreadPoolExecutor(1) as writer:
+        pending, written = reader.submit(load, items[0]), None
+        for i, item in enumerate(items):
+            blocks, origins = pending.result()
+            if i + 1 < len(items):
+                pending = reader.submit(load, items[i + 1])
+            result = process(blocks, origins)
+            if written is not None:
+                written.result()
+            written = writer.submit(save, item, result, origins)
+        written.result()
 
 
 def gather(shard_stores: Sequence, plan: pd.DataFrame, dst, factor: int = 1) -> None:

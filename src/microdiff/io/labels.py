@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import zarr
 
-from .ngff import NGFF_VERSION, create_levels, multiscales
+from .ngff import BAND_PIXELS, NGFF_VERSION, create_levels, iter_bands, multiscales
 
 
 def label_chunks(shape: Sequence[int], target_bytes: int = 1 << 20) -> tuple[int, ...]:
@@ -50,15 +50,15 @@ def create_labels(
     return out
 
 
-def fill_label_pyramid(group: zarr.Group, band: int = 1024) -> None:
-    """Levels 1.. from level 0 by nearest neighbour (every second pixel), band by band in y."""
+def fill_label_pyramid(group: zarr.Group, max_pixels: int = BAND_PIXELS // 4) -> None:
+    """Levels 1.. from level 0 by nearest neighbour (every second pixel), block by block (chunk
+    rows in y, whole chunks in x: memory bounded by `max_pixels` of the level below x 4)."""
     k = 1
     while str(k) in group:
         src, dst = group[str(k - 1)], group[str(k)]
-        for y0 in range(0, dst.shape[-2], band):
-            y1 = min(y0 + band, dst.shape[-2])
-            block = np.asarray(src[..., 2 * y0 : 2 * y1 : 2, ::2])
-            dst[..., y0:y1, :] = block[..., : dst.shape[-1]]
+        for _, sl in iter_bands((1, *dst.shape), (1, *dst.chunks), max_pixels):
+            yx = [slice(2 * s.start, 2 * s.stop, 2) for s in sl[-2:]]
+            dst[sl] = np.asarray(src[(*sl[:-2], *yx)])
         k += 1
 
 

@@ -19,6 +19,7 @@ from ..errors import InputError
 
 NGFF_VERSION = "0.4"
 MIN_PYRAMID = 512
+BAND_PIXELS = 1 << 21  # pixels per streamed block (4 MB of uint16): bounds every band's memory
 COMPRESSOR = Blosc(cname="zstd", clevel=3, shuffle=Blosc.BITSHUFFLE)
 COLORS = ["0000FF", "00FF00", "FF0000", "FF00FF", "00FFFF", "FFFF00", "FFFFFF"]
 
@@ -163,19 +164,25 @@ def create_image(
 
 
 def iter_bands(
-    shape: Sequence[int], chunks: Sequence[int]
+    shape: Sequence[int], chunks: Sequence[int], max_pixels: int = BAND_PIXELS
 ) -> Iterator[tuple[int, tuple[slice, ...]]]:
-    """(channel, spatial slices) for chunk-aligned bands: whole x rows, one chunk high in y/z."""
+    """(channel, spatial slices) for chunk-aligned blocks: one chunk high in y/z and whole rows
+    in x, or, where whole rows would hold more than `max_pixels`, as many whole chunks in x as
+    fit (at least one). Memory per block is bounded however wide the image is."""
     spatial = shape[1:]
-    lead = spatial[:-1]  # z,y or y: banded by chunk; x whole
+    lead = spatial[:-1]  # z,y or y: banded by chunk; x whole or in whole-chunk pieces
     steps = chunks[1:-1]
+    rows = int(np.prod([min(s, n) for s, n in zip(steps, lead)]))
+    cx = int(chunks[-1])
+    width = max(cx, max_pixels // max(rows, 1) // cx * cx)
     for c in range(shape[0]):
         ranges = [range(0, n, s) for n, s in zip(lead, steps)]
         for starts in np.ndindex(*[len(r) for r in ranges]):
             sl = tuple(
                 slice(r[i], min(r[i] + s, n)) for r, i, s, n in zip(ranges, starts, steps, lead)
             )
-            yield c, (*sl, slice(0, spatial[-1]))
+            for x0 in range(0, spatial[-1], width):
+                yield c, (*sl, slice(x0, min(x0 + width, spatial[-1])))
 
 
 def downsample2(block: np.ndarray, method: str = "mean") -> np.ndarray:
@@ -196,8 +203,8 @@ def fill_pyramid(group: zarr.Group, method: str = "mean", progress: Callable | N
     k = 1
     while str(k) in group:
         src, dst = group[str(k - 1)], group[str(k)]
-        for c, sl in iter_bands(dst.shape, dst.chunks):
-            src_sl = (*sl[:-2], slice(sl[-2].start * 2, sl[-2].stop * 2), slice(None))
+        for c, sl in iter_bands(dst.shape, dst.chunks, BAND_PIXELS // 4):  # src: 4x the pixels
+            src_sl = (*sl[:-2], *[slice(s.start * 2, s.stop * 2) for s in sl[-2:]])
             dst[(c, *sl)] = downsample2(np.asarray(src[(c, *src_sl)]), method)
             if progress:
                 progress(0)
@@ -211,16 +218,20 @@ def copy_level0(
     check_finite: bool = True,
     progress: Callable | None = None,
 ) -> None:
-    """Stream `source` (an ImageSource) into level 0 band by band, refusing NaN/inf pixels."""
+    """Stream `source` (an ImageSource) into level 0 band by band, refusing NaN/inf pixels.
+
+    Each band is read once for all channels (`iter_bands` of channel 0)."""
     dst = group["0"]
-    for c, sl in iter_bands(dst.shape, dst.chunks):
-        block = source.read(sl)[c]
-        if check_finite and block.dtype.kind == "f" and not np.isfinite(block).all():
-            bad = int((~np.isfinite(block)).sum())
-            raise InputError(source.path, f"{bad} NaN or infinite pixels (channel {c}, rows {sl})")
-        dst[(c, *sl)] = block.astype(dtype or block.dtype, copy=False)
-        if progress:
-            progress(int(np.prod(block.shape)))
+    n_c = dst.shape[0]
+    for _, sl in iter_bands((1, *dst.shape[1:]), dst.chunks, BAND_PIXELS // n_c):
+        bands = source.read(sl)
+        for c, block in enumerate(bands):
+            if check_finite and block.dtype.kind == "f" and not np.isfinite(block).all():
+                bad = int((~np.isfinite(block)).sum())
+                raise InputError(source.path, f"{bad} NaN or infinite pixels (channel {c}, {sl})")
+            dst[(c, *sl)] = block.astype(dtype or block.dtype, copy=False)
+            if progress:
+                progress(int(np.prod(block.shape)))
 
 
 def validate(path) -> None:

@@ -23,7 +23,7 @@ from ..io import ngff
 from ..io.labels import create_labels, fill_label_pyramid, set_colors, validate_labels
 from ..normalize import Normalizer
 from ..shards import create_shard_store, run_shard, tile_shape
-from ..tiling import Box, iter_tiles
+from ..tiling import Box, iter_tiles, spatial_ndim
 from . import instances
 from .model import Model, nfe, predict, summarize, tile_batch
 
@@ -131,12 +131,17 @@ class ShardReader:
     def __init__(self, stores: Sequence, plan: pd.DataFrame):
         self.stores = [zarr.open_array(str(s), mode="r") for s in stores]
         self.tiles = [(core, int(sh)) for (_, core, _), sh in zip(iter_tiles(plan), plan["shard"])]
+        nd = spatial_ndim(plan)
+        self.starts = np.array([c.start for c, _ in self.tiles], np.int64).reshape(-1, nd)
+        self.stops = np.array([c.stop for c, _ in self.tiles], np.int64).reshape(-1, nd)
         self.meta = dict(self.stores[0].attrs["segment"])
 
     def read(self, channels, box: Box) -> np.ndarray:
         n = len(range(*channels.indices(10**9))) if isinstance(channels, slice) else len(channels)
         out = np.zeros((n, *box.shape), np.float32)
-        for core, sh in self.tiles:
+        hit = np.all((self.starts < box.stop) & (self.stops > box.start), axis=1)
+        for i in np.flatnonzero(hit):  # only the tiles the box meets (not a loop over all tiles)
+            core, sh = self.tiles[i]
             lo = tuple(max(a, b) for a, b in zip(core.start, box.start))
             hi = tuple(min(a, b) for a, b in zip(core.stop, box.stop))
             if any(a >= b for a, b in zip(lo, hi)):
