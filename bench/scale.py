@@ -248,7 +248,7 @@ def child(stage: str, work: Path, fast: bool, cache: Path) -> tuple[dict, float]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[1024, 4096, 16384])
+    ap.add_argument("--sizes", type=int, nargs="*", default=[1024, 4096, 16384])
     ap.add_argument("--big", type=int, nargs="*", default=[32768])
     ap.add_argument("--stages", nargs="+", default=STAGES, choices=STAGES)
     ap.add_argument("--fast", action="store_true", help="tiny networks at 1 NFE (see docstring)")

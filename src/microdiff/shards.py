@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 import zarr
-from numcodecs import Blosc
 
+from .io.ngff import compressor
 from .tiling import Box, iter_tiles, spatial_ndim
 
 # process(batch (B, C, *S) float32, origins [(global start of each padded tile)]) -> (B, C', *S*f)
@@ -63,7 +63,7 @@ def create_shard_store(path, shape: Sequence[int], dtype, plan: pd.DataFrame, fa
         shape=tuple(shape),
         dtype=dtype,
         chunks=chunks,
-        compressors=Blosc(cname="zstd", clevel=1, shuffle=Blosc.BITSHUFFLE),
+        compressors=compressor(dtype),
         fill_value=0,
         overwrite=True,
         zarr_format=2,

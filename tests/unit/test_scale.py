@@ -111,3 +111,12 @@ def test_shard_store_round_trip_with_background_writes(tmp_path, rng):
     out = shards.create_shard_store(tmp_path / "o.zarr", data.shape, "f4", plan)
     assert shards.run_shard(src, plan, 0, lambda b, o: b + 1, out, batch_size=2) == len(plan)
     np.testing.assert_array_equal(out[:], data + 1)
+
+
+def test_codecs_follow_the_io_benchmark(tmp_path):
+    """Integer images and labels: zstd (they compress); float images: lz4 (fast)."""
+    img = ngff.create_image(tmp_path / "f.ome.zarr", (1, 64, 64), np.float32, "cyx")
+    raw = ngff.create_image(tmp_path / "u.ome.zarr", (1, 64, 64), np.uint16, "cyx")
+    lab = create_labels(raw, ["nuclei"], (64, 64))["nuclei"]
+    names = [a["0"].compressors[0].cname for a in (img, raw, lab)]
+    assert names == ["lz4", "zstd", "zstd"]
