@@ -23,7 +23,9 @@ off: fp32, although cuDNN runs fp32 convolutions as TF32 by torch's default).
 Rows: the config defaults (restore: one Tweedie evaluation; segment: DDIM, K = 4 samples x 2
 steps) at each precision setting (CUDA: fp32; bf16; bf16 + channels-last; bf16 + channels-last +
 torch.compile, whose "first s" includes compiling), then every sampler and NFE at bf16 +
-channels-last. Batch: "auto" (free GPU memory; the CPU default on a CPU).
+channels-last; last, both stages with the network replaced by the identity ("no network"): the
+zarr I/O and CPU work alone, the ceiling that no network speed-up can pass. Batch: "auto" (free
+GPU memory; the CPU default on a CPU).
 """
 
 from __future__ import annotations
@@ -126,6 +128,20 @@ def processed_pixels(plan: pd.DataFrame, grow: int, planes: int = 1) -> int:
     return len(plan) * planes * int(np.prod([s + grow for s in shape]))
 
 
+class StandIn(torch.nn.Module):
+    """D(x) = x at no cost: rows with it measure the zarr I/O and CPU work alone."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Identity()
+        self.net.multiple = 4
+        self.anchor = torch.nn.Parameter(torch.zeros(()))  # gives the stand-in a device
+        self.sigma_data = 0.5
+
+    def forward(self, x, sigma, cond=None):
+        return x
+
+
 class Bench:
     def __init__(self, args, dev):
         self.args, self.dev = args, dev
@@ -139,14 +155,14 @@ class Bench:
         for p in paths:
             shutil.rmtree(p, ignore_errors=True)
 
-    def restore(self, den, samples: int, label: dict, flops: float, gather: bool, repeat: int):
+    def restore(self, den, samples, label, flops, gather: bool, repeat: int, batch=None, note=""):
         """One restore row: the shard pass (as `restore_shard`, model already loaded)."""
         src = zarr.open_group(str(self.raw), mode="r")["0"]
         _, cfg = load_checkpoint(RESTORE_MODEL)
         noise = NoiseModel.from_json(cfg["noise"])
         plan = with_halo(self.plan, src.shape[1:], HALO)
         inference = {"halo": HALO, "samples": samples, "seed": 0}
-        batch = plane_batch(den, "auto", shards.tile_shape(plan), self.dev)
+        batch = batch or plane_batch(den, "auto", shards.tile_shape(plan), self.dev)
         inference["batch"] = batch
         norm = Normalizer.from_json(self.norm)
         process, _ = make_process(den, noise, norm, inference, self.dev)
@@ -171,12 +187,12 @@ class Bench:
             self.clean(out_path)
         self.clean(store)
         n = 1 + (samples if samples > 1 else 0)
-        how = "tweedie" + (f"+std K={samples}" if samples > 1 else "")
+        how = "tweedie" + (f"+std K={samples}" if samples > 1 else "") + note
         # one plane per channel, each padded by up to the UNet's multiple (`_align_pad`)
         pixels = processed_pixels(plan, den.net.multiple, src.shape[0])
         self.add("restore", how, n, batch, times, flops, pixels, label)
 
-    def segment(self, model, k, steps, sampler, label, flops, gather: bool, repeat: int):
+    def segment(self, model, k, steps, sampler, label, flops, gather: bool, repeat: int, note=""):
         params = {"samples": k, "steps": steps, "sampler": sampler, "seed": 0,
                   "kinds": ["nuclei"], "nuclei_channel": 0}  # fmt: skip
         batch = tile_batch(model, "auto", shards.tile_shape(self.plan), PAD)
@@ -198,7 +214,7 @@ class Bench:
             self.clean(out)
         self.clean(store)
         n = k * nfe(sampler, steps)
-        self.add("segment", f"{sampler} K={k} x {steps}", n, batch, times, flops,
+        self.add("segment", f"{sampler} K={k} x {steps}{note}", n, batch, times, flops,
                  processed_pixels(self.plan, 2 * PAD), label)  # fmt: skip
 
     def add(self, stage, how, n_nfe, batch, times, flops, pixels, label):
@@ -238,6 +254,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None,
                     help="torch CPU threads (default 1 on a CPU, 4 with CUDA: the GPU rules' "
                     "threads in config.yaml)")  # fmt: skip
+    ap.add_argument("--io-only", action="store_true", help="only the rows without a network")
     ap.add_argument("--work", default=None, help="scratch folder (default: the system's)")
     args = ap.parse_args()
     dev = pick_device(args.device)
@@ -247,7 +264,7 @@ def main() -> None:
         args.size = (2048 if args.quick else 4096) if cuda else 512
     t_start = time.perf_counter()
 
-    n, reps = (8192, 10) if cuda else (512, 3)
+    n, reps = (8192, 10) if cuda else (1024, 5)
     peak = {"bf16": matmul_tflops(dev, torch.bfloat16, n, reps),
             "fp32": matmul_tflops(dev, torch.float32, n, reps)}  # fmt: skip
     bw = copy_gbs(dev, 1024 if cuda else 64, reps)
@@ -259,8 +276,10 @@ def main() -> None:
     f_segment = flops_per_pixel(seg0.denoiser, 2 * len(seg0.kinds), seg0.cond_channels)
 
     bench = Bench(args, dev)
-    print(f"image {args.size} x {args.size} ({bench.mp:.1f} MP), {len(bench.plan)} tiles of "
-          f"{TILE} + halo {HALO}", file=sys.stderr)  # fmt: skip
+    core = " x ".join(str(int(v)) for v in bench.plan.iloc[0][["y1", "x1"]].to_numpy()
+                      - bench.plan.iloc[0][["y0", "x0"]].to_numpy())  # fmt: skip
+    tiles = f"{len(bench.plan)} tiles of {core} px (chunk-aligned) + halo {HALO}"
+    print(f"image {args.size} x {args.size} ({bench.mp:.1f} MP), {tiles}", file=sys.stderr)
     if quick := args.quick:
         seg_grid = [("ddim", 1, 1), ("ddim", 1, 8), ("dpmpp_2m", 1, 4)]
         restore_k = [1]
@@ -270,8 +289,8 @@ def main() -> None:
         restore_k = [1, 2, 4]
     default_seg = ("ddim", 4, 2)  # config.yaml: K = 4 samples x 2 DDIM steps
 
-    vs = variants(dev, quick)
-    best = vs[min(2, len(vs) - 1)]  # the grid runs bf16 + channels-last, eager
+    vs = [] if args.io_only else variants(dev, quick)
+    best = vs[min(2, len(vs) - 1)] if vs else None  # the grid: bf16 + channels-last, eager
     for v in vs:
         accel.configure(v)
         label = {"bf16": v["bf16"], "CL": v["channels_last"], "compile": v["compile"]}
@@ -292,6 +311,13 @@ def main() -> None:
             for sampler, k, steps in seg_grid:
                 bench.segment(seg, k, steps, sampler, label, f_segment, False, 1)
     accel.configure(None)
+    # the same stages with the network replaced by the identity: the I/O and CPU ceiling
+    off = {"bf16": False, "CL": False, "compile": False}
+    batch, io = (int(bench.rows[0]["batch"]), False) if bench.rows else (16, True)
+    bench.restore(StandIn().to(dev), 1, off, 0.0, io, 1, batch=batch, note=", no network")
+    stand = Model(StandIn().to(dev), seg0.kinds, seg0.cond_channels)
+    bench.segment(stand, default_seg[1], default_seg[2], default_seg[0], off, 0.0, io, 1,
+                  note=", no network")  # fmt: skip
 
     table = pd.DataFrame(bench.rows)
     g = bench.gather_s
@@ -304,7 +330,7 @@ def main() -> None:
     kind = "GPU" if cuda else "CPU"
     print(
         f"\n## bench/gpu.py on {name} [{kind} numbers]: {args.size} x {args.size} image "
-        f"({bench.mp:.1f} MP), {len(bench.plan)} tiles of {TILE} px + halo {HALO}\n"
+        f"({bench.mp:.1f} MP), {tiles}\n"
     )
     print(f"measured matmul: bf16 {peak['bf16']:.2f} TFLOP/s, fp32 {peak['fp32']:.2f} TFLOP/s "
           f"({n} x {n}, best of {reps}); device copy {bw:.0f} GB/s")  # fmt: skip
@@ -329,6 +355,8 @@ def main() -> None:
         if {"restore", "segment"} <= set(r.index):
             both = 1 / (1 / r["restore"] + 1 / r["segment"])
             print(f"  bf16={lab[0]} channels_last={lab[1]} compile={lab[2]}: {both:.3g} MP/s")
+    io = table[table["sampler"].str.endswith("no network")].set_index("stage")["MP/s e2e"]
+    print(f"  no network (zarr I/O and CPU work only): {1 / (1 / io).sum():.3g} MP/s")
     print(f"\n(total bench time {time.perf_counter() - t_start:.0f} s)")
     shutil.rmtree(bench.root, ignore_errors=True)
 
