@@ -135,3 +135,35 @@ def test_other_denoisers_run_as_they_are():
 
     oracle = Oracle()
     assert accel.prepare(oracle, "cpu", channels_last=True) is oracle
+
+
+def test_stages_take_batch_auto(tmp_path):
+    """restore and segment shard jobs accept batch "auto" (on a CPU: their old defaults)."""
+    import pandas as pd
+    import zarr
+
+    from microdiff import normalize, simulate
+    from microdiff.io import ngff
+    from microdiff.restore.stage import DEFAULT_MODEL, restore_image
+    from microdiff.segment.stage import segment_shard
+    from microdiff.tiling import plan_store
+
+    sim = simulate.simulate_image((64, 96), seed=1)
+    raw = tmp_path / "raw.ome.zarr"
+    group = ngff.create_image(raw, sim.noisy.shape, sim.noisy.dtype, "cyx", {"y": 1, "x": 1},
+                              list(sim.channels))  # fmt: skip
+    group["0"][:] = sim.noisy
+    ngff.fill_pyramid(group)
+    norm = tmp_path / "norm.json"
+    normalize.compute([raw], out_path=norm)
+    outs = []
+    for batch in ("auto", 16):
+        out = tmp_path / f"restored-{batch}.ome.zarr"
+        params = {"inference": {"halo": 16, "batch": batch, "samples": 1, "seed": 0}}
+        restore_image(raw, norm, DEFAULT_MODEL, out, params, tile=32, progress=False)
+        outs.append(np.asarray(zarr.open_group(str(out), mode="r")["0"]))
+    np.testing.assert_array_equal(outs[0], outs[1])
+    plan = plan_store(raw, 32, 16, tiles_per_shard=1 << 30)
+    params = {"samples": 1, "steps": 1, "sampler": "ddim", "kinds": ["nuclei"]}
+    info = segment_shard(raw, plan, 0, tmp_path / "seg.zarr", None, norm, params, "auto")
+    assert info["tiles"] == len(plan) and isinstance(plan, pd.DataFrame)
