@@ -222,23 +222,38 @@ def denoising_errors(
     return errors
 
 
-def probabilities(errors: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """softmax(-errors / temperature) per row."""
+def log_prior(counts: Sequence[float] | None, n_classes: int) -> np.ndarray:
+    """log p(c) from class counts, add-one smoothed (so no class is ruled out); uniform (zeros)
+    without counts."""
+    if counts is None:
+        return np.zeros(n_classes)
+    c = np.asarray(counts, np.float64) + 1.0
+    return np.log(c / c.sum())
+
+
+def probabilities(
+    errors: np.ndarray, temperature: float = 1.0, prior: np.ndarray | None = None
+) -> np.ndarray:
+    """softmax(-errors / temperature + log prior) per row: p(c | x) when -errors / T is
+    log p(x | c) up to a constant."""
     z = -np.asarray(errors, np.float64) / max(float(temperature), 1e-12)
+    if prior is not None:
+        z = z + np.asarray(prior, np.float64)
     z -= z.max(axis=1, keepdims=True)
     p = np.exp(z)
     return p / p.sum(axis=1, keepdims=True)
 
 
-def calibrate_temperature(errors: np.ndarray, y: np.ndarray) -> float:
+def calibrate_temperature(errors: np.ndarray, y: np.ndarray, prior=None) -> float:
     """The temperature (log grid) that minimises the negative log-likelihood of labels `y`
-    (class indices) under `probabilities(errors, T)`; 1.0 without labels."""
+    (class indices) under `probabilities(errors, T, prior)`; 1.0 without labels."""
     y = np.asarray(y, np.int64)
     if len(y) == 0:
         return 1.0
     spread = float(np.median(np.ptp(errors, axis=1))) or 1.0
     grid = spread * np.geomspace(1e-3, 1e3, 121)
-    nll = [-np.log(probabilities(errors, t)[np.arange(len(y)), y] + 1e-12).mean() for t in grid]
+    rows = np.arange(len(y))
+    nll = [-np.log(probabilities(errors, t, prior)[rows, y] + 1e-12).mean() for t in grid]
     return float(grid[int(np.argmin(nll))])
 
 
@@ -248,22 +263,28 @@ def classify_crops(
     classes: Sequence,
     temperature: float | None = None,
     calibration: tuple[np.ndarray, np.ndarray] | None = None,
+    class_counts: Sequence[float] | None = None,
     **kwargs,
 ) -> tuple[pd.DataFrame, dict]:
     """Class and `prob_<class>` per crop, plus `info` (errors' temperature, levels, trials).
 
-    `calibration` = (crops, class indices) fits the temperature when none is given. Keyword
-    arguments go to `denoising_errors` (sigmas, trials, seed, batch, device, threads).
+    `calibration` = (crops, class indices) fits the temperature when none is given. Without
+    `class_counts` the class is the lowest error (maximum likelihood, Li et al.); with them
+    (e.g. the training set's) it is the most probable under Bayes' rule with that prior, the
+    temperature fitted jointly. Keyword arguments go to `denoising_errors` (sigmas, trials,
+    seed, batch, device, threads).
     """
     classes = list(classes)
     k = len(classes)
     errors = denoising_errors(denoiser, crops, k, **kwargs)
+    prior = None if class_counts is None else log_prior(class_counts, k)
     if temperature is None and calibration is not None and len(calibration[1]):
         cal_err = denoising_errors(denoiser, calibration[0], k, **kwargs)
-        temperature = calibrate_temperature(cal_err, calibration[1])
+        temperature = calibrate_temperature(cal_err, calibration[1], prior)
     temperature = 1.0 if temperature is None else temperature
-    proba = probabilities(errors, temperature)
-    out = pd.DataFrame({"class": np.asarray(classes, dtype=object)[errors.argmin(axis=1)]})
+    proba = probabilities(errors, temperature, prior)
+    best = errors.argmin(axis=1) if prior is None else proba.argmax(axis=1)
+    out = pd.DataFrame({"class": np.asarray(classes, dtype=object)[best]})
     for j, name in enumerate(classes):
         out[f"prob_{name}"] = proba[:, j]
     for j, name in enumerate(classes):
@@ -272,6 +293,7 @@ def classify_crops(
     info = {
         "method": "diffusion classifier (lowest class-conditional denoising error)",
         "temperature": float(temperature),
+        "prior": "uniform" if prior is None else "class counts",
         "sigmas": [float(s) for s in (noise_levels() if sig is None else sig)],
         "trials": int(kwargs.get("trials", 2)),
         "nfe_per_object": int(k * len(noise_levels() if sig is None else sig))

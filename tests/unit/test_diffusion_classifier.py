@@ -52,6 +52,18 @@ def test_exact_denoiser_classifies_perfectly_and_noise_is_shared():
     assert info["nfe_per_object"] == 3 * 8 * 2
 
 
+def test_class_prior_decides_where_the_errors_cannot():
+    den = PointMasses(torch.zeros(2, 1, 8, 8))  # two classes that look alike
+    crops = np.zeros((4, 1, 8, 8), np.float32)
+    cal = (crops, np.array([1, 1, 1, 0]))
+    out, info = dc.classify_crops(den, crops, ["a", "b"], calibration=cal, class_counts=[1, 30])
+    assert set(out["class"]) == {"b"} and info["prior"] == "class counts"
+    np.testing.assert_allclose(out["prob_b"], 31 / 33)  # the add-one smoothed prior itself
+    flat, info = dc.classify_crops(den, crops, ["a", "b"])
+    assert np.allclose(flat["prob_a"], 0.5) and info["prior"] == "uniform"
+    np.testing.assert_allclose(dc.log_prior([0, 2], 2), np.log([0.25, 0.75]))
+
+
 def test_temperature_fits_confidence():
     y = np.array([0, 1] * 50)
     errors = np.where(np.eye(2)[y] > 0, 1.0, 2.0)

@@ -1,6 +1,8 @@
 """The store-level pieces of features, classify and the report on a real segment-stage output
 (the segment stage's own code with a pointwise stand-in model, as its tests use)."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -98,7 +100,16 @@ def test_figures(stores, tmp_path):
     assert max(small.shape) <= 64 * 2 and small.ndim == 2
     curve = report.noise_curve(report.read_small(d / "raw.ome.zarr", 1024))
     assert len(curve) >= 5 and (curve["variance"] > 0).all()
-    report.save(report.normalization_figure({"s": norm}, {"s": [curve]}), tmp_path / "n.png")
+    both = report.montage_figure(d / "raw.ome.zarr", d / "seg.ome.zarr", d / "raw.ome.zarr",
+                                 norm=norm, max_px=64)  # fmt: skip
+    titles = [a.get_title() for a in both.axes]
+    assert titles[:2] == ["raw", "restored"] and titles[2].startswith("segmentation (")
+    assert int(titles[2].split("(")[1].split()[0]) > 0  # nuclei outlined
+    report.save(both, tmp_path / "both.png")
+    fig = report.normalization_figure({"s": norm}, {"s": [curve, curve]})
+    titles = [a.get_title() for a in fig.axes]
+    assert sum("histogram" in t for t in titles) == sum("noise variance" in t for t in titles) == 2
+    report.save(fig, tmp_path / "n.png")
     nuc = table[table["kind"] == "nucleus"]
     classes = nuc[["sample", "kind", "id"]].assign(
         **{"class": np.where(nuc["area_px"] > 60, "a", "b")}
@@ -157,3 +168,30 @@ def test_cli_features_and_classify(stores, tmp_path):
     assert {"prob_a", "prob_b"} <= set(got.columns)
     assert main(["classify", str(out), "--out", str(cls), "--k", "2"]) == 0
     assert set(pd.read_parquet(cls)["class"]) <= {"0", "1"}
+
+
+def test_cli_diffusion_mode_trains_once_then_classifies(stores, tmp_path):
+    from microdiff.cli import main
+
+    d, _, _, table = stores
+    objects = tmp_path / "objects.parquet"
+    table.to_parquet(objects)
+    ids = table[table["kind"] == "nucleus"][["sample", "id"]].iloc[:8]
+    ids.assign(**{"class": ["a", "b"] * 4}).to_csv(tmp_path / "ids.tsv", sep="\t", index=False)
+    cls, model = tmp_path / "classes.parquet", tmp_path / "model"
+    args = [str(objects), "--out", str(cls), "--mode", "diffusion", "--labels",
+            str(tmp_path / "ids.tsv"), "--segmentation", f"s={d / 'seg.ome.zarr'}",
+            "--model", str(model), "--steps", "3", "--crop", "16", "--width", "8"]  # fmt: skip
+    assert main(["classify", *args, "--images", f"s={d / 'raw.ome.zarr'}"]) == 2  # no norms
+    assert not model.exists()
+    inputs = ["--images", f"s={d / 'raw.ome.zarr'}", "--norms", f"s={d / 'norm.json'}"]
+    assert main(["classify", *args, *inputs]) == 0
+    got = pd.read_parquet(cls)
+    assert len(got) == (table["kind"] == "nucleus").sum() and set(got["class"]) <= {"a", "b"}
+    assert got[["prob_a", "prob_b"]].sum(axis=1).round(6).eq(1).all()
+    cfg = json.loads((model / "config.json").read_text())
+    assert cfg["task"] == "classify-diffusion" and cfg["classes"] == ["a", "b"]
+    stamp = (model / "config.json").stat().st_mtime_ns
+    assert main(["classify", *args, *inputs]) == 0  # the checkpoint is reused, not retrained
+    assert (model / "config.json").stat().st_mtime_ns == stamp
+    pd.testing.assert_frame_equal(pd.read_parquet(cls), got)
