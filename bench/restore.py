@@ -72,10 +72,11 @@ class Images:
             planes = [n[None] for n, k in zip(self.noisy, groups) if k == g]
             self.models[g] = fit_noise_model(planes, 1)
         self.v, self.sigma, self.ranges = [], [], []
-        for n, g in zip(self.noisy, groups):
+        for i, (n, g) in enumerate(zip(self.noisy, groups)):
             lo, hi = np.percentile(n, [1, 99.8])
             f_lo, f_hi, s = vst_range(self.models[g], [lo], [hi])
-            self.v.append(to_v(n[None], self.models[g], f_lo, f_hi)[0])
+            # integer data are dithered (a pattern of their own per image; see noise_model)
+            self.v.append(to_v(n[None], self.models[g], f_lo, f_hi, (i * 8192, 0))[0])
             self.sigma.append(float(s[0]))
             self.ranges.append((f_lo, f_hi))
         self.var = [

@@ -19,6 +19,7 @@ from microdiff.restore import (
     train_restore,
 )
 from microdiff.restore.denoise import localize
+from microdiff.restore.noise_model import dither, quantization_step
 from microdiff.simulate import simulate_image
 
 TRAINING = {"init": "none", "width": 8, "depth": 2, "steps": 80, "batch": 4, "patch": 32,
@@ -70,6 +71,31 @@ def test_variance_curve_measures_what_the_gat_leaves_at_low_counts():
     dark, bright = model.gat_variance(np.float32([fc.min(), fc.max()]), 0)
     assert dark < bright - 0.15 and bright > 0.8
     assert NoiseModel.from_json(model.to_json()) == model
+
+
+def test_integer_data_are_dithered_seam_free_and_the_model_includes_the_dither():
+    """Integer camera data: the step is detected, the dither depends on global position only
+    (a tile's dither is the crop of the whole image's), is U(-1/2, 1/2), and the fitted model
+    stabilizes the dithered data's noise (so SURE sees a density, not a grid)."""
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[:256, :256]
+    clean = 5 + 60 * (0.5 + 0.5 * np.sin(xx / 30.0) * np.cos(yy / 40.0))
+    raw = np.round(rng.poisson(clean) + 3.0 + rng.normal(0, 0.4, clean.shape)).astype(np.uint8)
+    assert quantization_step(raw) == 1.0 and quantization_step(raw * 4) == 4.0
+    assert quantization_step(raw + 0.5) == 0.0
+    whole = dither(raw.shape, (0, 0), 1)
+    assert np.array_equal(dither((40, 50), (100, 70), 1), whole[100:140, 70:120])
+    assert not np.allclose(dither(raw.shape, (0, 0), 0), whole)
+    assert whole.min() >= -0.5 and whole.max() < 0.5 and abs(whole.mean()) < 0.01
+    assert np.var(whole) == pytest.approx(1 / 12, rel=0.05)
+    model = fit_noise_model([raw[None]], 1)
+    assert model.step == [1.0] and NoiseModel.from_json(model.to_json()) == model
+    dq = model.dequantize(raw, 0, (0, 0))
+    assert np.unique(dq).size > 0.9 * raw.size  # no grid left
+    sel = clean > 30  # enough photons for the GAT to stabilize
+    f = model.forward(dq, 0) - model.forward(np.float32(clean + 3.0), 0)
+    assert np.std(f[sel]) == pytest.approx(1.0, abs=0.1)
+    assert fit_noise_model([raw[None]], 1, dequantize=False).step is None
 
 
 def test_heteroscedastic_sure_is_unbiased_and_needs_the_map():

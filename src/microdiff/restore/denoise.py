@@ -83,11 +83,14 @@ def vst_range(noise: NoiseModel, low: Sequence[float], high: Sequence[float]):
     return f_lo, f_hi, 1.0 / (f_hi - f_lo)
 
 
-def to_v(block: np.ndarray, noise: NoiseModel, f_lo, f_hi) -> np.ndarray:
-    """Raw (C, ...) -> normalized VST domain (C, ...)."""
+def to_v(block: np.ndarray, noise: NoiseModel, f_lo, f_hi, origin=None) -> np.ndarray:
+    """Raw (C, ...) -> normalized VST domain (C, ...). With `origin` (global coordinates of the
+    block's first pixel, one per spatial axis) quantized channels are dithered first
+    (`NoiseModel.dequantize`)."""
     out = np.empty(block.shape, np.float32)
     for c in range(block.shape[0]):
-        out[c] = (noise.forward(block[c], c) - f_lo[c]) / (f_hi[c] - f_lo[c])
+        r = block[c] if origin is None else noise.dequantize(block[c], c, origin)
+        out[c] = (noise.forward(r, c) - f_lo[c]) / (f_hi[c] - f_lo[c])
     return out
 
 
@@ -168,11 +171,13 @@ def train_denoiser(
     device=None,
     progress: bool = True,
     log_every: int = 50,
+    callback: Callable[[int, Denoiser], None] | None = None,
 ) -> tuple[Denoiser, list[float]]:
     """Train `den` in place on `source` for `steps` AdamW steps; returns (EMA model, losses).
 
     Step k draws everything from generators seeded by (seed, k): the same call gives the same
-    weights on CPU.
+    weights on CPU. `callback(k, ema_model)`, if given, runs after every `log_every` steps
+    (diagnostics, e.g. the true error on images with a clean target).
     """
     set_threads(threads)
     dev = pick_device(device or "auto")
@@ -203,6 +208,8 @@ def train_denoiser(
         bar.update(1)
         if log_every and (k + 1) % log_every == 0:
             log.info("step %d loss %.5f", k + 1, float(np.mean(losses[-log_every:])))
+            if callback is not None:
+                callback(k + 1, ema_model)
     bar.close()
     return ema_model.cpu(), losses
 

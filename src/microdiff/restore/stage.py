@@ -88,6 +88,7 @@ def self_source(arrays, norms, noise: NoiseModel, patch: int):
             box = sample_patch_boxes(sp, size, 1, rng)[0]
             c = int(rng.integers(arrays[k].shape[0]))
             raw = np.asarray(arrays[k][(slice(c, c + 1), *box.slices)], np.float32)
+            raw = noise.dequantize(raw[0], c, [sl.start for sl in box.slices])  # integer data
             raw = raw.reshape(1, *raw.shape[-2:])
             f_lo, f_hi, s = ranges[k]
             y = _fit((noise.forward(raw[0], c) - f_lo[c]) / (f_hi[c] - f_lo[c]), patch)
@@ -151,7 +152,8 @@ def pair_source(pairs, patch: int):
             A = np.stack([clean[c].ravel(), np.ones(clean[c].size)], 1)
             coef = np.linalg.lstsq(A, noisy[c].ravel(), rcond=None)[0]
             matched[c] = np.maximum(clean[c] * coef[0] + coef[1], 0)
-        prepared.append((to_v(noisy, noise, f_lo, f_hi), to_v(matched, noise, f_lo, f_hi), s))
+        y = to_v(noisy, noise, f_lo, f_hi, (0,) * (noisy.ndim - 1))  # dithered if integer
+        prepared.append((y, to_v(matched, noise, f_lo, f_hi), s))
 
     def sample(n, rng):
         ys, xs, sig = [], [], []
@@ -275,7 +277,7 @@ def make_process(den, noise: NoiseModel, norm: Normalizer, inference: dict, devi
     probes = k if k > 1 else 0
 
     def process(blocks, origins):
-        v = np.stack([to_v(b, noise, f_lo, f_hi) for b in blocks])
+        v = np.stack([to_v(b, noise, f_lo, f_hi, o) for b, o in zip(blocks, origins)])
         nv = None
         if probes:  # the noise variance map (a local filter: seam-free) for the posterior std
             nv = np.empty_like(v)
