@@ -19,12 +19,16 @@ images gives the floor.
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import torch
 
 from microdiff import diffusion as dm
 from microdiff import generate as g
@@ -46,6 +50,16 @@ def load_bbbc039(data: Path):
     return (imgs[0::2], labs[0::2]), (imgs[1::2], labs[1::2])
 
 
+def stored(path: Path, params: dict) -> bool:
+    """Whether `path` records exactly these parameters (a --work step already done)."""
+    return path.is_file() and json.loads(path.read_text()) == json.loads(json.dumps(params))
+
+
+def store(path: Path, params: dict, times_path: Path, times: dict) -> None:
+    times_path.write_text(json.dumps(times))
+    path.write_text(json.dumps(params))
+
+
 def evaluate(model: Model, images, truths, steps: int) -> tuple[float, float, float]:
     t = time.perf_counter()
     preds = []
@@ -63,6 +77,7 @@ def main():
     ap.add_argument("--fraction", type=float, default=0.1, help="share of training images used")
     ap.add_argument("--gen-steps", type=int, default=1500, help="generator training steps")
     ap.add_argument("--gen-width", type=int, default=32)
+    ap.add_argument("--gen-patch", type=int, default=64)
     ap.add_argument("--seg-steps", type=int, default=1500, help="segmentation training steps")
     ap.add_argument("--seg-width", type=int, default=16)
     ap.add_argument("--seg-patch", type=int, default=96)
@@ -75,8 +90,11 @@ def main():
     ap.add_argument("--heldback", type=int, default=10, help="real images for realism")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--work", type=Path, help="keep the generator and pairs here (reused by a "
+                    "rerun with the same settings, with their recorded times)")  # fmt: skip
+    ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     dm.set_threads(a.threads)
     device = str(dm.pick_device(a.device))
     (tr_i, tr_l), (te_i, te_l) = load_bbbc039(a.data)
@@ -87,22 +105,35 @@ def main():
     images, labels = [tr_i[i] for i in use], [tr_l[i] for i in use]
     held = [tr_i[i] for i in rest[: 2 * a.heldback]]
     te_i, te_l = te_i[: a.test], te_l[: a.test]
-    work = Path(tempfile.mkdtemp(prefix="microdiff_bench_gen_"))
-    times = {}
+    work = a.work or Path(tempfile.mkdtemp(prefix="microdiff_bench_gen_"))
+    work.mkdir(parents=True, exist_ok=True)
+    times = json.loads((work / "times.json").read_text()) if (work / "times.json").is_file() else {}
 
-    t = time.perf_counter()
     annotated = {"images": images, "labels": labels, "classes": None, "channel_names": ["dna"]}
     training = {"steps": a.gen_steps, "width": a.gen_width, "depth": 3, "batch": a.batch,
-                "patch": 64, "lr": 1e-3, "seed": a.seed}  # fmt: skip
-    g.train_stage(annotated, work / "gen", training, threads=a.threads, device=device)
-    times["generator training"] = time.perf_counter() - t
+                "patch": a.gen_patch, "lr": 1e-3, "seed": a.seed}  # fmt: skip
+    if stored(work / "gen.json", training) and (work / "gen/weights.pt").is_file():
+        print(f"# generator reused from {work}", file=sys.stderr)
+    else:
+        (work / "gen.json").unlink(missing_ok=True)
+        t = time.perf_counter()
+        g.train_stage(annotated, work / "gen", training, threads=a.threads, device=device)
+        times["generator training"] = time.perf_counter() - t
+        store(work / "gen.json", training, work / "times.json", times)
     print(f"# generator trained in {times['generator training']:.0f} s", file=sys.stderr)
 
-    t = time.perf_counter()
     params = {"pairs": a.pairs, "shape": a.shape, "steps": a.sample_steps, "seed": a.seed}
-    table = g.generate_pairs(work / "gen", annotated, work / "pairs", work / "m.parquet", params,
-                             device=device)  # fmt: skip
-    times["sampling"] = time.perf_counter() - t
+    both = {"sampling": params, "training": training}
+    if stored(work / "pairs.json", both) and (work / "m.parquet").is_file():
+        table = pd.read_parquet(work / "m.parquet")
+        print(f"# pairs reused from {work}", file=sys.stderr)
+    else:
+        (work / "pairs.json").unlink(missing_ok=True)
+        t = time.perf_counter()
+        table = g.generate_pairs(work / "gen", annotated, work / "pairs", work / "m.parquet",
+                                 params, device=device)  # fmt: skip
+        times["sampling"] = time.perf_counter() - t
+        store(work / "pairs.json", both, work / "times.json", times)
     s_images, s_labels = g.read_pairs(work / "m.parquet")
     print(f"# {len(table)} pairs sampled in {times['sampling']:.0f} s", file=sys.stderr)
 
@@ -118,6 +149,7 @@ def main():
             real = PairSource(images, [[lab] for lab in labels], patch=a.seg_patch)
             fake = PairSource(s_images, s_labels, patch=a.seg_patch)
             source = g.MixedSource(real, fake, a.ratio)
+        torch.manual_seed(a.seed)  # both arms start from the same random network
         res = train_model(images, [[lab] for lab in labels], None, steps=a.seg_steps,
                           batch=a.batch, patch=a.seg_patch, width=a.seg_width, seed=a.seed,
                           threads=a.threads, device=device, source=source)  # fmt: skip
@@ -135,11 +167,12 @@ def main():
 
     print(f"\ngenerate benchmark ({device}, {a.threads} threads; BBBC039: {k} of {len(tr_i)} "
           f"training images annotated, {len(te_i)} test images; generator width "
-          f"{a.gen_width}, {a.gen_steps} steps in {times['generator training']:.0f} s; "
+          f"{a.gen_width}, patch {a.gen_patch}, {a.gen_steps} steps in "
+          f"{times['generator training']:.0f} s; "
           f"{len(table)} synthetic {a.shape[0]}x{a.shape[1]} pairs, DPM-Solver++ "
           f"{a.sample_steps} steps, {times['sampling']:.0f} s; segmentation width "
-          f"{a.seg_width}, patch {a.seg_patch}, batch {a.batch}, {a.seg_steps} steps each, "
-          f"evaluated K=1 x 2 DDIM steps)\n")  # fmt: skip
+          f"{a.seg_width}, patch {a.seg_patch}, batch {a.batch}, {a.seg_steps} steps each from "
+          f"the same seeded random initialisation, evaluated K=1 x 2 DDIM steps)\n")  # fmt: skip
     print("| segmentation trained on         | AP@0.5 | mAP.5:.9 | train s | eval s |")
     print("|---------------------------------|--------|----------|---------|--------|")
     for name, ap50, map_, ts, es in rows:
