@@ -163,7 +163,13 @@ def test_stages_take_batch_auto(tmp_path):
         restore_image(raw, norm, DEFAULT_MODEL, out, params, tile=32, progress=False)
         outs.append(np.asarray(zarr.open_group(str(out), mode="r")["0"]))
     np.testing.assert_array_equal(outs[0], outs[1])
+    plain = {"device": "cpu", "name": "cpu", "bf16": False, "channels_last": False,
+             "compile": False}  # fmt: skip
+    prov = zarr.open_group(str(out), mode="r").attrs["microdiff"]
+    assert prov["accel"] == plain  # provenance says how the network ran
     plan = plan_store(raw, 32, 16, tiles_per_shard=1 << 30)
     params = {"samples": 1, "steps": 1, "sampler": "ddim", "kinds": ["nuclei"]}
     info = segment_shard(raw, plan, 0, tmp_path / "seg.zarr", None, norm, params, "auto")
     assert info["tiles"] == len(plan) and isinstance(plan, pd.DataFrame)
+    meta = zarr.open_array(str(tmp_path / "seg.zarr"), mode="r").attrs["segment"]
+    assert meta["accel"] == plain

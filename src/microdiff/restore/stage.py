@@ -26,7 +26,15 @@ from tqdm import tqdm
 
 from .. import provenance, shards
 from ..atomic import atomic_output
-from ..diffusion import Denoiser, UNet, load_checkpoint, save_checkpoint, set_threads
+from ..diffusion import (
+    Denoiser,
+    UNet,
+    accel,
+    load_checkpoint,
+    pick_device,
+    save_checkpoint,
+    set_threads,
+)
 from ..io import ngff
 from ..normalize import Normalizer
 from ..tiling import read_box, sample_patch_boxes, spatial_ndim
@@ -338,6 +346,7 @@ def restore_shard(
     bar = tqdm(total=tiles, disable=not progress, file=sys.stderr, desc=f"restore shard {shard}")
     with atomic_output(out) as tmp:
         store = shards.create_shard_store(tmp, (n_out, *src.shape[1:]), np.float32, plan)
+        store.attrs["accel"] = accel.describe(pick_device(device or "auto"))
         per_read = max(1, int(inference.get("batch", 16)) // src.shape[0])
         n = shards.run_shard(src, plan, shard, process, store, per_read, progress=bar.update)
     bar.close()
@@ -395,6 +404,13 @@ def raw_meta(raw) -> tuple[str, dict, list[str]]:
     return axes, {a: float(s) for a, s in zip(axes, sc) if a != "c"}, names
 
 
+def shard_accel(shard_stores: Sequence) -> dict | None:
+    """How the shard jobs ran the network (device, bf16, ...; `accel.describe`)."""
+    if not shard_stores:
+        return None
+    return zarr.open_array(str(shard_stores[0]), mode="r").attrs.get("accel")
+
+
 def gather_restore(
     raw, plan_path, shard_stores: Sequence, model_dir, params: dict, out, factor: int = 1
 ) -> dict:
@@ -415,6 +431,7 @@ def gather_restore(
         model_hash=cfg["params_hash"],
         model_mode=cfg.get("mode"),
         model_init=cfg.get("init"),
+        accel=shard_accel(shard_stores),
         method=cfg.get("method"),
         noise_model=cfg.get("noise"),
         nfe=1 + (k if k > 1 else 0),

@@ -19,6 +19,7 @@ import zarr
 
 from .. import provenance, shipped
 from ..atomic import atomic_output
+from ..diffusion import accel
 from ..io import ngff
 from ..io.labels import create_labels, fill_label_pyramid, set_colors, validate_labels
 from ..normalize import Normalizer
@@ -119,6 +120,7 @@ def segment_shard(
             "model": model.hash,
             "nfe": nfe(k, steps, sampler),
             "device": dev,
+            "accel": accel.describe(dev),
         }
         n = run_shard(source, plan, shard, process, store, batch_size=batch_size)
     log.info("shard %d: %d tiles, %d samples x %d steps", shard, n, k, steps)
@@ -234,6 +236,7 @@ def segment_gather(
         nfe_per_pixel=reader.meta.get("nfe"),
         method=methods,
         device=reader.meta.get("device"),
+        accel=reader.meta.get("accel"),
         channels=[f"{k}_{m}" for k in out_kinds for m in ("prob", "std")],
     )
     with atomic_output(out) as tmp:
