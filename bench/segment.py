@@ -34,6 +34,7 @@ from microdiff.segment import instances  # noqa: E402
 from microdiff.segment import model as segmodel  # noqa: E402
 from microdiff.segment.model import Model, build, nfe, predict, summarize, train_model  # noqa: E402
 from microdiff.segment.represent import PairSource, percentile_norm  # noqa: E402
+from microdiff.segment.stage import PAD  # noqa: E402
 
 TAUS = [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9]
 
@@ -131,16 +132,22 @@ def object_scores(lab, std, prob):
 
 
 def microdiff_fn(model, k, steps, params):
+    """As the stage does it: mirrored context around the image, instances from the mean maps,
+    then (K > 1) objects that fewer than params.min_consistency of the samples reproduce are
+    dropped."""
+
     def run(img):
-        s = predict(model, img[None], [(0, 0)], samples=k, steps=steps, seed=0)
+        s = predict(model, img[None], [(0, 0)], samples=k, steps=steps, seed=0, pad=PAD)
         m = summarize(s, 1)[0]
         lab, _ = instances.extract(m[0], m[2], params)
-        u, p = object_scores(lab, m[1], m[0])
-        sc = {"std": u}
+        sc = {}
         if k > 1:
             maps = [((x[0] + 1) / 2, (x[1] + 1) / 2) for x in s[0]]
-            sc["1-consistency"] = 1 - instances.consistency(lab, int(lab.max()), maps, params)
-        return lab, sc
+            cons = instances.consistency(lab, int(lab.max()), maps, params)
+            lab, cons = instances.drop_inconsistent(lab, cons, params.min_consistency)
+            sc["1-consistency"] = 1 - cons
+        u, p = object_scores(lab, m[1], m[0])
+        return lab, {"std": u, **sc}
 
     return run
 
@@ -168,6 +175,9 @@ def main():
     )
     ap.add_argument("--simulated-test", type=int, default=4)
     ap.add_argument("--wait", action="store_true", help="wait until --model has --steps steps")
+    ap.add_argument("--unet", type=Path, help="with --model: the baseline's weights, trained "
+                    "(--steps steps) and saved here when missing, loaded when present")  # fmt: skip
+    ap.add_argument("--unet-only", action="store_true", help="train and save --unet, then stop")
     a = ap.parse_args()
     dm.set_threads(a.threads)
     device = dm.pick_device(a.device)
@@ -176,10 +186,20 @@ def main():
     sim_test_i, sim_test_l = simulated_pairs(a.simulated_test, seed=900)
     shared = None
     if a.model:
-        mix_i, mix_l = simulated_pairs(12, seed=100)
-        mix = (mix_i + bbbc_train[0], mix_l + bbbc_train[1])
         t0 = time.time()
-        net = train_unet(*mix, a.steps, a.batch, a.width, device, a.patch)
+        if a.unet and a.unet.is_file():
+            net = build(("nuclei",), 1, a.width, 3).net.to(device)
+            net.load_state_dict(torch.load(a.unet, map_location=device))
+            net.eval()
+            print(f"# unet loaded from {a.unet}", file=sys.stderr)
+        else:
+            mix_i, mix_l = simulated_pairs(12, seed=100)
+            mix = (mix_i + bbbc_train[0], mix_l + bbbc_train[1])
+            net = train_unet(*mix, a.steps, a.batch, a.width, device, a.patch)
+            if a.unet:
+                torch.save(net.state_dict(), a.unet)
+        if a.unet_only:
+            return
         while a.wait and trained_steps(a.model) < a.steps:
             time.sleep(20)  # the checkpoint is still being trained alongside
         shared = (Model.load(a.model, device=str(device)), net)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from microdiff.diffusion import read_config
 from microdiff.segment.model import train_model
 from microdiff.segment.represent import percentile_norm
 from microdiff.simulate import simulate_image
@@ -68,6 +69,14 @@ def main():
     ap.add_argument("--patch", type=int, default=64)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--init", type=Path, help="start from this checkpoint (fine-tuning)")
+    ap.add_argument(
+        "--hold-out",
+        type=int,
+        default=0,
+        help="leave out the last N annotated BBBC039 train-part images (validation)",
+    )
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     t = time.time()
@@ -81,12 +90,24 @@ def main():
             bl = [[z["labels"][i].astype(np.int32)] for i in idx]
         else:
             bi, bl = bbbc039_pairs(a.data)
+        if a.hold_out:
+            held = [i for i, lab in enumerate(bl) if lab[0].any()][-a.hold_out :]
+            bi = [x for i, x in enumerate(bi) if i not in held]
+            bl = [x for i, x in enumerate(bl) if i not in held]
+            sources.append(f"validation: bbbc039 train-part images {held} held out")
         images += bi
         labels += bl
-        sources.append(f"bbbc039 train part x{len(bi)}")
+        sources.insert(1, f"bbbc039 train part x{len(bi)}")
     logging.info("data ready in %.0f s: %s", time.time() - t, sources)
+    if a.init:
+        prev = read_config(a.init)
+        sources.append(
+            f"fine-tuned from a checkpoint of {prev['training']['steps']} steps on "
+            f"{prev.get('trained_on')}"
+        )
     res = train_model(images, labels, a.out, kinds=("nuclei",), steps=a.steps, batch=a.batch,
                       patch=a.patch, width=a.width, depth=3, device=a.device, threads=a.threads,
+                      lr=a.lr, init=a.init,
                       extra_config={"trained_on": sources,
                                     "script": "tools/train_default_segment.py"})  # fmt: skip
     logging.info("trained %d steps in %.0f s, last loss %.4f", res.step, time.time() - t,

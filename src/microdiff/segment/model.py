@@ -65,6 +65,7 @@ def train_model(
     p_mean: float = P_MEAN,
     p_std: float = P_STD,
     sigma_data: float = SIGMA_DATA,
+    init=None,
 ) -> dm.TrainResult:
     """Train a segmentation denoiser on (image, labels) pairs and write its checkpoint dir.
 
@@ -74,6 +75,7 @@ def train_model(
     Noise levels are drawn log-normal(p_mean, p_std): centred well above the engine's default,
     so most steps are at noise where the image condition decides the answer (the sampler starts
     at sigma 10, where the model must predict the segmentation from the image alone).
+    init: a checkpoint dir of the same architecture to start from (fine-tuning; fresh optimizer).
     """
     kinds = tuple(kinds)
     bad = [k for k in kinds if k not in KINDS]
@@ -81,6 +83,8 @@ def train_model(
         raise ValueError(f"unknown kinds {bad}; use {KINDS}")
     source = source or PairSource(images, labels, patch=patch)
     den = build(kinds, images[0].shape[0], width, depth, sigma_data)
+    if init is not None:
+        den.load_state_dict(Model.load(init, device="cpu").denoiser.state_dict())
     cfg = {
         "task": TASK,
         "segment": {

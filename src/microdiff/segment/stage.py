@@ -206,13 +206,7 @@ def segment_gather(
         )
     }
     cores = [core for _, core, _ in iter_tiles(plan)]
-    ip = instances.Params(
-        **{
-            k: p[k]
-            for k in ("threshold", "seed_level", "min_seed", "min_size", "match_iou")
-            if k in p
-        }
-    )
+    ip = instances.Params.from_config(p)
     halo = int(p.get("label_halo", 64))
     cells = "cells" in want
     fallback = cells and "cells" not in kinds
