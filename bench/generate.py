@@ -1,14 +1,18 @@
 """Generate benchmark: does diffusion-generated training data help segmentation when annotations
 are scarce, and how real do the synthetic images look?
 
-    python bench/generate.py --data ../shared/data [--gen-steps 1500 --seg-steps 1500]
+    python bench/generate.py --data ../shared/data [--work DIR] [--device cuda]
+
+The defaults are the reported run's settings (CPU, 2 shared cores: generator 1500 steps, 32
+pairs of 256x256 at 16 DPM-Solver++ steps, segmentation 600 steps per arm, 50 test images).
 
 BBBC039 nuclei, split as in bench/segment.py (sorted files: even index trains, odd tests). A
 seeded 10% of the training images (5 of 50) are the only annotations used: the generate model
 (mask-conditioned diffusion UNet) is trained on them, new masks are drawn from their objects,
 and synthetic pairs are sampled (DPM-Solver++). The segmentation model (microdiff.segment's
-train_model, the same steps, batch and seed) is trained twice: on the 5 real pairs only, and on
-the 5 real pairs mixed with the synthetic ones (a share `--ratio` of the training patches);
+train_model, the same steps, batch and seed, from the same seeded random network: no
+pretraining) is trained twice: on the 5 real pairs only, and on the 5 real pairs mixed with the
+synthetic ones (a share `--ratio` of the training patches; `--jobs 2` runs the two at once);
 both are evaluated on the test images as in bench/segment.py (K=1, 2 DDIM steps; AP at IoU 0.5
 and mean AP over 0.5..0.9). Realism: gradient-boosted trees on crop statistics try to tell
 crops of held-back real training images (never seen by the generator) from synthetic crops;
@@ -21,9 +25,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import multiprocessing
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -71,20 +77,42 @@ def evaluate(model: Model, images, truths, steps: int) -> tuple[float, float, fl
     return ap[0], float(np.mean(ap)), time.perf_counter() - t
 
 
+def segment_arm(name, images, labels, synthetic, seg: dict, test_images, test_labels):
+    """Train the segmentation model on the real pairs (mixed with `synthetic` (images, labels)
+    at seg['ratio'] when given) from a network seeded by seg['seed']; evaluate on the test set."""
+    dm.set_threads(seg["threads"])
+    t = time.perf_counter()
+    source = None
+    if synthetic:
+        real = PairSource(images, [[lab] for lab in labels], patch=seg["patch"])
+        fake = PairSource(*synthetic, patch=seg["patch"])
+        source = g.MixedSource(real, fake, seg["ratio"])
+    torch.manual_seed(seg["seed"])  # both arms start from the same random network
+    res = train_model(images, [[lab] for lab in labels], None, steps=seg["steps"],
+                      batch=seg["batch"], patch=seg["patch"], width=seg["width"],
+                      seed=seg["seed"], threads=seg["threads"], device=seg["device"],
+                      source=source)  # fmt: skip
+    train_s = time.perf_counter() - t
+    model = Model(res.denoiser.eval(), ("nuclei",), 1)
+    ap50, map_, eval_s = evaluate(model, test_images, test_labels, 2)
+    print(f"# {name}: AP@0.5 {ap50:.3f} in {train_s:.0f} + {eval_s:.0f} s", file=sys.stderr)
+    return name, ap50, map_, train_s, eval_s
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
     ap.add_argument("--fraction", type=float, default=0.1, help="share of training images used")
     ap.add_argument("--gen-steps", type=int, default=1500, help="generator training steps")
-    ap.add_argument("--gen-width", type=int, default=32)
+    ap.add_argument("--gen-width", type=int, default=16)
     ap.add_argument("--gen-patch", type=int, default=64)
-    ap.add_argument("--seg-steps", type=int, default=1500, help="segmentation training steps")
+    ap.add_argument("--seg-steps", type=int, default=600, help="segmentation training steps")
     ap.add_argument("--seg-width", type=int, default=16)
-    ap.add_argument("--seg-patch", type=int, default=96)
+    ap.add_argument("--seg-patch", type=int, default=64)
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--pairs", type=int, default=32, help="synthetic pairs")
     ap.add_argument("--shape", type=int, nargs=2, default=[256, 256])
-    ap.add_argument("--sample-steps", type=int, default=12, help="DPM-Solver++ steps")
+    ap.add_argument("--sample-steps", type=int, default=16, help="DPM-Solver++ steps")
     ap.add_argument("--ratio", type=float, default=0.5, help="share of synthetic patches")
     ap.add_argument("--test", type=int, default=50, help="at most this many test images")
     ap.add_argument("--heldback", type=int, default=10, help="real images for realism")
@@ -92,7 +120,8 @@ def main():
     ap.add_argument("--device", default="auto")
     ap.add_argument("--work", type=Path, help="keep the generator and pairs here (reused by a "
                     "rerun with the same settings, with their recorded times)")  # fmt: skip
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    ap.add_argument("--jobs", type=int, default=2, help="segmentation arms run in parallel")
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     dm.set_threads(a.threads)
@@ -141,23 +170,16 @@ def main():
     syn_obj = np.mean([lab[0].max() / lab[0].size for lab in s_labels]) * 1e6
     contrast_real = np.mean([g.contrast(i, lab) for i, lab in zip(images, labels)])
 
-    rows = []
-    for name, synthetic in (("real only", None), (f"real + synthetic ({a.ratio:.0%})", True)):
-        t = time.perf_counter()
-        source = None
-        if synthetic:
-            real = PairSource(images, [[lab] for lab in labels], patch=a.seg_patch)
-            fake = PairSource(s_images, s_labels, patch=a.seg_patch)
-            source = g.MixedSource(real, fake, a.ratio)
-        torch.manual_seed(a.seed)  # both arms start from the same random network
-        res = train_model(images, [[lab] for lab in labels], None, steps=a.seg_steps,
-                          batch=a.batch, patch=a.seg_patch, width=a.seg_width, seed=a.seed,
-                          threads=a.threads, device=device, source=source)  # fmt: skip
-        train_s = time.perf_counter() - t
-        model = Model(res.denoiser.eval(), ("nuclei",), 1)
-        ap50, map_, eval_s = evaluate(model, te_i, te_l, 2)
-        rows.append((name, ap50, map_, train_s, eval_s))
-        print(f"# {name}: AP@0.5 {ap50:.3f} in {train_s:.0f} + {eval_s:.0f} s", file=sys.stderr)
+    arms = [("real only", None), (f"real + synthetic ({a.ratio:.0%})", (s_images, s_labels))]
+    seg = {"steps": a.seg_steps, "batch": a.batch, "patch": a.seg_patch, "width": a.seg_width,
+           "seed": a.seed, "threads": a.threads, "device": device, "ratio": a.ratio}  # fmt: skip
+    jobs = [(name, images, labels, synthetic, seg, te_i, te_l) for name, synthetic in arms]
+    if a.jobs > 1:  # the arms are independent: one process each (spawned: no forked torch)
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(a.jobs, len(jobs)), mp_context=ctx) as pool:
+            rows = list(pool.map(segment_arm, *zip(*jobs)))
+    else:
+        rows = [segment_arm(*job) for job in jobs]
 
     t = time.perf_counter()
     half = len(held) // 2
