@@ -415,7 +415,8 @@ def classify_experiment(
     """Classify every row of `table` with the checkpoint; `(classes, info)`.
 
     The temperature is fitted on (at most `max_calibration`) training objects; metrics are on
-    the objects the training held out (`cv: holdout`).
+    the objects the training held out (`cv: holdout`). `params["prior"]`: `uniform` (the lowest
+    error wins) or `train` (the most probable class under the training set's class counts).
     """
     from .classify import KEYS, scores
 
@@ -442,7 +443,12 @@ def classify_experiment(
     cal_y = np.array([classes.index(c) for c in cal["class"]], np.int64)
     cal_crops = experiment_crops(cal.reset_index(drop=True), images, norms, size)
     crops = experiment_crops(table.reset_index(drop=True), images, norms, size)
-    out, info = classify_crops(den, crops, classes, calibration=(cal_crops, cal_y), **kw)
+    counts = None
+    if params.get("prior", "uniform") == "train":  # Bayes' rule with the training class counts
+        counts = [cfg.get("class_counts", {}).get(str(c), 0) for c in classes]
+    out, info = classify_crops(
+        den, crops, classes, calibration=(cal_crops, cal_y), class_counts=counts, **kw
+    )
     keys = table[[k for k in KEYS if k in table.columns]].reset_index(drop=True)
     result = pd.concat([keys, out[["class"] + [f"prob_{c}" for c in classes]]], axis=1)
     test = lab[is_test].merge(result[["sample", "id", "class"]], on=["sample", "id"])

@@ -112,6 +112,14 @@ def test_diffusion_mode_trains_then_classifies(run, tmp_path):
     assert metrics["n_test"] > 0 and len(metrics["sigmas"]) == 4
     assert set(classes_of(wd)["class"]) <= {"elongated", "round"}
     assert (wd / "benchmarks/train_classifier/experiment.tsv").exists()
+    assert metrics["prior"] == "uniform"
+    # an inference key (the class prior) reruns classify, not the training
+    config(wd, mode="diffusion", diffusion={**TINY["classify"]["diffusion"], "prior": "train"})
+    dry = job_counts(snakemake(wd, "--dry-run", *TARGETS))
+    assert dry["classify"] == 1 and "train_classifier" not in dry
+    snakemake(wd, "results/experiment/classifier_metrics.json")
+    metrics = json.loads((wd / "results/experiment/classifier_metrics.json").read_text())
+    assert metrics["prior"] == "class counts" and metrics["n_test"] > 0
 
 
 def test_report_holds_every_figure_and_runtimes(run):

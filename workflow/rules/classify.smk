@@ -6,6 +6,8 @@ CLASSIFY_LABELS = (
 )
 CLASSIFY_DIFFUSION = CLASSIFY["mode"] == "diffusion"
 CLASSIFY_MODEL = "models/classify/diffusion"
+# what training reads: changing any other key (noise levels, trials, prior) reruns classify only
+CLASSIFY_TRAINING = {"crop", "width", "depth", "steps", "batch", "lr", "holdout"}
 CLASSIFY_EXPERIMENT = [
     "results/experiment/classes_summary.tsv",
     "results/experiment/class_counts.tsv",
@@ -46,7 +48,12 @@ rule train_classifier:
         directory(CLASSIFY_MODEL),
     params:
         samples=list(SAMPLES.index),
-        classify={k: CLASSIFY.get(k) for k in ("labels", "kind", "seed", "diffusion")},
+        classify={
+            **{k: CLASSIFY.get(k) for k in ("labels", "kind", "seed")},
+            "diffusion": {
+                k: v for k, v in CLASSIFY["diffusion"].items() if k in CLASSIFY_TRAINING
+            },
+        },
     log:
         "logs/train_classifier/experiment.log",
     benchmark:
