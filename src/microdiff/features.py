@@ -308,8 +308,9 @@ def object_table(
     keys = [boxes[f"{a}0"].to_numpy() // e for a, e in zip(names, edge)]
     keys = np.ravel_multi_index(keys, [math.ceil(n / e) for n, e in zip(shape, edge)])
     margin = max(math.ceil(neighbor_distance), 1)
-    rows = []
+    frames = []  # one frame per tile group: columns of numbers, not a dict per object
     for _, group in boxes.groupby(keys, sort=True):
+        rows = []
         box = _group_box(group, names, margin, shape)
         lab = read_box(labels, box, channel_axis=False)
         img = None if image is None else _read_image(image, box, has_channels)
@@ -335,7 +336,8 @@ def object_table(
             row["touches_border"] = min(start) == 0 or any(t == n for t, n in zip(stop, shape))
             row.update({f"centroid_{a}": c + s for a, c, s in zip(names, row.pop("c"), start)})
             rows.append(row)
-    df = pd.DataFrame(rows)
+        frames.append(pd.DataFrame(rows))
+    df = pd.concat(frames, ignore_index=True)
     size = "area" if ndim == 2 else "volume"
     df[f"{size}_px"] = df.pop("n")
     if spacing is not None:
