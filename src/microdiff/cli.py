@@ -84,11 +84,34 @@ def cmd_classify(a) -> dict:
     params = {"mode": a.mode, "seed": a.seed, "kind": a.kind, "unsupervised": {"k": a.k}}
     ndim = classify.spatial_ndim(objects)
     labels, _ = classify.stage_labels(a.labels, segs, a.kind, ndim)
-    classes, info, _ = classify.classify_experiment(objects, params, labels)
+    if a.mode == "diffusion":
+        classes, info = _classify_diffusion(a, objects, labels, params)
+    else:
+        classes, info, _ = classify.classify_experiment(objects, params, labels)
     classes["class"] = classes["class"].astype(str)
     classify.write_classes(a.out, classes, provenance.record("classify", params, **info))
     keep = ("mode", "accuracy", "f1_macro", "cv", "k")
     return {k: info[k] for k in keep if k in info}
+
+
+def _classify_diffusion(a, objects, labels, params):
+    """The diffusion classifier: train into `--model` when it holds no checkpoint, then
+    classify every object by its lowest class-conditional denoising error."""
+    from . import classify
+    from . import diffusion_classifier as dc
+
+    images = dict(item.split("=", 1) for item in a.images)
+    norms = dict(item.split("=", 1) for item in a.norms)
+    for sample in objects["sample"].unique():
+        if sample not in images or sample not in norms:
+            raise InputError(a.model, f"diffusion mode needs --images and --norms of {sample}")
+    params["diffusion"] = diff = {"crop": a.crop, "steps": a.steps, "width": a.width}
+    table = classify.classification_table(objects, a.kind)
+    if not (Path(a.model) / "config.json").exists():
+        if labels is None:
+            raise InputError(a.model, "no checkpoint here, and training needs --labels")
+        dc.train_experiment(table, labels, images, norms, diff, a.model, seed=a.seed)
+    return dc.classify_experiment(table, labels, images, norms, a.model, diff, seed=a.seed)
 
 
 def cmd_segment(a) -> dict:
@@ -223,10 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--neighbor-distance", type=float, default=2.0)
     s.set_defaults(func=cmd_features)
 
-    s = sub.add_parser("classify", help="classes of objects (supervised or unsupervised)")
+    s = sub.add_parser("classify", help="classes of objects (supervised, diffusion, clusters)")
     s.add_argument("objects", nargs="+", help="objects.parquet of one or more samples")
     s.add_argument("--out", required=True, help="output classes.parquet")
-    s.add_argument("--mode", choices=["supervised", "unsupervised"], default="unsupervised")
+    s.add_argument(
+        "--mode", choices=["supervised", "diffusion", "unsupervised"], default="unsupervised"
+    )
     s.add_argument("--labels", help="label table (TSV): sample, class, and id or x, y[, z]")
     s.add_argument(
         "--segmentation", nargs="*", default=[], help="sample=segmentation.ome.zarr (points)"
@@ -234,6 +259,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--kind", default="nucleus")
     s.add_argument("--k", type=int, default=None, help="clusters (default: lowest BIC)")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--images", nargs="*", default=[], help="sample=raw.ome.zarr (diffusion)")
+    s.add_argument("--norms", nargs="*", default=[], help="sample=norm.json (diffusion)")
+    s.add_argument(
+        "--model", default="models/classify/diffusion", help="diffusion model (trained if empty)"
+    )
+    s.add_argument("--steps", type=int, default=2000, help="diffusion training steps")
+    s.add_argument("--crop", type=int, default=32, help="crop edge (pixels), diffusion")
+    s.add_argument("--width", type=int, default=32, help="UNet width, diffusion")
     s.set_defaults(func=cmd_classify)
     s = sub.add_parser("restore-train", help="fit the noise model and train the restore model")
     s.add_argument("out", help="model folder (engine checkpoint)")
