@@ -12,6 +12,15 @@ The generalized Anscombe transform (GAT) f(r) = (2/a) sqrt(a r + 3/8 a^2 + b) ma
 approximately N(0, 1) (Murtagh et al. 1995; Makitalo & Foi 2013); with a = 0 it is r / sqrt(b).
 Its inverse is the asymptotically unbiased one, a (f^2/4 - 1/8) - b / a (Makitalo & Foi 2011).
 
+Knee. With a camera offset b is negative, and a r + 3/8 a^2 + b goes below 0 for dark pixels
+with a negative noise excursion; clamping it there (the usual GAT) maps them all to one value,
+an atom in the data that SURE, like a quantization grid (below), lets the network game. Below
+a knee the transform is continued by its tangent (strictly increasing, invertible). The knee is
+where a r + 3/8 a^2 + b = 3/8 a^2 + v_dark, v_dark the noise variance measured at the darkest
+local means (2nd percentile): there the slope 1 / sqrt(v_dark + 3/8 a^2) still stabilizes the
+darkest pixels' noise, and pixels below it (negative noise excursions) keep that slope instead
+of a steeper one (at least a^2 / 4 if v_dark is tiny).
+
 Residual variance curve. At low photon counts (a few photons per pixel, e.g. W2S single frames)
 the GAT does not stabilize: its output variance falls well below 1 in dark regions (Makitalo &
 Foi 2013 discuss this regime). SURE needs the noise variance to be right (an overestimate lets
@@ -27,13 +36,23 @@ that keeps its values at the grid points but has a negative slope there (a sawto
 grid's period, which a ReLU network learns) lowers the SURE loss while the true error grows.
 Measured on FMD confocal (8-bit; at a few photons the grid spacing after the GAT is as large
 as the noise): PSNR 29.7 dB after 100 training steps, 22.2 after 300, 18.4 after 500. The
-fix is dithering (subtractive dequantization, Roberts 1962; as in the dequantization of
-discrete data for density models, Theis et al. 2016): when every value of a channel is a
-multiple of a step q, raw values get uniform noise q u, u ~ U(-1/2, 1/2), before the GAT, so
-y has a density and the grid carries no information. The noise model is fitted on dithered
-data, so its read variance b includes the dither's q^2 / 12. The dither is drawn by global
-pixel position (and channel) with a counter-based hash (`dither`), so tiled inference stays
-seam-free and a pixel gets the same dither in training and inference.
+fix is dithering (as in the dequantization of discrete data for density models, Theis et al.
+2016): when every value of a channel is a multiple of a step q, raw values get Gaussian noise
+of standard deviation q / 2 (`DITHER`) before the GAT, so y has a smooth density (the grid's
+ripple in it is below 1%). Gaussian rather than uniform dither: where the noise is mostly the
+dither (FMD's dark background sits at one value), Stein's identity, on which SURE rests, holds
+for the Gaussian part exactly and fails for a uniform one (uniform dither on FMD: 29.8 dB at
+200 steps, 28.7 at 300, the loss negative). The noise model is fitted on dithered data, so its
+read variance b includes the dither's q^2 / 4. The dither is drawn by global pixel position
+(and channel) with a counter-based hash (`dither`), so tiled inference stays seam-free and a
+pixel gets the same dither in training and inference.
+
+Curve cap. The GAT of Poisson-Gaussian data has variance at most ~1 (it falls below 1 at low
+counts; Makitalo & Foi 2013). The measured curve can exceed 1 in the darkest bins (pixels
+binned by a noisy local mean; the GAT's floor where a r + 3/8 a^2 + b < 0): on the simulator
+at 10 photons it read 1.7 where the true variance is 0.95, and SURE with an overestimated
+variance is unbounded below. The curve is capped at `CURVE_MAX` = 1: underestimating the
+variance only makes the denoiser keep more noise, overestimating it breaks training.
 """
 
 from __future__ import annotations
@@ -42,9 +61,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, special
 
 SQ20 = np.sqrt(20.0)
+DITHER = 0.5  # dither standard deviation, in quantization steps
+CURVE_MAX = 1.0  # cap of the residual variance curve (see the module docstring)
 
 
 @dataclass
@@ -55,6 +76,7 @@ class NoiseModel:
     b: list[float]
     curve: list | None = None  # per channel [f knots, Var[f] knots], or None (Var[f] = 1)
     step: list | None = None  # per channel quantization step (0: continuous), or None
+    knee: list | None = None  # per channel GAT knee (a r + 3/8 a^2 + b), or None (a^2 / 4)
 
     def to_json(self) -> dict:
         d = {"a": [float(v) for v in self.a], "b": [float(v) for v in self.b]}
@@ -62,12 +84,14 @@ class NoiseModel:
             d["curve"] = [[[float(v) for v in k] for k in c] for c in self.curve]
         if self.step is not None:
             d["step"] = [float(v) for v in self.step]
+        if self.knee is not None:
+            d["knee"] = [float(v) for v in self.knee]
         return d
 
     @classmethod
     def from_json(cls, d: dict) -> NoiseModel:
         a, b = [float(v) for v in d["a"]], [float(v) for v in d["b"]]
-        return cls(a, b, d.get("curve"), d.get("step"))
+        return cls(a, b, d.get("curve"), d.get("step"), d.get("knee"))
 
     def dequantize(self, r: np.ndarray, c: int, origin: Sequence[int]) -> np.ndarray:
         """Raw values of channel c dithered by the channel's quantization step (unchanged
@@ -76,7 +100,7 @@ class NoiseModel:
         r = np.asarray(r, np.float32)
         if q <= 0:
             return r
-        return r + np.float32(q) * dither(r.shape, origin, c)
+        return r + np.float32(DITHER * q) * dither(r.shape, origin, c)
 
     def gat_variance(self, f: np.ndarray, c: int) -> np.ndarray:
         """Noise variance left after the GAT at GAT value(s) f (1 without a fitted curve)."""
@@ -89,29 +113,42 @@ class NoiseModel:
     def _ab(self, c: int) -> tuple[float, float]:
         return float(self.a[c]), float(self.b[c])
 
+    def _knee(self, c: int) -> float:
+        a = float(self.a[c])
+        return max(0.25 * a * a, float(self.knee[c]) if self.knee is not None else 0.0)
+
     def forward(self, r: np.ndarray, c: int) -> np.ndarray:
-        """GAT of raw values of channel c: noise becomes ~N(0, 1)."""
+        """GAT of raw values of channel c: noise becomes ~N(0, 1). Below the knee (module
+        docstring) the square root is continued by its tangent: no floor, no atom."""
         a, b = self._ab(c)
         r = np.asarray(r, np.float32)
         if a <= 0:
             return r / np.float32(np.sqrt(max(b, 1e-12)))
-        return (2.0 / a) * np.sqrt(np.maximum(a * r + 0.375 * a * a + b, 0.0)).astype(np.float32)
+        arg = a * r + 0.375 * a * a + b
+        k = self._knee(c)
+        lin = 2.0 * np.sqrt(k) / a + (arg - k) / (a * np.sqrt(k))
+        return np.where(arg >= k, (2.0 / a) * np.sqrt(np.maximum(arg, k)), lin).astype(np.float32)
 
     def inverse(self, f: np.ndarray, c: int) -> np.ndarray:
-        """Raw values from GAT values (asymptotically unbiased inverse)."""
+        """Raw values from GAT values (asymptotically unbiased inverse; linear below the
+        knee, continuous with it)."""
         a, b = self._ab(c)
         f = np.asarray(f, np.float32)
         if a <= 0:
             return f * np.float32(np.sqrt(max(b, 1e-12)))
-        f = np.maximum(f, 0.0)
-        return (a * (f * f / 4.0 - 0.125) - b / a).astype(np.float32)
+        k = self._knee(c)
+        f0 = 2.0 * np.sqrt(k) / a
+        arg = np.where(f >= f0, (a * f / 2.0) ** 2, k + (f - f0) * a * np.sqrt(k))
+        return ((arg - 0.375 * a * a - b) / a + a / 4.0).astype(np.float32)
 
     def inverse_slope(self, f: np.ndarray, c: int) -> np.ndarray:
         """d raw / d f at f (for mapping a standard deviation back to raw units)."""
         a, b = self._ab(c)
+        f = np.asarray(f, np.float32)
         if a <= 0:
-            return np.full_like(np.asarray(f, np.float32), np.sqrt(max(b, 1e-12)))
-        return (a * np.maximum(np.asarray(f, np.float32), 0.0) / 2.0).astype(np.float32)
+            return np.full_like(f, np.sqrt(max(b, 1e-12)))
+        k = self._knee(c)
+        return np.maximum(a * f / 2.0, np.sqrt(k)).astype(np.float32)
 
 
 def _mix(h: np.ndarray) -> np.ndarray:
@@ -122,7 +159,7 @@ def _mix(h: np.ndarray) -> np.ndarray:
 
 
 def dither(shape: Sequence[int], origin: Sequence[int], channel: int = 0) -> np.ndarray:
-    """Uniform noise in [-1/2, 1/2) of `shape`, a function of each element's global coordinates
+    """Standard normal noise of `shape`, a function of each element's global coordinates
     (origin + index) and the channel only: any tiling gives the same value at a pixel."""
     if len(origin) != len(shape):
         raise ValueError(f"origin {tuple(origin)} does not match shape {tuple(shape)}")
@@ -131,7 +168,8 @@ def dither(shape: Sequence[int], origin: Sequence[int], channel: int = 0) -> np.
         for ax, (o, n) in enumerate(zip(origin, shape)):
             idx = np.arange(int(o), int(o) + n).astype(np.int64).astype(np.uint64)
             h = _mix(h + idx.reshape([-1 if i == ax else 1 for i in range(len(shape))]))
-    return ((h >> np.uint64(11)).astype(np.float64) / 2.0**53 - 0.5).astype(np.float32)
+    u = ((h >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53  # in (0, 1)
+    return special.ndtri(u).astype(np.float32)
 
 
 def quantization_step(values: np.ndarray) -> float:
@@ -234,7 +272,7 @@ def fit_noise_model(
 
     Integer-valued channels (see `quantization_step`) are dithered before fitting (module
     docstring), so the model describes the dithered data the denoiser sees."""
-    a_all, b_all, curves = [], [], []
+    a_all, b_all, curves, knees = [], [], [], []
     steps = []
     for c in range(channels):
         values = np.concatenate([p.ravel() for p in _planes(patches, c)])
@@ -251,13 +289,17 @@ def fit_noise_model(
             m, d = residual_samples(plane, window, ref)
             means.append(m)
             resids.append(d)
-        a, b = fit_line(np.concatenate(means), np.concatenate(resids), bins)
+        mean, resid = np.concatenate(means), np.concatenate(resids)
+        a, b = fit_line(mean, resid, bins)
         if a == 0.0 and b <= 0:
             b = 1e-6
         a_all.append(a)
         b_all.append(b)
+        dark = resid[mean <= np.quantile(mean, 0.02)]
+        v_dark = (np.median(np.abs(dark - np.median(dark))) * 1.4826) ** 2 if dark.size else 0.0
+        knees.append(0.375 * a * a + float(v_dark))
     step = steps if any(steps) else None
-    model = NoiseModel(a_all, b_all, step=step)
+    model = NoiseModel(a_all, b_all, step=step, knee=knees)
     if not curve:
         return model
     for c in range(channels):
@@ -266,5 +308,6 @@ def fit_noise_model(
             m, d = residual_samples(model.forward(plane, c), 5, ref)
             means.append(m)
             resids.append(d)
-        curves.append(variance_curve(np.concatenate(means), np.concatenate(resids)))
-    return NoiseModel(a_all, b_all, curves, step)
+        knots, var = variance_curve(np.concatenate(means), np.concatenate(resids))
+        curves.append([knots, [min(v, CURVE_MAX) for v in var]])
+    return NoiseModel(a_all, b_all, curves, step, knees)

@@ -24,7 +24,7 @@ import torch
 import zarr
 from tqdm import tqdm
 
-from .. import provenance, shards
+from .. import provenance, shards, shipped
 from ..atomic import atomic_output
 from ..diffusion import (
     Denoiser,
@@ -54,7 +54,7 @@ from .noise_model import NoiseModel, fit_noise_model
 
 log = logging.getLogger("microdiff.restore")
 
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "restore"
+DEFAULT_MODEL = shipped.RESTORE
 UNCERTAINTY = "uncertainty"
 
 
