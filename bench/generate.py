@@ -80,6 +80,7 @@ def evaluate(model: Model, images, truths, steps: int) -> tuple[float, float, fl
 def segment_arm(name, images, labels, synthetic, seg: dict, test_images, test_labels):
     """Train the segmentation model on the real pairs (mixed with `synthetic` (images, labels)
     at seg['ratio'] when given) from a network seeded by seg['seed']; evaluate on the test set."""
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {name}: %(message)s")
     dm.set_threads(seg["threads"])
     t = time.perf_counter()
     source = None

@@ -1,7 +1,7 @@
 """Denoising benchmark: noisy input, non-local means, Noise2Void-style blind spot, supervised
 upper bound and microdiff's self-supervised diffusion denoiser, side by side in one run.
 
-    .venv/bin/python bench/restore.py --data ../shared/data [--steps 400] [--threads 2]
+    .venv/bin/python bench/restore.py --data ../shared/data [--steps 400] [--threads 2] [--jobs 3]
 
 Data: W2S widefield (test: fields of view 16-20, 3 channels each), FMD confocal (3 images) and
 simulator ground truth (`microdiff.simulate`, 30 peak photons). Every learned method is the same
@@ -13,7 +13,11 @@ in the same GAT-normalized domain:
   FMD: leave-one-field-out, BPAE_B/G share one field; simulation: other seeds);
 - microdiff: SURE-trained diffusion denoiser (see `microdiff.restore`; heteroscedastic SURE
   with the noise model's variance map, since the GAT does not stabilize W2S's few-photon
-  frames), posterior mean by Tweedie at the data's noise level; one network evaluation.
+  frames), posterior mean by Tweedie at the data's noise level; one network evaluation; also
+  the mean of that over the 8 flips/rotations of the image (8 evaluations; the other networks
+  are shown single-pass).
+Integer-valued images (all three sets) are dithered before the GAT (`restore.noise_model`),
+for every method alike.
 W2S images were rescaled to 8 bits one by one, so each W2S image gets its own noise model; FMD
 and simulated images share one per channel.
 Self-supervised methods train on the noisy test images themselves (nothing else).
@@ -25,6 +29,7 @@ SSIM; seconds per megapixel at inference on this machine's CPU; NFE.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import time
 from pathlib import Path
 
@@ -148,11 +153,17 @@ def train_n2v(imgs: Images, steps: int, batch=8, patch=64, lr=1e-3, frac=0.02) -
     return den.eval()
 
 
-def run_net(den, imgs: Images) -> tuple[list[np.ndarray], float]:
+def run_net(den, imgs: Images, flips: bool = False) -> tuple[list[np.ndarray], float]:
+    """One network evaluation per pixel, or (`flips`) the mean over the 8 flips/rotations."""
     out, start, px = [], time.perf_counter(), 0
     for i, v in enumerate(imgs.v):
-        mean, _ = denoise_v(den, v[None, None], [imgs.sigma[i]], [(0, 0)])
-        out.append(imgs.back(i, mean[0, 0]))
+        acc = np.zeros_like(v)
+        for k, flip in [(k, f) for k in range(4) for f in (False, True)][: 8 if flips else 1]:
+            t = np.rot90(v, k)[:, ::-1] if flip else np.rot90(v, k)
+            mean, _ = denoise_v(den, np.ascontiguousarray(t)[None, None], [imgs.sigma[i]], [(0, 0)])
+            m = mean[0, 0][:, ::-1] if flip else mean[0, 0]
+            acc += np.rot90(m, -k)
+        out.append(imgs.back(i, acc / (8 if flips else 1)))
         px += v.size
     return out, (time.perf_counter() - start) / (px / 1e6)
 
@@ -179,8 +190,9 @@ def clean_v(imgs: Images, noisy: list, clean: list) -> list[np.ndarray]:
     return out
 
 
-def evaluate(name, test, train_sets, steps, rows):
+def evaluate(name, test, train_sets, steps) -> list[tuple]:
     """test: (noisy, clean, groups); train_sets: [(noisy, clean, groups, test indices)]."""
+    rows = []
     noisy, clean, groups = test
     imgs = Images(noisy, groups)
     results = {"noisy input": ([n.astype(np.float32) for n in noisy], 0.0, 0)}
@@ -205,6 +217,7 @@ def evaluate(name, test, train_sets, steps, rows):
     den, _ = train_denoiser(network(), src, steps, lr=1e-3, p_exact=0.8, progress=False)
     results["microdiff (SURE diffusion, Tweedie)"] = (*run_net(den, imgs), 1)
     t_ours = time.perf_counter() - t0
+    results["microdiff, mean over 8 flips/rotations"] = (*run_net(den, imgs, flips=True), 8)
     for method, (preds, spm, nfe) in results.items():
         m = np.array([care_metrics(p, c) for p, c in zip(preds, clean)])
         rows.append((name, method, m[:, 0].mean(), m[:, 1].mean(), spm, nfe))
@@ -213,6 +226,7 @@ def evaluate(name, test, train_sets, steps, rows):
         f"{t_sup:.0f}, microdiff {t_ours:.0f}",
         flush=True,
     )
+    return rows
 
 
 def load(folder: Path, names: list[str]):
@@ -221,42 +235,63 @@ def load(folder: Path, names: list[str]):
     return noisy, clean
 
 
+def w2s_set(data: Path, steps: int) -> list[tuple]:
+    w2s = data / "w2s_widefield"
+    test = [f"{f:03d}_{c}.tif" for f in range(16, 21) for c in range(3)]
+    train = [f"{f:03d}_{c}.tif" for f in range(1, 16) for c in range(3)]
+    tn, tc = load(w2s, test)
+    rn, rc = load(w2s, train)
+    groups = list(range(len(test)))  # each W2S image was rescaled on its own
+    tr_groups = list(range(len(train)))
+    return evaluate("W2S widefield", (tn, tc, groups), [(rn, rc, tr_groups, range(15))], steps)
+
+
+def fmd_set(data: Path, steps: int) -> list[tuple]:
+    fmd = data / "fmd_confocal"
+    names = ["BPAE_B.tif", "BPAE_G.tif", "fish.tif"]
+    n, c = load(fmd, names)
+    folds = [([n[2]], [c[2]], [2], [0, 1]), ([n[0], n[1]], [c[0], c[1]], [0, 1], [2])]
+    return evaluate("FMD confocal", (n, c, [0, 1, 2]), folds, steps)
+
+
+def sim_set(data: Path, steps: int) -> list[tuple]:
+    sims = [simulate_image((256, 512), photons=10, seed=s) for s in (1, 2, 3, 4)]
+    n = [s.noisy[ch] for s in sims[:2] for ch in range(2)]
+    c = [s.clean[ch] for s in sims[:2] for ch in range(2)]
+    rn = [s.noisy[ch] for s in sims[2:] for ch in range(2)]
+    rc = [s.clean[ch] for s in sims[2:] for ch in range(2)]
+    return evaluate("simulation (10 photons)", (n, c, [0, 1, 0, 1]),
+                    [(rn, rc, [0, 1, 0, 1], range(4))], steps)  # fmt: skip
+
+
+SETS = {"w2s": w2s_set, "fmd": fmd_set, "sim": sim_set}
+
+
+def _run(job) -> list[tuple]:
+    key, data, steps, threads = job
+    torch.set_num_threads(threads)
+    return SETS[key](data, steps)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default="../shared/data")
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--only", default="w2s,fmd,sim")
+    p.add_argument("--jobs", type=int, default=1, help="data sets evaluated in parallel")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    data, rows, only = Path(a.data), [], a.only.split(",")
-    if "w2s" in only:
-        w2s = data / "w2s_widefield"
-        test = [f"{f:03d}_{c}.tif" for f in range(16, 21) for c in range(3)]
-        train = [f"{f:03d}_{c}.tif" for f in range(1, 16) for c in range(3)]
-        tn, tc = load(w2s, test)
-        rn, rc = load(w2s, train)
-        groups = list(range(len(test)))  # each W2S image was rescaled on its own
-        tr_groups = list(range(len(train)))
-        evaluate("W2S widefield", (tn, tc, groups), [(rn, rc, tr_groups, range(15))], a.steps,
-                 rows)  # fmt: skip
-    if "fmd" in only:
-        fmd = data / "fmd_confocal"
-        names = ["BPAE_B.tif", "BPAE_G.tif", "fish.tif"]
-        n, c = load(fmd, names)
-        folds = [([n[2]], [c[2]], [2], [0, 1]), ([n[0], n[1]], [c[0], c[1]], [0, 1], [2])]
-        evaluate("FMD confocal", (n, c, [0, 1, 2]), folds, a.steps, rows)
-    if "sim" in only:
-        sims = [simulate_image((256, 512), photons=10, seed=s) for s in (1, 2, 3, 4)]
-        n = [s.noisy[ch] for s in sims[:2] for ch in range(2)]
-        c = [s.clean[ch] for s in sims[:2] for ch in range(2)]
-        rn = [s.noisy[ch] for s in sims[2:] for ch in range(2)]
-        rc = [s.clean[ch] for s in sims[2:] for ch in range(2)]
-        evaluate("simulation (10 photons)", (n, c, [0, 1, 0, 1]),
-                 [(rn, rc, [0, 1, 0, 1], range(4))], a.steps, rows)  # fmt: skip
-    print(f"\n{'data':26s} {'method':38s} {'PSNR':>7s} {'SSIM':>7s} {'s/MP':>7s} {'NFE':>4s}")
+    jobs = [(k, Path(a.data), a.steps, a.threads) for k in a.only.split(",")]
+    if a.jobs > 1:
+        with multiprocessing.get_context("fork").Pool(min(a.jobs, len(jobs))) as pool:
+            parts = pool.map(_run, jobs, chunksize=1)
+    else:
+        parts = [_run(j) for j in jobs]
+    rows = [r for part in parts for r in part]
+    print(f"\n{'data':26s} {'method':40s} {'PSNR':>7s} {'SSIM':>7s} {'s/MP':>7s} {'NFE':>4s}")
     for name, method, psnr, ssim, spm, nfe in rows:
-        print(f"{name:26s} {method:38s} {psnr:7.2f} {ssim:7.4f} {spm:7.2f} {nfe:4d}")
+        print(f"{name:26s} {method:40s} {psnr:7.2f} {ssim:7.4f} {spm:7.2f} {nfe:4d}")
 
 
 if __name__ == "__main__":

@@ -48,7 +48,10 @@ STAGES = [
 ]
 CHEAP = {"ingest", "tiles", "normalize", "features"}
 TILES = {"tile": 512, "halo": 32, "tiles_per_shard": 16}
-RESTORE = {"inference": {"halo": 32, "batch": 16, "samples": 1, "seed": 0}, "superres": {}}
+# batches of 2 planes / 2 tiles: the 1k image has 2 tiles (512 x 1024), so every size runs the
+# network on the same batch shape and cost per pixel compares like with like
+BATCH = 2
+RESTORE = {"inference": {"halo": 32, "batch": BATCH, "samples": 1, "seed": 0}, "superres": {}}
 
 
 # -- synthetic inputs, block by block ------------------------------------------------------------
@@ -211,7 +214,7 @@ def run_stage(stage: str, work: Path, fast: bool, cache: Path) -> dict:
         plan = pd.read_parquet(plan_path)
         for s in sorted(plan["shard"].unique()):
             out = work / "segment" / f"shard{s:05d}.zarr"
-            segment_shard(raw, plan, int(s), out, model, norm, params, 4, device="cpu")
+            segment_shard(raw, plan, int(s), out, model, norm, params, BATCH, device="cpu")
     elif stage == "segment_gather":
         from microdiff.segment.stage import segment_gather
 
