@@ -69,6 +69,28 @@ def test_default_model_needs_no_training(segmented):
     assert "train_segment" not in jobs and jobs["segment_gather"] == 2
 
 
+def test_shipped_fast_model_is_the_distilled_student(tmp_path):
+    """`segment.shipped: nuclei_fast` segments with the one-step student (its hash in the
+    provenance) and, sampled at the step count it was distilled for, warns of nothing."""
+    import json
+
+    from microdiff.shipped import SEGMENT_NUCLEI_FAST
+
+    fast = {**TINY["segment"], "shipped": "nuclei_fast", "steps": 1}
+    write_config(tmp_path, segment=fast)
+    snakemake(tmp_path, *TARGETS)
+    cfg = json.loads((SEGMENT_NUCLEI_FAST / "config.json").read_text())
+    assert cfg["distilled"]["student_steps"] == 1
+    root = zarr.open_group(str(tmp_path / "results/demo01/segmentation.ome.zarr"), mode="r")
+    assert root.attrs["microdiff"]["model_hash"] == cfg["params_hash"]
+    logs = "".join(p.read_text() for p in tmp_path.glob("logs/segment_shard/*.log"))
+    assert "1 steps" in logs and "distilled for" not in logs
+    write_config(tmp_path, "two.yaml", segment={**fast, "steps": 2})
+    snakemake(tmp_path, *TARGETS, "--forcerun", "segment_shard", config="two.yaml")
+    logs = "".join(p.read_text() for p in tmp_path.glob("logs/segment_shard/*.log"))
+    assert "distilled for 1 step(s), sampled here with 2" in logs
+
+
 def test_restored_input_when_asked_and_restore_enabled(segmented):
     wd, _ = segmented
     write_config(wd, "restored.yaml", segment={**TRAIN, "input": "restored"})

@@ -122,6 +122,7 @@ class Model:
     kinds: tuple[str, ...]
     cond_channels: int
     hash: str | None = None
+    distilled_steps: int | None = None  # a distilled student's sampling steps
 
     @classmethod
     def load(cls, path, device="auto") -> Model:
@@ -133,7 +134,9 @@ class Model:
             from ..restore.denoise import localize
 
             den = localize(den)
-        return cls(den, tuple(seg["kinds"]), int(seg["cond_channels"]), cfg.get("params_hash"))
+        student = (cfg.get("distilled") or {}).get("student_steps")
+        kinds, cond = tuple(seg["kinds"]), int(seg["cond_channels"])
+        return cls(den, kinds, cond, cfg.get("params_hash"), student)
 
 
 class SliceNoise:

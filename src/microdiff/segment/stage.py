@@ -97,6 +97,9 @@ def segment_shard(
             "(segmenting a super-resolved image is not supported; use segment.input: raw)"
         )
     k, steps = int(p.get("samples", 4)), int(p.get("steps", 2))
+    if model.distilled_steps and steps != model.distilled_steps:
+        log.warning("the model was distilled for %d step(s), sampled here with %d (segment.steps)",
+                    model.distilled_steps, steps)  # fmt: skip
     pad = PAD
     sampler, seed = p.get("sampler", "ddim"), int(p.get("seed", 0))
 

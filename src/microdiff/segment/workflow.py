@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..shipped import SEGMENT_NUCLEI as DEFAULT_MODEL
+from ..shipped import SEGMENT
 
 TRAINED = "models/segment_nuclei"
 
@@ -29,10 +29,11 @@ def image(config, sample: str) -> str:
 
 
 def model(config) -> str:
-    """A file that stands for the model: the trained checkpoint's config or the shipped one."""
+    """A file that stands for the model: the trained checkpoint's config or the shipped one
+    (`segment.shipped`: the nuclei model, or its one-step distilled student)."""
     if training(config):
         return f"{TRAINED}/config.json"
-    return str(DEFAULT_MODEL / "config.json")
+    return str(SEGMENT[config["segment"].get("shipped", "nuclei")] / "config.json")
 
 
 def train_inputs(config, samples) -> list[str]:
