@@ -150,8 +150,8 @@ def test_cli_features_and_classify(stores, tmp_path):
     args = [str(d / "seg.ome.zarr"), str(d / "raw.ome.zarr"), "--out", str(out), "--sample", "s"]
     assert main(["features", *args, "--segments", str(d / "segments.parquet"), "--tile", "48"]) == 0
     pd.testing.assert_frame_equal(pd.read_parquet(out), table)
-    ids = table[table["kind"] == "nucleus"][["sample", "id"]].iloc[:8]
-    ids.assign(**{"class": ["a", "b"] * 4}).to_csv(tmp_path / "ids.tsv", sep="\t", index=False)
+    ids = table[table["kind"] == "nucleus"][["sample", "id"]].iloc[:6]
+    ids.assign(**{"class": ["a", "b"] * 3}).to_csv(tmp_path / "ids.tsv", sep="\t", index=False)
     cls = tmp_path / "classes.parquet"
     args = [
         str(out),
@@ -176,8 +176,8 @@ def test_cli_diffusion_mode_trains_once_then_classifies(stores, tmp_path):
     d, _, _, table = stores
     objects = tmp_path / "objects.parquet"
     table.to_parquet(objects)
-    ids = table[table["kind"] == "nucleus"][["sample", "id"]].iloc[:8]
-    ids.assign(**{"class": ["a", "b"] * 4}).to_csv(tmp_path / "ids.tsv", sep="\t", index=False)
+    ids = table[table["kind"] == "nucleus"][["sample", "id"]].iloc[:6]
+    ids.assign(**{"class": ["a", "b"] * 3}).to_csv(tmp_path / "ids.tsv", sep="\t", index=False)
     cls, model = tmp_path / "classes.parquet", tmp_path / "model"
     args = [str(objects), "--out", str(cls), "--mode", "diffusion", "--labels",
             str(tmp_path / "ids.tsv"), "--segmentation", f"s={d / 'seg.ome.zarr'}",
