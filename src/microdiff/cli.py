@@ -231,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", help="checkpoint dir; default: the shipped nuclei model")
     s.add_argument("--kinds", default="nuclei", help="nuclei or nuclei,cells")
     s.add_argument("--samples", type=int, default=4, help="K samples per pixel")
-    s.add_argument("--steps", type=int, default=2, help="DDIM steps per sample")
+    s.add_argument("--steps", type=int, default=1, help="DDIM steps per sample")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     s.set_defaults(func=cmd_segment)

@@ -96,7 +96,7 @@ def segment_shard(
             f"{image}: grid {source.shape[1:]} differs from the tile plan's {extent} "
             "(segmenting a super-resolved image is not supported; use segment.input: raw)"
         )
-    k, steps = int(p.get("samples", 4)), int(p.get("steps", 2))
+    k, steps = int(p.get("samples", 4)), int(p.get("steps", 1))
     if model.distilled_steps and steps != model.distilled_steps:
         log.warning("the model was distilled for %d step(s), sampled here with %d (segment.steps)",
                     model.distilled_steps, steps)  # fmt: skip
