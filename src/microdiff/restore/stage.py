@@ -247,7 +247,7 @@ def train_restore(
             batch=int(training["batch"]),
             lr=float(training["lr"]),
             seed=int(training.get("seed", 0)),
-            p_exact=float(training.get("p_exact", 0.5)),
+            p_exact=float(training.get("p_exact", 0.0)),
             threads=threads,
             device=device,
             progress=progress,
