@@ -43,9 +43,9 @@ from microdiff import diffusion as dm  # noqa: E402
 from microdiff.restore.superres import P_MEAN, P_STD, network, superres_planes  # noqa: E402
 from microdiff.segment import instances  # noqa: E402
 from microdiff.segment.model import Model, nfe  # noqa: E402
-from microdiff.segment.stage import DEFAULT_MODEL as SEGMENT_NUCLEI  # noqa: E402
+from microdiff.shipped import SEGMENT_NUCLEI  # noqa: E402
+from microdiff.shipped import SEGMENT_NUCLEI_FAST as FAST  # noqa: E402
 
-FAST = SEGMENT_NUCLEI.parent / "segment_nuclei_fast"
 # (model, K samples, DDIM steps): teacher reference, default, undistilled few-step, student
 SEG_RUNS = [
     ("teacher", 4, 4),

@@ -23,9 +23,9 @@ from train_default_segment import bbbc039_pairs, simulated_pairs
 from microdiff import diffusion as dm
 from microdiff.segment.model import TASK, Model, schedule
 from microdiff.segment.represent import PairSource
-from microdiff.segment.stage import DEFAULT_MODEL as SEGMENT_NUCLEI
+from microdiff.shipped import SEGMENT_NUCLEI
+from microdiff.shipped import SEGMENT_NUCLEI_FAST as OUT
 
-OUT = SEGMENT_NUCLEI.parent / "segment_nuclei_fast"
 KEEP = ("task", "segment", "trained_on", "training", "data_hash")
 
 

@@ -74,13 +74,18 @@ def cmd_features(a) -> dict:
     return {"objects": table["kind"].value_counts().to_dict()}
 
 
+def _by_sample(items) -> dict[str, str]:
+    """`sample=path` arguments as {sample: path}."""
+    return dict(item.split("=", 1) for item in items)
+
+
 def cmd_classify(a) -> dict:
     import pandas as pd
 
     from . import classify, provenance
 
     objects = pd.concat([pd.read_parquet(p) for p in a.objects], ignore_index=True)
-    segs = dict(item.split("=", 1) for item in a.segmentation)
+    segs = _by_sample(a.segmentation)
     params = {"mode": a.mode, "seed": a.seed, "kind": a.kind, "unsupervised": {"k": a.k}}
     ndim = classify.spatial_ndim(objects)
     labels, _ = classify.stage_labels(a.labels, segs, a.kind, ndim)
@@ -100,8 +105,7 @@ def _classify_diffusion(a, objects, labels, params):
     from . import classify
     from . import diffusion_classifier as dc
 
-    images = dict(item.split("=", 1) for item in a.images)
-    norms = dict(item.split("=", 1) for item in a.norms)
+    images, norms = _by_sample(a.images), _by_sample(a.norms)
     for sample in objects["sample"].unique():
         if sample not in images or sample not in norms:
             raise InputError(a.model, f"diffusion mode needs --images and --norms of {sample}")
