@@ -314,7 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--width", type=int, default=16)
     s.add_argument("--depth", type=int, default=3)
     s.add_argument("--patch", type=int, default=64)
-    s.add_argument("--lr", type=float, default=3e-3)
+    s.add_argument("--lr", type=float, default=1e-3)
     s.add_argument("--tile", type=int, default=256)
     s.add_argument("--halo", type=int, default=16)
     s.add_argument("--batch", type=int, default=16)

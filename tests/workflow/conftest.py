@@ -49,7 +49,7 @@ TINY = {
                 "steps": 3,
                 "batch": 2,
                 "patch": 32,
-                "lr": 0.003,
+                "lr": 0.001,
                 "seed": 0,
             },
             "inference": {

@@ -35,6 +35,7 @@ from .superres import (
     PairPatches,
     SelfPairs,
     check_factor,
+    explained,
     network,
     sr_nfe,
     superres_planes,
@@ -42,6 +43,8 @@ from .superres import (
 
 log = logging.getLogger("microdiff.restore")
 
+# below this share of the residual predicted, the model is flagged as no better than bicubic
+MIN_EXPLAINED = 0.02
 METHOD = ("conditional diffusion super-resolution (residual over bicubic, EDM), "
           "mean of K posterior samples")  # fmt: skip
 
@@ -109,8 +112,19 @@ def train_superres(
         device=device,
         threads=threads,
     )
+    share = explained(result.denoiser, source)
+    log.info("the model predicts %.1f%% of the residual over %s upsampling on fresh training "
+             "pairs", 100 * share, cond)  # fmt: skip
+    if share < MIN_EXPLAINED:
+        log.warning(
+            "the super-resolution model %s is no better than %s interpolation on its own "
+            "training pairs (it predicts %.1f%% of the residual): its training diverged or is too "
+            "short; lower restore.superres.training.lr or raise its steps",
+            out, cond, 100 * share,
+        )  # fmt: skip
     cfg = {
         "task": "superres",
+        "explained_residual": share,
         "factor": factor,
         "psf_sigma": params.get("psf_sigma"),
         "cond": cond,
