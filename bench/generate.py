@@ -4,7 +4,7 @@ are scarce, and how real do the synthetic images look?
     python bench/generate.py --data ../shared/data [--work DIR] [--device cuda]
 
 The defaults are the reported run's settings (CPU, 2 shared cores: generator 1500 steps, 32
-pairs of 256x256 at 16 DPM-Solver++ steps, segmentation 600 steps per arm, 50 test images).
+pairs of 256x256 at 16 DPM-Solver++ steps, segmentation 2000 steps per arm, 50 test images).
 
 BBBC039 nuclei, split as in bench/segment.py (sorted files: even index trains, odd tests). A
 seeded 10% of the training images (5 of 50) are the only annotations used: the generate model
@@ -13,8 +13,9 @@ and synthetic pairs are sampled (DPM-Solver++). The segmentation model (microdif
 train_model, the same steps, batch and seed, from the same seeded random network: no
 pretraining) is trained twice: on the 5 real pairs only, and on the 5 real pairs mixed with the
 synthetic ones (a share `--ratio` of the training patches; `--jobs 2` runs the two at once);
-both are evaluated on the test images as in bench/segment.py (K=1, 2 DDIM steps; AP at IoU 0.5
-and mean AP over 0.5..0.9). Realism: gradient-boosted trees on crop statistics try to tell
+both are evaluated on the test images as in bench/segment.py (the stage's defaults: K=4
+samples of 1 DDIM step, inconsistent objects dropped; AP at IoU 0.5 and mean AP over
+0.5..0.9). Realism: gradient-boosted trees on crop statistics try to tell
 crops of held-back real training images (never seen by the generator) from synthetic crops;
 5-fold accuracy, 0.5 = indistinguishable. The same classifier on two disjoint sets of real
 images gives the floor.
@@ -40,8 +41,11 @@ from microdiff import diffusion as dm
 from microdiff import generate as g
 from microdiff.metrics import average_precision
 from microdiff.segment import instances
-from microdiff.segment.model import Model, predict, summarize, train_model
+from microdiff.segment.model import Model, train_model
 from microdiff.segment.represent import PairSource, percentile_norm
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from segment import microdiff_fn  # noqa: E402  (bench/segment.py: the stage's way)
 
 TAUS = [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9]
 
@@ -66,13 +70,11 @@ def store(path: Path, params: dict, times_path: Path, times: dict) -> None:
     path.write_text(json.dumps(params))
 
 
-def evaluate(model: Model, images, truths, steps: int) -> tuple[float, float, float]:
+def evaluate(model: Model, images, truths, k: int, steps: int) -> tuple[float, float, float]:
+    """As bench/segment.py (and the stage) does it: K samples of `steps` DDIM steps each."""
     t = time.perf_counter()
-    preds = []
-    for img in images:
-        s = predict(model, img[None], [(0, 0)], samples=1, steps=steps, seed=0)
-        m = summarize(s, 1)[0]
-        preds.append(instances.extract(m[0], m[2])[0])
+    run = microdiff_fn(model, k, steps, instances.Params())
+    preds = [run(img)[0] for img in images]
     ap = average_precision(list(truths), preds, TAUS)
     return ap[0], float(np.mean(ap)), time.perf_counter() - t
 
@@ -80,7 +82,8 @@ def evaluate(model: Model, images, truths, steps: int) -> tuple[float, float, fl
 def segment_arm(name, images, labels, synthetic, seg: dict, test_images, test_labels):
     """Train the segmentation model on the real pairs (mixed with `synthetic` (images, labels)
     at seg['ratio'] when given) from a network seeded by seg['seed']; evaluate on the test set."""
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {name}: %(message)s")
+    tag = name.replace("%", "%%")  # the arm name "real + synthetic (50%)" is a format string here
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {tag}: %(message)s")
     dm.set_threads(seg["threads"])
     t = time.perf_counter()
     source = None
@@ -95,7 +98,7 @@ def segment_arm(name, images, labels, synthetic, seg: dict, test_images, test_la
                       source=source)  # fmt: skip
     train_s = time.perf_counter() - t
     model = Model(res.denoiser.eval(), ("nuclei",), 1)
-    ap50, map_, eval_s = evaluate(model, test_images, test_labels, 2)
+    ap50, map_, eval_s = evaluate(model, test_images, test_labels, seg["k"], seg["sample_steps"])
     print(f"# {name}: AP@0.5 {ap50:.3f} in {train_s:.0f} + {eval_s:.0f} s", file=sys.stderr)
     return name, ap50, map_, train_s, eval_s
 
@@ -107,7 +110,9 @@ def main():
     ap.add_argument("--gen-steps", type=int, default=1500, help="generator training steps")
     ap.add_argument("--gen-width", type=int, default=16)
     ap.add_argument("--gen-patch", type=int, default=64)
-    ap.add_argument("--seg-steps", type=int, default=600, help="segmentation training steps")
+    ap.add_argument("--seg-steps", type=int, default=2000, help="segmentation training steps")
+    ap.add_argument("--k", type=int, default=4, help="segmentation samples per image")
+    ap.add_argument("--seg-sample-steps", type=int, default=1, help="DDIM steps per sample")
     ap.add_argument("--seg-width", type=int, default=16)
     ap.add_argument("--seg-patch", type=int, default=64)
     ap.add_argument("--batch", type=int, default=8)
@@ -173,7 +178,8 @@ def main():
 
     arms = [("real only", None), (f"real + synthetic ({a.ratio:.0%})", (s_images, s_labels))]
     seg = {"steps": a.seg_steps, "batch": a.batch, "patch": a.seg_patch, "width": a.seg_width,
-           "seed": a.seed, "threads": a.threads, "device": device, "ratio": a.ratio}  # fmt: skip
+           "seed": a.seed, "threads": a.threads, "device": device, "ratio": a.ratio,
+           "k": a.k, "sample_steps": a.seg_sample_steps}  # fmt: skip
     jobs = [(name, images, labels, synthetic, seg, te_i, te_l) for name, synthetic in arms]
     if a.jobs > 1:  # the arms are independent: one process each (spawned: no forked torch)
         ctx = multiprocessing.get_context("spawn")
@@ -195,7 +201,8 @@ def main():
           f"{len(table)} synthetic {a.shape[0]}x{a.shape[1]} pairs, DPM-Solver++ "
           f"{a.sample_steps} steps, {times['sampling']:.0f} s; segmentation width "
           f"{a.seg_width}, patch {a.seg_patch}, batch {a.batch}, {a.seg_steps} steps each from "
-          f"the same seeded random initialisation, evaluated K=1 x 2 DDIM steps)\n")  # fmt: skip
+          f"the same seeded random initialisation, evaluated K={a.k} x {a.seg_sample_steps} DDIM "
+          f"steps as the stage)\n")  # fmt: skip
     print("| segmentation trained on         | AP@0.5 | mAP.5:.9 | train s | eval s |")
     print("|---------------------------------|--------|----------|---------|--------|")
     for name, ap50, map_, ts, es in rows:
