@@ -7,8 +7,8 @@ odd ones are the benchmark's test part, see bench/segment.py). Run once by a mai
     python tools/train_default_segment.py --data ../shared/data --steps 4000 --threads 1
 
 The shipped weights are that run (934 s on one CPU thread). They are small (width 16, depth 3:
-about 2 MB). Noise levels follow `train_model`'s
-defaults (log-normal p_mean 1.0, p_std 1.2: mostly noise where the image decides the answer).
+about 2 MB). Noise levels follow `train_model`'s defaults (log-normal p_mean 1.0, p_std 1.2:
+mostly noise where the image decides the answer).
 Only config.json and weights.pt are shipped; the resumable train_state.pt is deleted.
 """
 
