@@ -19,6 +19,7 @@ from microdiff.restore import (
     train_restore,
 )
 from microdiff.restore.denoise import localize
+from microdiff.restore.level import FINE_TUNED_LEVEL, SURE_LEVEL
 from microdiff.restore.noise_model import dither, quantization_step
 from microdiff.simulate import simulate_image
 
@@ -191,6 +192,8 @@ def test_stage_2d_denoises_with_provenance(image2d):
     meta = g.attrs["microdiff"]
     assert meta["stage"] == "restore" and meta["model_hash"] and meta["nfe"] == 1
     assert "SURE" in meta["model_mode"] and meta["noise_model"]["a"][0] > 0
+    # a SURE-trained model is evaluated above its noise level, and the output says so
+    assert meta["level"]["used"] == meta["level"]["scale"] == SURE_LEVEL
     assert "uncertainty" not in g
     # in raw units, and closer to the clean image than the noisy input is
     err_noisy = np.mean((sim.noisy - sim.clean) ** 2)
@@ -221,7 +224,8 @@ def test_stage_3d_slicewise_with_uncertainty(tmp_path, image2d):
     normalize.compute([raw], (1.0, 99.8), tmp_path / "norm.json")
     out, prov = run_stage(tmp_path, raw, model, 32, samples=3, tag="3d")
     g = zarr.open_group(str(out), mode="r")
-    assert g["0"].shape == sim.noisy.shape and prov["nfe"] == 4
+    # K = 3 probes around the mean at sigma, plus the output at SURE_LEVEL sigma
+    assert g["0"].shape == sim.noisy.shape and prov["nfe"] == 5
     unc = g["uncertainty"]["0"][:]
     ngff.validate(out / "uncertainty")
     assert unc.shape == sim.noisy.shape and np.isfinite(unc).all() and (unc >= 0).all()
@@ -244,7 +248,9 @@ def test_shipped_default_used_as_is(tmp_path, image2d):
     cfg = train_restore([raw], [d / "norm.json"], {"train": False, "training": TRAINING},
                         tmp_path / "m", progress=False, default=tmp_path / "default")  # fmt: skip
     assert cfg["params_hash"] == default["params_hash"] and cfg["mode"] == "pretrained"
+    assert cfg["level"]["scale"] == 1.0  # the shipped default is supervised: Tweedie at sigma
     tuned = train_restore([raw], [d / "norm.json"],
                           {"train": True, "training": {**TRAINING, "init": "default"}},
                           tmp_path / "t", progress=False, default=tmp_path / "default")  # fmt: skip
     assert tuned["init"].startswith("fine-tuned") and tuned["params_hash"] != default["params_hash"]
+    assert tuned["level"]["scale"] == FINE_TUNED_LEVEL  # SURE fine-tuning of a supervised model

@@ -271,15 +271,17 @@ def denoise_v(
     smooth: float = 2.0,
     device=None,
     noise_var: np.ndarray | None = None,
+    level: float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Posterior mean (and, with `probes` > 0, posterior std) of tiles in the v domain.
 
     v: (B, C, [Z,] Y, X); sigma: per channel; origins: global (z,) y, x of each tile's first
-    pixel. The mean is D(v, sigma_c) (Tweedie: E[x | y] at the noise's own level, one network
-    evaluation). The posterior variance per pixel is sigma^2 dE[x_i|y]/dy_i (second-order
-    Tweedie), its Jacobian diagonal estimated with `probes` Rademacher probes drawn by global
-    pixel position (Hutchinson), by finite differences, then smoothed (Gaussian, `smooth` px);
-    with `noise_var` (like v: the per-pixel noise variance) it replaces sigma^2 there.
+    pixel. The mean is D(v, level * sigma_c) (Tweedie: E[x | y] at the noise's own level when
+    `level` is 1, one network evaluation; see `restore.level`). The posterior variance per pixel
+    is sigma^2 dE[x_i|y]/dy_i (second-order Tweedie), its Jacobian diagonal estimated with
+    `probes` Rademacher probes drawn by global pixel position (Hutchinson), by finite
+    differences, then smoothed (Gaussian, `smooth` px); with `noise_var` (like v: the per-pixel
+    noise variance) it replaces sigma^2 there.
     """
     dev = pick_device(device or "auto")
     den = accel.prepare(den, dev)
@@ -308,9 +310,11 @@ def denoise_v(
         sl = slice(i, i + batch)
         xb, crops = _align_pad(accel.to_device(flat[sl], dev), org[sl], m)
         sb = sig[sl].to(dev)
-        d = den(xb, sb)
+        d = den(xb, sb * level) if level != 1.0 else den(xb, sb)
         mean[sl] = _crop(d, crops, sp[-2:]).cpu()
         if probes > 0:
+            if level != 1.0:  # the identity holds at the data's own level
+                d = den(xb, sb)
             acc = torch.zeros_like(flat[sl])
             for p in probe_flat:
                 pb, _ = _align_pad(accel.to_device(p[sl], dev), org[sl], m)

@@ -50,6 +50,7 @@ from .denoise import (
     variance_map,
     vst_range,
 )
+from .level import recorded_level
 from .noise_model import NoiseModel, fit_noise_model
 
 log = logging.getLogger("microdiff.restore")
@@ -254,6 +255,7 @@ def train_restore(
         )
     cfg = {
         "task": "restore",
+        "level": recorded_level(mode.startswith("self-supervised"), how.startswith("fine")),
         "noise": noise.to_json(),
         "mode": mode,
         "init": how,
@@ -262,7 +264,7 @@ def train_restore(
         "norm": "none: GroupNorm statistics removed, affine kept (a local network)",
         "final_loss": float(np.mean(losses[-20:])) if losses else None,
         "method": "GSURE-trained diffusion denoiser (heteroscedastic SURE with the noise model's "
-        "variance map), posterior mean by Tweedie at the noise level",
+        "variance map), posterior mean by Tweedie at the noise level (times level.scale)",
     }
     return save_checkpoint(out, den, cfg)
 
@@ -278,8 +280,20 @@ def with_halo(plan: pd.DataFrame, shape: Sequence[int], halo: int) -> pd.DataFra
     return plan
 
 
-def make_process(den, noise: NoiseModel, norm: Normalizer, inference: dict, device=None):
-    """The shard `process` function: raw tiles (B, C, *S) -> restored (+ std) tiles."""
+def eval_scale(inference: dict, cfg: dict) -> float:
+    """The factor on sigma at which the denoiser is evaluated: `inference.level` when a number,
+    else (auto) the one the model recorded when it was made (`restore.level`)."""
+    level = inference.get("level", "auto")
+    if level != "auto":
+        return float(level)
+    return float((cfg.get("level") or {}).get("scale", 1.0))
+
+
+def make_process(
+    den, noise: NoiseModel, norm: Normalizer, inference: dict, device=None, scale: float = 1.0
+):
+    """The shard `process` function: raw tiles (B, C, *S) -> restored (+ std) tiles; the
+    network is evaluated at `scale` times each channel's noise level (see `restore.level`)."""
     f_lo, f_hi, sigma = vst_range(noise, norm.low, norm.high)
     k = int(inference.get("samples", 1))
     probes = k if k > 1 else 0
@@ -304,6 +318,7 @@ def make_process(den, noise: NoiseModel, norm: Normalizer, inference: dict, devi
             batch=int(inference.get("batch", 16)),
             device=device,
             noise_var=nv,
+            level=scale,
         )
         out = [from_v(m, noise, f_lo, f_hi) for m in mean]
         if std is not None:
@@ -313,7 +328,15 @@ def make_process(den, noise: NoiseModel, norm: Normalizer, inference: dict, devi
             ]
         return np.stack(out)
 
-    return process, (1 + probes) if probes else 1
+    return process, restore_nfe(k, scale)
+
+
+def restore_nfe(samples: int, scale: float) -> int:
+    """Network evaluations per pixel: the mean, and with K > 1 samples K probes (plus the
+    baseline at sigma when the mean is taken at another level)."""
+    if samples <= 1:
+        return 1
+    return 1 + samples + (1 if scale != 1.0 else 0)
 
 
 def restore_shard(
@@ -340,7 +363,9 @@ def restore_shard(
     inference = dict(params["inference"])  # batch "auto": from free GPU memory
     tile = shards.tile_shape(plan)[-2:]
     inference["batch"] = plane_batch(den, inference.get("batch", 16), tile, device)
-    process, _nfe = make_process(den, noise, Normalizer.from_json(norm_path), inference, device)
+    norm = Normalizer.from_json(norm_path)
+    scale = eval_scale(inference, cfg)
+    process, _nfe = make_process(den, noise, norm, inference, device, scale)
     n_out = src.shape[0] * (2 if int(inference.get("samples", 1)) > 1 else 1)
     tiles = int((plan["shard"] == shard).sum())
     bar = tqdm(total=tiles, disable=not progress, file=sys.stderr, desc=f"restore shard {shard}")
@@ -434,7 +459,8 @@ def gather_restore(
         accel=shard_accel(shard_stores),
         method=cfg.get("method"),
         noise_model=cfg.get("noise"),
-        nfe=1 + (k if k > 1 else 0),
+        level={**(cfg.get("level") or {}), "used": eval_scale(params["inference"], cfg)},
+        nfe=restore_nfe(k, eval_scale(params["inference"], cfg)),
         seed=int(params["inference"].get("seed", 0)),
         units="float32, the raw image's intensity units",
         factor=factor,
