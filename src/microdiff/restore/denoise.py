@@ -310,7 +310,7 @@ def denoise_v(
         sl = slice(i, i + batch)
         xb, crops = _align_pad(accel.to_device(flat[sl], dev), org[sl], m)
         sb = sig[sl].to(dev)
-        d = den(xb, sb * level) if level != 1.0 else den(xb, sb)
+        d = den(xb, sb * level)
         mean[sl] = _crop(d, crops, sp[-2:]).cpu()
         if probes > 0:
             if level != 1.0:  # the identity holds at the data's own level

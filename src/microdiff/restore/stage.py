@@ -231,6 +231,7 @@ def train_restore(
     if not params.get("train", True):
         den, cfg0 = load_model(default)
         how, mode = f"shipped default as is ({cfg0['params_hash']})", "pretrained"
+        level = recorded_level(self_supervised=False)
     else:
         den, how = initial_model(training, default)
         if params.get("pairs"):
@@ -241,6 +242,7 @@ def train_restore(
             source = self_source(arrays, norms, noise, int(training["patch"]))
             mode = "self-supervised (SURE on the experiment's noisy images)"
         log.info("training the restore model: %s, %s", mode, how)
+        level = recorded_level(not params.get("pairs"), fine_tuned=how.startswith("fine-tuned"))
         den, losses = train_denoiser(
             den,
             source,
@@ -255,7 +257,7 @@ def train_restore(
         )
     cfg = {
         "task": "restore",
-        "level": recorded_level(mode.startswith("self-supervised"), how.startswith("fine")),
+        "level": level,
         "noise": noise.to_json(),
         "mode": mode,
         "init": how,
@@ -446,6 +448,7 @@ def gather_restore(
     _, cfg = load_checkpoint(model_dir)
     c = src.shape[0]
     k = int(params["inference"].get("samples", 1))
+    used = eval_scale(params["inference"], cfg)
     shape = (c, *src.shape[1:-2], src.shape[-2] * factor, src.shape[-1] * factor)
     out_scale = {a: v / factor if a in "yx" else v for a, v in scale.items()}
     prov = provenance.record(
@@ -459,8 +462,8 @@ def gather_restore(
         accel=shard_accel(shard_stores),
         method=cfg.get("method"),
         noise_model=cfg.get("noise"),
-        level={**(cfg.get("level") or {}), "used": eval_scale(params["inference"], cfg)},
-        nfe=restore_nfe(k, eval_scale(params["inference"], cfg)),
+        level={**(cfg.get("level") or {}), "used": used},
+        nfe=restore_nfe(k, used),
         seed=int(params["inference"].get("seed", 0)),
         units="float32, the raw image's intensity units",
         factor=factor,
