@@ -41,10 +41,10 @@ level (Efron 2011), one network evaluation, mapped back through the inverse GAT 
 levels it was trained on, and under-smooths there; so the level at which it is evaluated, a
 factor on sigma, is 1.5 for SURE-trained models and 1.25 for the shipped default fine-tuned by
 SURE (measured on simulated images; `level`), or set by `inference.level`. With `samples: K > 1`
-an uncertainty image is written too: the per-pixel posterior standard deviation from the second-
-order Tweedie identity Cov[x | y] = sigma^2 dE[x|y]/dy, its Jacobian diagonal estimated with K
-Rademacher probes (Hutchinson; K extra network evaluations) and lightly smoothed. This is the
-quantity the standard deviation of K posterior samples estimates; we estimate it this way
+an uncertainty image is written too: the per-pixel posterior standard deviation from the
+second-order Tweedie identity Cov[x | y] = sigma^2 dE[x|y]/dy, its Jacobian diagonal estimated
+with K Rademacher probes (Hutchinson; K extra network evaluations) and lightly smoothed. This is
+the quantity the standard deviation of K posterior samples estimates; we estimate it this way
 because a model trained on noisy data only knows the levels t >= sigma, which a reverse
 diffusion from y to 0 would have to go below.
 
