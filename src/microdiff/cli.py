@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=cmd_simulate)
 
-    s = sub.add_parser("ingest", help="TIFF/OME-TIFF/Zarr/OME-Zarr -> NGFF OME-Zarr")
+    s = sub.add_parser("ingest", help="TIFF/OME-TIFF/Zarr/OME-Zarr/PNG/JPEG -> NGFF OME-Zarr")
     s.add_argument("image")
     s.add_argument("out", help="output .ome.zarr")
     s.add_argument("--axes", help="axes of the input where its metadata does not say, e.g. cyx")

@@ -18,6 +18,7 @@ from .errors import InputError
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 COLUMNS = ["sample", "path", "channels", "pixel_size", "axes"]
 _EXTENSIONS = (".ome.tiff", ".ome.tif", ".ome.zarr", ".tiff", ".tif", ".zarr")
+_EXTENSIONS += (".png", ".jpg", ".jpeg")
 
 
 def _check_name(name: str, where: str) -> None:

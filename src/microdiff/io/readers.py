@@ -1,4 +1,4 @@
-"""Lazy readers for TIFF, OME-TIFF, plain Zarr arrays and OME-Zarr (NGFF 0.4 and 0.5).
+"""Lazy readers for TIFF, OME-TIFF, plain Zarr arrays, OME-Zarr (NGFF 0.4 and 0.5), PNG and JPEG.
 
 Every reader presents one view, `ImageSource`: layout (c, [z,] y, x), read region by region, so
 an image is never held whole in memory. Axis layouts come from the file's metadata (OME-XML,
@@ -249,8 +249,80 @@ def open_zarr(path: str, axes: str | None = None) -> ImageSource:
     return ImageSource(str(path), array, axes, scale, names)
 
 
+# PNG/JPEG through Pillow. Both formats decode whole (no region access); they are small in practice.
+_PIL_EXTENSIONS = (".png", ".jpg", ".jpeg")
+_PIL_MODES = {  # Pillow mode -> (mode to convert to, dtype, channel names)
+    "1": ("L", np.uint8, None),
+    "L": ("L", np.uint8, None),
+    "LA": ("L", np.uint8, None),
+    "I;16": ("I;16", np.uint16, None),
+    "I;16B": ("I;16", np.uint16, None),
+    "I;16L": ("I;16", np.uint16, None),
+    "P": ("RGB", np.uint8, ["R", "G", "B"]),
+    "PA": ("RGB", np.uint8, ["R", "G", "B"]),
+    "RGB": ("RGB", np.uint8, ["R", "G", "B"]),
+    "RGBA": ("RGB", np.uint8, ["R", "G", "B"]),
+    "CMYK": ("RGB", np.uint8, ["R", "G", "B"]),
+    "YCbCr": ("RGB", np.uint8, ["R", "G", "B"]),
+}
+
+
+class _PillowPixels:
+    """The pixels of a PNG/JPEG, decoded on first read (not at open, so listing is cheap)."""
+
+    def __init__(self, path: str, mode: str, shape: tuple[int, ...], dtype):
+        self.path, self.mode = path, mode
+        self.shape, self.dtype, self.ndim = tuple(shape), np.dtype(dtype), len(shape)
+        self._data = None
+
+    def __getitem__(self, index):
+        if self._data is None:
+            from PIL import Image
+
+            with Image.open(self.path) as im:
+                im = im if im.mode == self.mode else im.convert(self.mode)
+                data = np.asarray(im, dtype=self.dtype)
+            self._data = np.moveaxis(data, -1, 0) if data.ndim == 3 else data
+        return self._data[index]
+
+
+def _png_16bit_colour(path: str) -> bool:
+    """True for a 16-bit RGB(A) PNG, which Pillow would silently reduce to 8 bits."""
+    with open(path, "rb") as f:
+        head = f.read(26)
+    return len(head) == 26 and head[12:16] == b"IHDR" and head[24] == 16 and head[25] in (2, 6)
+
+
+def open_pillow(path: str, axes: str | None = None) -> ImageSource:
+    """Open a PNG or JPEG: grey as one channel, colour as three (R, G, B); alpha is dropped."""
+    from PIL import Image, UnidentifiedImageError
+
+    if _png_16bit_colour(path):
+        raise InputError(
+            path, "16-bit colour PNG is not supported (Pillow reads it as 8 bits): save as TIFF"
+        )
+    try:
+        with Image.open(path) as im:
+            mode, (width, height), fmt = im.mode, im.size, im.format
+            frames = getattr(im, "n_frames", 1)
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise InputError(path, f"not a readable PNG/JPEG ({type(err).__name__}: {err})") from err
+    if frames > 1:
+        raise InputError(path, f"animated {fmt} with {frames} frames is not supported")
+    if mode not in _PIL_MODES:
+        raise InputError(path, f"unsupported {fmt} pixel mode {mode!r}")
+    target, dtype, names = _PIL_MODES[mode]
+    shape = (3, height, width) if names else (height, width)
+    src_axes = "cyx" if names else "yx"
+    if axes is not None and sorted(axes.lower().replace("s", "c")) != sorted(src_axes):
+        raise InputError(path, f"axes '{axes}' do not fit a {fmt} image (layout {src_axes})")
+    _check_array(path, shape, dtype)
+    array = _PillowPixels(str(path), target, shape, dtype)
+    return ImageSource(str(path), array, src_axes, {}, list(names or []))
+
+
 def open_image(path: str | Path, axes: str | None = None) -> ImageSource:
-    """Open a TIFF, OME-TIFF, Zarr array or OME-Zarr image lazily.
+    """Open a TIFF, OME-TIFF, Zarr array, OME-Zarr image, PNG or JPEG lazily.
 
     Raises `InputError` naming the file for a missing file, an unreadable or truncated file, an
     unsupported axis layout or pixel type, or an empty image.
@@ -264,8 +336,11 @@ def open_image(path: str | Path, axes: str | None = None) -> ImageSource:
         return open_zarr(path, axes)
     if name.endswith((".tif", ".tiff")):
         return open_tiff(path, axes)
+    if name.endswith(_PIL_EXTENSIONS):
+        return open_pillow(path, axes)
     raise InputError(
-        path, "unknown image format (expected .tif, .tiff, .ome.tif, .zarr, .ome.zarr)"
+        path,
+        "unknown image format (expected .tif, .tiff, .ome.tif, .zarr, .ome.zarr, .png, .jpg)",
     )
 
 
