@@ -12,5 +12,7 @@ with job(snakemake.log[0], "ingest") as log:
         channel_names=info["channels"],
         pixel_size=info["pixel_size"],
         chunk_bytes=snakemake.params.ingest["chunk_bytes"],
+        scene=info.get("scene"),
+        source=info.get("source"),
     )
     log.info("wrote %s", summary)

@@ -27,14 +27,17 @@ def ingest(
     pixel_size: float | dict | None = None,
     chunk_bytes: int = 1 << 20,
     progress: bool = True,
+    scene: int | str | None = None,
+    source: dict | None = None,
 ) -> dict:
     """Write `src_path` as an NGFF image at `out_path`; return a summary of what was written.
 
     `channel_names` and `pixel_size` (um, a number for y and x, or a dict per axis) fill in what
     the file does not say; where the file says otherwise, the values given here win and a warning
-    is logged.
+    is logged. `scene` picks a scene of a multi-scene (vendor) file; `source` (for example a plate
+    field's well, row, column and field) is recorded in the provenance as it is.
     """
-    src = open_image(src_path, axes)
+    src = open_image(src_path, axes, scene)
     names = list(src.channel_names)
     if channel_names:
         if len(channel_names) != src.shape[0]:
@@ -61,6 +64,8 @@ def ingest(
         },
         inputs={"image": str(src_path)},
         source_axes=src.src_axes,
+        **({"scene": scene} if scene not in (None, "") else {}),
+        **({"source": source} if source else {}),
     )
     bar = tqdm(
         total=int(np.prod(shape)),

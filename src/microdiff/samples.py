@@ -16,9 +16,9 @@ from .errors import InputError
 
 # Sample names become path components and wildcard values: no separators, no shell specials.
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
-COLUMNS = ["sample", "path", "channels", "pixel_size", "axes"]
+COLUMNS = ["sample", "path", "channels", "pixel_size", "axes", "scene"]
 _EXTENSIONS = (".ome.tiff", ".ome.tif", ".ome.zarr", ".tiff", ".tif", ".zarr")
-_EXTENSIONS += (".png", ".jpg", ".jpeg")
+_EXTENSIONS += (".png", ".jpg", ".jpeg", ".nd2", ".czi", ".lif")
 
 
 def _check_name(name: str, where: str) -> None:
@@ -119,16 +119,25 @@ def from_demo(demo: dict, folder: str = "data/demo") -> pd.DataFrame:
 
 
 def load(inputs: dict) -> pd.DataFrame:
-    """Samples from config's `input` section: exactly one of demo, sheet, glob."""
-    given = [k for k in ("demo", "sheet", "glob") if inputs.get(k)]
+    """Samples from config's `input` section: exactly one of demo, sheet, glob, plate.
+
+    A multi-scene vendor file (ND2/CZI/LIF) without a `scene` is one sample per scene; a plate's
+    fields are one sample each (see `microdiff.io.plate`).
+    """
+    from .io import plate, vendor
+
+    given = [k for k in ("demo", "sheet", "glob", "plate") if inputs.get(k)]
     if len(given) != 1:
-        raise InputError("config: input", f"set exactly one of demo, sheet, glob (set: {given})")
+        raise InputError(
+            "config: input", f"set exactly one of demo, sheet, glob, plate (set: {given})"
+        )
     kind = given[0]
     if kind == "demo":
         return from_demo(inputs["demo"])
-    if kind == "sheet":
-        return from_sheet(inputs["sheet"])
-    return from_glob(inputs["glob"])
+    if kind == "plate":
+        return plate.samples(inputs["plate"])
+    df = from_sheet(inputs["sheet"]) if kind == "sheet" else from_glob(inputs["glob"])
+    return vendor.expand_scenes(df)
 
 
 def check_channel_counts(df: pd.DataFrame) -> None:
@@ -142,7 +151,7 @@ def check_channel_counts(df: pd.DataFrame) -> None:
     for row in df.itertuples(index=False):
         if not Path(row.path).exists():
             continue
-        src = open_image(row.path, row.axes)
+        src = open_image(row.path, row.axes, row.scene)
         counts[row.sample] = (src.shape[0], row.path)
     if len({c for c, _ in counts.values()}) > 1:
         first = next(iter(counts.values()))

@@ -1,6 +1,7 @@
 # Samples, wildcard constraints and input functions (get_*) shared by every stage.
 import microdiff
 from microdiff import samples as sample_sheet
+from microdiff.io.plate import PLATE_COLUMNS
 
 SAMPLES = sample_sheet.load(config["input"])
 # The final targets; each stage file appends the outputs its stage adds.
@@ -25,7 +26,10 @@ def get_sample_info(wildcards):
     pixel_size = float(row["pixel_size"]) if row["pixel_size"] else None
     if pixel_size is None and config["input"].get("demo"):
         pixel_size = config["input"]["demo"].get("pixel_size")
-    return {"axes": row["axes"], "channels": channels, "pixel_size": pixel_size}
+    info = {"axes": row["axes"], "channels": channels, "pixel_size": pixel_size}
+    info["scene"] = row["scene"]
+    info["source"] = {c: row[c] for c in PLATE_COLUMNS if c in row.index} or None
+    return info
 
 
 def get_norm(wildcards):

@@ -321,17 +321,27 @@ def open_pillow(path: str, axes: str | None = None) -> ImageSource:
     return ImageSource(str(path), array, src_axes, {}, list(names or []))
 
 
-def open_image(path: str | Path, axes: str | None = None) -> ImageSource:
-    """Open a TIFF, OME-TIFF, Zarr array, OME-Zarr image, PNG or JPEG lazily.
+def open_image(
+    path: str | Path, axes: str | None = None, scene: int | str | None = None
+) -> ImageSource:
+    """Open a TIFF, OME-TIFF, Zarr array, OME-Zarr image, PNG, JPEG or vendor file lazily.
 
     Raises `InputError` naming the file for a missing file, an unreadable or truncated file, an
-    unsupported axis layout or pixel type, or an empty image.
+    unsupported axis layout or pixel type, or an empty image. ND2, CZI and LIF go through bioio
+    (`microdiff[formats]`); `scene` picks one of their scenes (index or id, default the first);
+    the other formats hold one image.
     """
     path = str(path)
     p = Path(path)
     if not p.exists():
         raise InputError(path, "file not found")
     name = p.name.lower()
+    from . import vendor
+
+    if vendor.is_vendor(name):
+        return vendor.open_bioio(path, axes, scene)
+    if scene not in (None, "", 0, "0"):
+        raise InputError(path, f"scene {scene!r} given, but this format holds one image")
     if p.is_dir() or name.endswith((".zarr", ".zarr/")):
         return open_zarr(path, axes)
     if name.endswith((".tif", ".tiff")):
@@ -340,7 +350,8 @@ def open_image(path: str | Path, axes: str | None = None) -> ImageSource:
         return open_pillow(path, axes)
     raise InputError(
         path,
-        "unknown image format (expected .tif, .tiff, .ome.tif, .zarr, .ome.zarr, .png, .jpg)",
+        "unknown image format (expected .tif, .tiff, .ome.tif, .zarr, .ome.zarr, .png, .jpg, "
+        ".nd2, .czi, .lif)",
     )
 
 
