@@ -16,7 +16,6 @@ from microdiff.io.labels import create_labels
 def write_ome_zarr_plate(path, data, fmt):
     """A plate the way ome-zarr-py writes one: rows A-B, columns 1 and 3, two fields a well."""
     from ome_zarr.format import FormatV04, FormatV05
-    from ome_zarr.io import parse_url
     from ome_zarr.writer import write_image, write_plate_metadata, write_well_metadata
 
     fmt = {"0.4": FormatV04(), "0.5": FormatV05()}[fmt]

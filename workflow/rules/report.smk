@@ -136,3 +136,32 @@ if SEGMENTATION_MADE:
             "results/report/runtime.png",
         ]
     )
+
+
+# HCS plate input: summaries, the plate output, and the plate heat map of the report.
+include: "plate.smk"
+
+
+rule report_plate:
+    input:
+        "results/experiment/wells.tsv",
+    output:
+        report(
+            "results/report/plate.png",
+            caption="../report/plate.rst",
+            category="Plate",
+            labels={"figure": "plate heat map"},
+        ),
+    log:
+        "logs/report_plate/experiment.log",
+    threads: 1
+    resources:
+        **stage_resources("report"),
+    conda:
+        "../../envs/image.yaml"
+    script:
+        "../../scripts/report_plate.py"
+
+
+if PLATE_INPUT and SEGMENTATION_MADE:
+    FINAL_TARGETS.insert(0, "results/report/plate.png")
