@@ -14,6 +14,7 @@ validate(config, "workflow/schemas/config.schema.yaml")
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/ingest.smk"
+include: "workflow/rules/illumination.smk"
 include: "workflow/rules/tiles.smk"
 include: "workflow/rules/normalize.smk"
 include: "workflow/rules/restore.smk"

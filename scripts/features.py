@@ -16,6 +16,7 @@ with job(snakemake.log[0], "features") as log:
         tile=tile,
         neighbor_distance=p.get("neighbor_distance", 2.0),
         texture_levels=p.get("texture_levels", 32),
+        norm_json=getattr(snakemake.input, "norm", None) or None,
     )
     log.info("%d objects: %s", len(table), table["kind"].value_counts().to_dict())
     inputs = [snakemake.input.segmentation, *snakemake.input.images]

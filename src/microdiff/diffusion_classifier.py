@@ -332,16 +332,13 @@ def experiment_crops(objects: pd.DataFrame, images, norms, size: int) -> np.ndar
 
     `images` maps sample -> NGFF image store (raw), `norms` sample -> its norm.json.
     """
-    from .io.readers import open_image
-    from .normalize import Normalizer
+    from .normalize import Normalizer, level0
 
     cols = [c for c in ("centroid_z", "centroid_y", "centroid_x") if c in objects.columns]
     out = None
     for sample, rows in objects.groupby("sample", sort=False):
-        src = open_image(images[sample])
-        crops = object_crops(
-            src.array, rows[cols].to_numpy(), size, Normalizer.from_json(norms[sample])
-        )
+        norm = Normalizer.from_json(norms[sample])
+        crops = object_crops(level0(images[sample], norm), rows[cols].to_numpy(), size, norm)
         if out is None:
             out = np.zeros((len(objects), *crops.shape[1:]), np.float32)
         out[objects.index.get_indexer(rows.index)] = crops

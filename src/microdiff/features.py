@@ -508,6 +508,7 @@ def measure_sample(
     tile=None,
     neighbor_distance: float = 2.0,
     texture_levels: int = 32,
+    norm_json=None,
 ) -> pd.DataFrame:
     """The objects table of one sample: every label layer of `segmentation` (nuclei, cells).
 
@@ -515,10 +516,13 @@ def measure_sample(
     restored image, its channels are measured too, named `restored_<channel>`); pixel size and
     channel names come from the first. `segments` is the segment stage's per-object table
     (`kind`, `id`, `uncertainty`), optional. Raises ValueError when an image is not on the
-    label grid (a super-resolved restoration: measure on raw).
+    label grid (a super-resolved restoration: measure on raw). With `norm_json` computed on
+    flat-field corrected images, the raw image is measured corrected (`normalize.level0`).
     """
     from .io.readers import open_image
+    from .normalize import Normalizer, level0
 
+    norm = Normalizer.from_json(norm_json) if norm_json else None
     srcs = [open_image(p) for p in images]
     first = srcs[0]
     ndim = len(first.spatial_shape)
@@ -531,7 +535,7 @@ def measure_sample(
                 f"{src.path}: grid {src.spatial_shape} differs from {first.spatial_shape}; "
                 "measure intensities on the raw image"
             )
-        arrays.append(src.array)
+        arrays.append(src.array if i or not norm_json else level0(src.path, norm))
         prefix = "" if i == 0 else f"{Path(src.path).name.split('.')[0]}_"
         names += [f"{prefix}{c}" for c in src.channel_names]
     image = arrays[0] if len(arrays) == 1 else _Stack(arrays)

@@ -7,17 +7,22 @@ several samples merge, so per-experiment statistics cost one pass per sample.
 
 The transform maps the low percentile to 0 and the high one to 1, per channel, without clipping,
 so it is exactly invertible and outputs can be written back in the input's units.
+
+With flat-field profiles (`illumination`), statistics are of the corrected images, `norm.json`
+names the profiles (path relative to itself), and `level0(store, norm)` is how a stage reads an
+image: corrected on the fly, never written corrected (see `microdiff.illumination`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import zarr
 
+from . import illumination as illum
 from . import provenance
 from .atomic import atomic_output
 from .io.ngff import iter_bands
@@ -65,14 +70,15 @@ class ChannelHistogram:
         return cls(counts, d["lo"], d["width"], d["total"], d["sum"], d["sumsq"])
 
 
-def _level0(store) -> zarr.Array:
-    group = zarr.open_group(str(store), mode="r") if not isinstance(store, zarr.Group) else store
-    return group["0"]
+def level0(store, norm: Normalizer | None = None):
+    """Level 0 of an NGFF image as the stages read it: flat-field corrected on the fly when
+    `norm` was computed on corrected images (and the image is an ingested one)."""
+    return illum.level0(store, getattr(norm, "illumination", None))
 
 
-def channel_histograms(store) -> list[ChannelHistogram]:
+def channel_histograms(store, profiles: illum.Profiles | None = None) -> list[ChannelHistogram]:
     """One pass (two for float data) over an NGFF image's level 0; memory is one band."""
-    arr = _level0(store)
+    arr = illum.level0(store, profiles)
     n_c = arr.shape[0]
     integer = np.dtype(arr.dtype).kind in "ui"
     if integer:
@@ -138,16 +144,19 @@ def summarize(hists: Sequence[ChannelHistogram], low: float, high: float) -> lis
 class Normalizer:
     """Per-channel affine map: (x - low) / (high - low), and its inverse."""
 
-    def __init__(self, low: Sequence[float], high: Sequence[float]):
+    def __init__(self, low: Sequence[float], high: Sequence[float], illumination=None):
         self.low = np.asarray(low, np.float32)
         self.high = np.asarray(high, np.float32)
+        self.illumination = illumination  # flat-field profiles the statistics were taken with
 
     @classmethod
     def from_json(cls, path) -> Normalizer:
         with open(path) as fh:
             stats = json.load(fh)
         chans = stats["channels"]
-        return cls([c["low"] for c in chans], [c["high"] for c in chans])
+        where = illumination_path(stats, path)
+        profiles = illum.Profiles.load(where) if where else None
+        return cls([c["low"] for c in chans], [c["high"] for c in chans], profiles)
 
     def _shape(self, v: np.ndarray, ndim: int, channel_axis: int) -> np.ndarray:
         shape = [1] * ndim
@@ -174,12 +183,16 @@ def compute(
     percentiles: Sequence[float] = (1.0, 99.8),
     out_path=None,
     mode: str = "sample",
+    illumination=None,
 ) -> dict:
-    """Statistics over one or more NGFF stores (pooled); written to `out_path` atomically."""
+    """Statistics over one or more NGFF stores (pooled); written to `out_path` atomically.
+
+    `illumination`: flat-field profiles (illumination.ome.zarr) to correct the images with."""
     low, high = percentiles
     if not 0 <= low < high <= 100:
         raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {percentiles}")
-    per_store = [channel_histograms(s) for s in stores]
+    profiles = illum.Profiles.load(illumination) if illumination else None
+    per_store = [channel_histograms(s, profiles) for s in stores]
     n_c = {len(h) for h in per_store}
     if len(n_c) != 1:
         counts = {str(s): len(h) for s, h in zip(stores, per_store)}
@@ -196,6 +209,8 @@ def compute(
             inputs=[str(s) for s in stores],
         ),
     }
+    if illumination:
+        result["illumination"] = _relative(illumination, out_path)
     if out_path is not None:
         write_json(out_path, result)
     return result
@@ -220,9 +235,24 @@ def merge_files(paths: Sequence, percentiles: Sequence[float], out_path=None) ->
             inputs=[str(p) for p in paths],
         ),
     }
+    with open(paths[0]) as fh:
+        where = illumination_path(json.load(fh), paths[0])
+    if where:
+        result["illumination"] = _relative(where, out_path)
     if out_path is not None:
         write_json(out_path, result)
     return result
+
+
+def _relative(target, out_path) -> str:
+    base = os.path.dirname(os.path.abspath(out_path)) if out_path is not None else os.getcwd()
+    return os.path.relpath(os.path.abspath(target), base)
+
+
+def illumination_path(stats: dict, norm_path) -> str | None:
+    """The flat-field profiles a norm.json was computed with (its path is relative to it)."""
+    rel = stats.get("illumination")
+    return os.path.join(os.path.dirname(os.path.abspath(norm_path)), rel) if rel else None
 
 
 def write_json(path, obj) -> None:

@@ -12,6 +12,7 @@ rule features:
         segmentation="results/{sample}/segmentation.ome.zarr",
         segments="results/{sample}/segments.parquet",
         images=expand("results/{{sample}}/{image}.ome.zarr", image=FEATURE_IMAGES),
+        norm=get_norm if ILLUMINATION else [],  # flat-field corrected raw intensities
     output:
         "results/{sample}/objects.parquet",
     params:

@@ -4,6 +4,7 @@
 rule normalize:
     input:
         "results/{sample}/raw.ome.zarr",
+        illumination=ILLUMINATION,
     output:
         "results/{sample}/norm.json",
     params:

@@ -165,3 +165,29 @@ rule report_plate:
 
 if PLATE_INPUT and SEGMENTATION_MADE:
     FINAL_TARGETS.insert(0, "results/report/plate.png")
+
+
+# The illumination stage's profiles (when illumination.enabled).
+if ILLUMINATION:
+
+    rule report_illumination:
+        input:
+            ILLUMINATION,
+        output:
+            report(
+                "results/report/illumination.png",
+                caption="../report/illumination.rst",
+                category="Normalization and noise",
+                labels={"figure": "illumination profiles"},
+            ),
+        log:
+            "logs/report_illumination/experiment.log",
+        threads: 1
+        resources:
+            **stage_resources("report"),
+        conda:
+            "../../envs/image.yaml"
+        script:
+            "../../scripts/report_illumination.py"
+
+    FINAL_TARGETS.append("results/report/illumination.png")

@@ -24,7 +24,7 @@ import torch
 import zarr
 from tqdm import tqdm
 
-from .. import provenance, shards, shipped
+from .. import normalize, provenance, shards, shipped
 from ..atomic import atomic_output
 from ..diffusion import (
     Denoiser,
@@ -224,7 +224,9 @@ def train_restore(
     """
     set_threads(threads)
     training = params["training"]
-    arrays = [level0(s) for s in stores]
+    norms = [Normalizer.from_json(p) for p in norm_paths]
+    # flat-field corrected when the statistics were
+    arrays = [normalize.level0(s, norms[i] if norms else None) for i, s in enumerate(stores)]
     noise = fit_experiment_noise(arrays, seed=int(training.get("seed", 0)))
     log.info("noise model (Var = a E + b per channel): %s", noise.to_json())
     losses: list[float] = []
@@ -238,7 +240,6 @@ def train_restore(
             source, _ = pair_source(read_pairs(params["pairs"]), int(training["patch"]))
             mode = "supervised (noisy/clean pairs)"
         else:
-            norms = [Normalizer.from_json(p) for p in norm_paths]
             source = self_source(arrays, norms, noise, int(training["patch"]))
             mode = "self-supervised (SURE on the experiment's noisy images)"
         log.info("training the restore model: %s, %s", mode, how)
@@ -358,14 +359,14 @@ def restore_shard(
     params: {"inference": {halo, batch, samples, seed}, "superres": {...}} (config `restore`).
     """
     set_threads(threads)
-    src = level0(raw)
+    norm = Normalizer.from_json(norm_path)
+    src = normalize.level0(raw, norm)
     den, cfg = load_model(model_dir)
     noise = NoiseModel.from_json(cfg["noise"])
     plan = with_halo(pd.read_parquet(plan_path), src.shape[1:], int(params["inference"]["halo"]))
     inference = dict(params["inference"])  # batch "auto": from free GPU memory
     tile = shards.tile_shape(plan)[-2:]
     inference["batch"] = plane_batch(den, inference.get("batch", 16), tile, device)
-    norm = Normalizer.from_json(norm_path)
     scale = eval_scale(inference, cfg)
     process, _nfe = make_process(den, noise, norm, inference, device, scale)
     n_out = src.shape[0] * (2 if int(inference.get("samples", 1)) > 1 else 1)

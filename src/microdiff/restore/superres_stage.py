@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from .. import provenance, shards
+from .. import normalize, provenance, shards
 from ..atomic import atomic_output
 from ..diffusion import load_checkpoint, save_checkpoint, set_threads, train
 from ..normalize import Normalizer
@@ -92,7 +92,8 @@ def train_superres(
         mode = "supervised on LR/HR pairs"
     else:
         norms = [Normalizer.from_json(p) for p in norm_paths]
-        source = SelfPairs([level0(s) for s in stores], norms, factor,
+        arrays = [normalize.level0(s, n) for s, n in zip(stores, norms)]
+        source = SelfPairs(arrays, norms, factor,
                            float(params["psf_sigma"]), int(training["patch"]), cond)  # fmt: skip
         mode = "self-supervised: the images degraded by the PSF + binning model"
     den = network(training)
@@ -190,10 +191,11 @@ def superres_shard(
     """
     set_threads(threads)
     inference = params["inference"]
-    arr = level0(src)
+    norm = Normalizer.from_json(norm_path)
+    arr = normalize.level0(src, norm)
     den, cfg = load_model(model_dir)
     plan = with_halo(pd.read_parquet(plan_path), arr.shape[1:], int(inference["halo"]))
-    process, f = make_process(den, cfg, Normalizer.from_json(norm_path), inference, device)
+    process, f = make_process(den, cfg, norm, inference, device)
     c = arr.shape[0] * (2 if int(inference.get("samples", 1)) > 1 else 1)
     shape = (c, *arr.shape[1:-2], arr.shape[-2] * f, arr.shape[-1] * f)
     tiles = int((plan["shard"] == shard).sum())

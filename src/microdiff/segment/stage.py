@@ -22,7 +22,7 @@ from ..atomic import atomic_output
 from ..diffusion import accel
 from ..io import ngff
 from ..io.labels import create_labels, fill_label_pyramid, set_colors, validate_labels
-from ..normalize import Normalizer
+from ..normalize import Normalizer, level0
 from ..shards import create_shard_store, run_shard, tile_shape
 from ..tiling import Box, iter_tiles, spatial_ndim
 from . import instances
@@ -89,7 +89,7 @@ def segment_shard(
     elif model.cond_channels != 1:
         raise ValueError(f"model needs {model.cond_channels} condition channels")
     norm = Normalizer.from_json(norm_json) if norm_json else None
-    source = NormalizedChannels(group["0"], chans, norm)
+    source = NormalizedChannels(level0(group, norm), chans, norm)
     extent = tuple(int(plan[f"{a}1"].max()) for a in "zyx"[-len(source.shape[1:]) :])
     if extent != tuple(source.shape[1:]):
         raise ValueError(
@@ -175,7 +175,7 @@ def fallback_cells(
     """Non-diffusion cells: smoothed cytoplasm intensity above a threshold (normalized units)."""
     from scipy import ndimage as ndi
 
-    src = NormalizedChannels(image_group["0"], [channel], norm)
+    src = NormalizedChannels(level0(image_group, norm), [channel], norm)
     img = ndi.gaussian_filter(src[(slice(None), *box.slices)][0], 1.5)
     prob = ((img > threshold) | (nuclei > 0)).astype(np.float32)
     return instances.Window(prob, np.zeros_like(prob), img, [])
