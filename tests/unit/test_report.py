@@ -91,20 +91,28 @@ def test_points_label_segmented_objects_and_supervised_run(stores):
 def test_figures(stores, tmp_path):
     d, _, _, table = stores
     norm = report.read_json(d / "norm.json")
-    fig = report.montage_figure(d / "raw.ome.zarr", d / "seg.ome.zarr", norm=norm, max_px=64)
-    assert [a.get_title() for a in fig.axes][:2] == ["raw", fig.axes[1].get_title()]
-    assert "uncertainty (nuclei std)" in [a.get_title() for a in fig.axes]
+    segments = pd.read_parquet(d / "segments.parquet")
+    fig = report.montage_figure(d / "raw.ome.zarr", d / "seg.ome.zarr", norm=norm,
+                                segments=segments, max_px=64, crop=32)  # fmt: skip
+    titles = [a.get_title() for a in fig.axes]
+    assert titles[0].startswith("whole image") and int(titles[0].split("(")[1].split()[0]) > 0
+    assert any(t.startswith("A: most nuclei") for t in titles)
     report.save(fig, tmp_path / "montage.png")
     assert (tmp_path / "montage.png").read_bytes()[:4] == b"\x89PNG"
+    # native-resolution crops land on objects: each holds nucleus pixels at level 0
+    nuclei = np.asarray(zarr.open_group(str(d / "seg.ome.zarr"), mode="r")["labels/nuclei/0"])
+    for pick in report.pick_crops(segments, nuclei.shape, crop=32, n=3):
+        y0, y1, x0, x1 = pick["box"]
+        assert (y1 - y0, x1 - x0) == (32, 32) and (nuclei[y0:y1, x0:x1] == pick["id"]).any()
+        crop = report.read_window(d / "seg.ome.zarr", pick["box"], labels="nuclei")
+        np.testing.assert_array_equal(crop, nuclei[y0:y1, x0:x1])
     small = report.read_small(d / "raw.ome.zarr", max_px=64)
     assert max(small.shape) <= 64 * 2 and small.ndim == 2
     curve = report.noise_curve(report.read_small(d / "raw.ome.zarr", 1024))
     assert len(curve) >= 5 and (curve["variance"] > 0).all()
     both = report.montage_figure(d / "raw.ome.zarr", d / "seg.ome.zarr", d / "raw.ome.zarr",
-                                 norm=norm, max_px=64)  # fmt: skip
-    titles = [a.get_title() for a in both.axes]
-    assert titles[:2] == ["raw", "restored"] and titles[2].startswith("segmentation (")
-    assert int(titles[2].split("(")[1].split()[0]) > 0  # nuclei outlined
+                                 norm=norm, segments=segments, max_px=64, crop=32)  # fmt: skip
+    assert sum(a.get_ylabel() == "restored" for a in both.axes) == 1
     report.save(both, tmp_path / "both.png")
     fig = report.normalization_figure({"s": norm}, {"s": [curve, curve]})
     titles = [a.get_title() for a in fig.axes]

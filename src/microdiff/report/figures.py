@@ -1,132 +1,17 @@
-"""Figures for the experiment report (matplotlib, Agg): one function per picture.
-
-Each `*_figure` function returns a matplotlib Figure; `save` writes it (PNG) atomically. Images
-are read at a reduced size (a pyramid level, then a stride), so a figure of a whole-slide image
-costs about `max_px` squared pixels of memory, not the image. 3D images show their middle plane.
-"""
+"""Figures of the experiment's statistics: normalization and noise, features by class, class
+counts per sample, classifier metrics. Each returns a matplotlib Figure (see `common.save`)."""
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from .atomic import atomic_output  # noqa: E402
+from .common import plt
 
 FEATURES = ("area_px", "volume_px", "eccentricity", "solidity", "axis_major_px", "neighbors")
-
-
-def save(fig, path, dpi: int = 100) -> None:
-    """Write a figure as PNG atomically and close it."""
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-
-
-def _levels(group) -> list[str]:
-    meta = group.attrs.get("ome", group.attrs)
-    return [d["path"] for d in meta["multiscales"][0]["datasets"]]
-
-
-def _plane(array, max_px: int, channel: int | None) -> np.ndarray:
-    """A (Y, X) view of a ([C,] [Z,] Y, X) array: one channel, the middle plane, strided."""
-    lead = [] if channel is None else [channel]
-    while len(array.shape) - len(lead) > 2:
-        n = array.shape[len(lead)]
-        lead.append(n // 2)
-    y, x = array.shape[-2:]
-    step = max(1, math.ceil(max(y, x) / max_px))
-    return np.asarray(array[(*lead, slice(None, None, step), slice(None, None, step))])
-
-
-def read_small(path, max_px: int = 512, channel: int | None = 0, labels: str | None = None):
-    """One channel (or a label image: `labels='nuclei'`) of an NGFF store, about `max_px`
-    pixels on its longest side: the coarsest pyramid level that is at least that large,
-    strided down to it."""
-    import zarr
-
-    group = zarr.open_group(str(path), mode="r")
-    if labels is not None:
-        group, channel = group["labels"][labels], None
-    levels = _levels(group)
-    pick = levels[0]
-    for lv in levels:
-        if max(group[lv].shape[-2:]) >= max_px:
-            pick = lv
-    data = _plane(group[pick], max_px, channel)
-    if labels is None:
-        return data.astype(np.float32)
-    return data
-
-
-def channel_index(path, suffix: str) -> int | None:
-    """Index of the first channel whose omero label ends with `suffix` (None if none)."""
-    import zarr
-
-    attrs = zarr.open_group(str(path), mode="r").attrs
-    omero = attrs.get("omero") or attrs.get("ome", {}).get("omero", {})
-    for i, ch in enumerate(omero.get("channels", [])):
-        if str(ch.get("label", "")).endswith(suffix):
-            return i
-    return None
-
-
-def _stretch(img: np.ndarray, lo=None, hi=None) -> np.ndarray:
-    lo = np.percentile(img, 1) if lo is None else lo
-    hi = np.percentile(img, 99.8) if hi is None else hi
-    return np.clip((img - lo) / max(hi - lo, 1e-12), 0, 1)
-
-
-def montage_figure(
-    raw, segmentation=None, restored=None, norm: Mapping | None = None, max_px: int = 512
-):
-    """Raw, restored, segmentation outlines over raw, and uncertainty, side by side (channel
-    0; display range from the sample's normalization statistics when given)."""
-    from skimage.segmentation import find_boundaries
-
-    lo = hi = None
-    if norm is not None:
-        lo, hi = norm["channels"][0]["low"], norm["channels"][0]["high"]
-    base = _stretch(read_small(raw, max_px), lo, hi)
-    panels = [("raw", base, "gray")]
-    if restored is not None:
-        panels.append(("restored", _stretch(read_small(restored, max_px), lo, hi), "gray"))
-    if segmentation is not None:
-        lab = read_small(segmentation, max_px, labels="nuclei")
-        rgb = np.repeat(base[..., None], 3, axis=2)
-        rgb[find_boundaries(lab, mode="inner")] = (1.0, 0.2, 0.2)
-        if "cells" in _label_names(segmentation):
-            cells = read_small(segmentation, max_px, labels="cells")
-            rgb[find_boundaries(cells, mode="inner")] = (0.2, 1.0, 0.2)
-        panels.append((f"segmentation ({len(np.unique(lab)) - 1} nuclei)", rgb, None))
-        unc = channel_index(segmentation, "_std")
-        if unc is not None:
-            panels.append(
-                ("uncertainty (nuclei std)", read_small(segmentation, max_px, unc), "magma")
-            )
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), squeeze=False)
-    for ax, (title, img, cmap) in zip(axes[0], panels):
-        im = ax.imshow(img, cmap=cmap, interpolation="nearest")
-        ax.set_title(title, fontsize=9)
-        ax.set_axis_off()
-        if cmap == "magma":
-            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
-    return fig
-
-
-def _label_names(path) -> list[str]:
-    import zarr
-
-    group = zarr.open_group(str(path), mode="r")
-    return list(group["labels"].attrs.get("labels", [])) if "labels" in group else []
 
 
 def noise_curve(image: np.ndarray, bins: int = 16) -> pd.DataFrame:
@@ -240,9 +125,10 @@ def class_counts_figure(counts: pd.DataFrame):
     return fig
 
 
-def metrics_figure(metrics: Mapping):
+def metrics_figure(metrics: Mapping, n_classified: int | None = None):
     """The confusion matrix with accuracy and macro-F1 (supervised, diffusion), or BIC
-    against the number of clusters (unsupervised)."""
+    against the number of clusters (unsupervised). With `n_classified` (the objects the class
+    counts hold) a note says how many of them the matrix counts, and why the rest are not in it."""
     fig, ax = plt.subplots(figsize=(4.5, 4))
     cm = np.asarray(metrics.get("confusion_matrix") or [], np.float64)
     if cm.size:
@@ -260,6 +146,10 @@ def metrics_figure(metrics: Mapping):
             f"{metrics['accuracy']:.3f}, macro-F1 {metrics['f1_macro']:.3f}",
             fontsize=9,
         )
+        note = counted_note(metrics, int(cm.sum()), n_classified)
+        if note:
+            ax.text(0.5, -0.32, note, transform=ax.transAxes, ha="center", va="top", fontsize=7,
+                    wrap=True)  # fmt: skip
     elif metrics.get("bic"):
         ks = sorted(metrics["bic"], key=int)
         ax.plot([int(k) for k in ks], [metrics["bic"][k] for k in ks], "o-")
@@ -272,34 +162,19 @@ def metrics_figure(metrics: Mapping):
     return fig
 
 
-def runtime_table(paths: Sequence) -> pd.DataFrame:
-    """Snakemake benchmark files `benchmarks/{rule}/{job}.tsv` -> per rule: `jobs`,
-    `total_s`, `max_s`, `max_rss_mb`, sorted by total time."""
-    rows = []
-    for p in paths:
-        p = Path(p)
-        b = pd.read_csv(p, sep="\t")
-        if b.empty:
-            continue
-        rss = pd.to_numeric(b.get("max_rss", pd.Series([np.nan])), errors="coerce")
-        rows.append({"rule": p.parent.name, "s": float(b["s"].iloc[0]), "rss": rss.iloc[0]})
-    df = pd.DataFrame(rows, columns=["rule", "s", "rss"])
-    out = df.groupby("rule").agg(
-        jobs=("s", "size"), total_s=("s", "sum"), max_s=("s", "max"), max_rss_mb=("rss", "max")
-    )
-    return out.sort_values("total_s", ascending=False).reset_index()
-
-
-def runtime_figure(table: pd.DataFrame):
-    """Horizontal bars of the wall time per rule (all its jobs), with the job count."""
-    fig, ax = plt.subplots(figsize=(6, 0.35 * max(len(table), 1) + 1.2))
-    ax.barh(table["rule"], table["total_s"])
-    for i, (s, n) in enumerate(zip(table["total_s"], table["jobs"])):
-        ax.text(s, i, f" {s:.1f} s ({n} jobs)", va="center", fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel("wall time, all jobs (s)")
-    return fig
-
-
-def read_json(path) -> dict:
-    return json.loads(Path(path).read_text())
+def counted_note(metrics: Mapping, n_matrix: int, n_classified: int | None) -> str:
+    """Why the confusion matrix counts fewer objects than the class counts: it holds only the
+    labelled objects evaluated (held out or out-of-fold); label rows that matched no object
+    (`unmatched_labels`: reason -> count) are in neither."""
+    if n_classified is None:
+        return ""
+    parts = [f"matrix: {n_matrix} labelled objects evaluated; class counts: {n_classified} "
+             "classified objects"]  # fmt: skip
+    if n_classified > n_matrix:
+        parts.append(f"the {n_classified - n_matrix} others carry no label (or were used "
+                     "for training)")  # fmt: skip
+    unmatched = metrics.get("unmatched_labels") or {}
+    if unmatched:
+        why = ", ".join(f"{k}: {v}" for k, v in sorted(unmatched.items()))
+        parts.append(f"label rows matched to no object ({why})")
+    return "; ".join(parts)

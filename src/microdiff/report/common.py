@@ -1,0 +1,132 @@
+"""What every report figure shares: writing a PNG atomically and reading NGFF stores cheaply.
+
+Whole views come from a pyramid level (the coarsest at least `max_px` on its longest side, then a
+stride), so their cost is about `max_px` squared pixels whatever the image size; `read_window`
+reads a native-resolution (level 0) window. 3D images show one plane (the middle one unless told).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ..atomic import atomic_output  # noqa: E402
+
+
+def save(fig, path, dpi: int = 100) -> None:
+    """Write a figure as PNG atomically and close it."""
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+
+
+def write_text(text: str, path) -> None:
+    """Write a text file (HTML, TSV) atomically."""
+    with atomic_output(path) as tmp:
+        Path(tmp).write_text(text)
+
+
+def read_json(path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def _group(path, labels: str | None = None):
+    import zarr
+
+    group = zarr.open_group(str(path), mode="r")
+    return group["labels"][labels] if labels is not None else group
+
+
+def _levels(group) -> list[str]:
+    meta = group.attrs.get("ome", group.attrs)
+    return [d["path"] for d in meta["multiscales"][0]["datasets"]]
+
+
+def _lead(array, channel: int | None, plane: int | None) -> list[int]:
+    """Indices that reduce a ([C,] [Z,] Y, X) array to (Y, X): the channel, then the plane."""
+    lead = [] if channel is None else [channel]
+    while len(array.shape) - len(lead) > 2:
+        n = array.shape[len(lead)]
+        lead.append(n // 2 if plane is None else min(plane, n - 1))
+    return lead
+
+
+def read_small(path, max_px: int = 512, channel: int | None = 0, labels: str | None = None):
+    """One channel (or a label image: `labels='nuclei'`) of an NGFF store, about `max_px`
+    pixels on its longest side: the coarsest pyramid level that is at least that large,
+    strided down to it."""
+    group = _group(path, labels)
+    channel = None if labels is not None else channel
+    levels = _levels(group)
+    pick = levels[0]
+    for lv in levels:
+        if max(group[lv].shape[-2:]) >= max_px:
+            pick = lv
+    array = group[pick]
+    y, x = array.shape[-2:]
+    step = max(1, math.ceil(max(y, x) / max_px))
+    lead = _lead(array, channel, None)
+    data = np.asarray(array[(*lead, slice(None, None, step), slice(None, None, step))])
+    return data if labels is not None else data.astype(np.float32)
+
+
+def read_window(path, box, channel: int | None = 0, labels: str | None = None, plane=None):
+    """A native-resolution (level 0) window `box = (y0, y1, x0, x1)` of one channel (or a label
+    image) of an NGFF store; 3D images: plane `plane` (default the middle one)."""
+    group = _group(path, labels)
+    array = group[_levels(group)[0]]
+    lead = _lead(array, None if labels is not None else channel, plane)
+    y0, y1, x0, x1 = box
+    data = np.asarray(array[(*lead, slice(y0, y1), slice(x0, x1))])
+    return data if labels is not None else data.astype(np.float32)
+
+
+def full_shape(path) -> tuple[int, ...]:
+    """The spatial shape ([Z,] Y, X) of an NGFF image at level 0."""
+    group = _group(path)
+    return tuple(group[_levels(group)[0]].shape[1:])
+
+
+def pixel_size(path) -> float | None:
+    """Micrometers per pixel in x at level 0 (None when the store says nothing useful)."""
+    group = _group(path)
+    meta = group.attrs.get("ome", group.attrs)["multiscales"][0]
+    scale = meta["datasets"][0]["coordinateTransformations"][0]["scale"]
+    unit = next((a.get("unit") for a in meta["axes"] if a["name"] == "x"), None)
+    if unit not in (None, "micrometer") or not scale[-1] > 0:
+        return None
+    return float(scale[-1])
+
+
+def channel_index(path, suffix: str) -> int | None:
+    """Index of the first channel whose omero label ends with `suffix` (None if none)."""
+    attrs = _group(path).attrs
+    omero = attrs.get("omero") or attrs.get("ome", {}).get("omero", {})
+    for i, ch in enumerate(omero.get("channels", [])):
+        if str(ch.get("label", "")).endswith(suffix):
+            return i
+    return None
+
+
+def label_names(path) -> list[str]:
+    group = _group(path)
+    return list(group["labels"].attrs.get("labels", [])) if "labels" in group else []
+
+
+def stretch(img: np.ndarray, lo=None, hi=None) -> np.ndarray:
+    """Intensities to 0..1 between `lo` and `hi` (default: the image's 1st and 99.8th
+    percentiles)."""
+    lo = np.percentile(img, 1) if lo is None else lo
+    hi = np.percentile(img, 99.8) if hi is None else hi
+    return np.clip((img - lo) / max(hi - lo, 1e-12), 0, 1)
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"

@@ -1,0 +1,251 @@
+"""The per-sample montage: a full view from a pyramid level and zoomed crops at native resolution.
+
+Top row: the whole image (raw, display range from the sample's normalization) with nuclei
+outlined in cyan and cells in yellow and the crops marked A, B, C..., beside the same view with
+every nucleus filled in the colour of its mean uncertainty. Below, one column per crop, read at
+level 0 (one image pixel per pixel or more on screen): raw with outlines, restored with outlines
+(when restoration ran), and the per-pixel uncertainty masked to the objects. Crops are chosen
+from segments.parquet: where nuclei are densest, at the most uncertain nucleus, and at a typical
+(median uncertainty) nucleus. The cost is one pyramid level of about `max_px` pixels plus the
+crops, whatever the image size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from .common import (
+    channel_index,
+    full_shape,
+    label_names,
+    pixel_size,
+    plt,
+    read_small,
+    read_window,
+    stretch,
+)
+
+NUCLEI, CELLS = (0.0, 1.0, 1.0), (1.0, 0.85, 0.0)  # cyan, yellow: distinct on grey and for CVD
+CMAP = "magma"
+
+
+def _window(cy: float, cx: float, crop: int, shape) -> tuple[int, int, int, int]:
+    """A crop x crop box centred near (cy, cx), moved inside an image of `shape` (Y, X)."""
+    h, w = min(crop, shape[0]), min(crop, shape[1])
+    y0 = int(np.clip(round(cy - h / 2), 0, shape[0] - h))
+    x0 = int(np.clip(round(cx - w / 2), 0, shape[1] - w))
+    return y0, y0 + h, x0, x0 + w
+
+
+def _overlap(a, b) -> float:
+    dy = max(0, min(a[1], b[1]) - max(a[0], b[0]))
+    dx = max(0, min(a[3], b[3]) - max(a[2], b[2]))
+    return dy * dx / max((a[1] - a[0]) * (a[3] - a[2]), 1)
+
+
+def pick_crops(segments: pd.DataFrame | None, shape, crop: int = 256, n: int = 3) -> list[dict]:
+    """Up to `n` crop boxes (y0, y1, x0, x1) in level-0 pixels of a (Y, X) image, each with a
+    `why` and (3D) the `plane` of the nucleus it is centred on: the window holding the most
+    nuclear centroids, then the most uncertain nucleus, then a typical one (median
+    uncertainty), then the next most uncertain ones; a crop overlapping an earlier one by more
+    than a quarter is skipped. No nuclei: one crop at the centre."""
+    shape = tuple(shape[-2:])
+    nuc = pd.DataFrame() if segments is None else segments[segments["kind"] == "nuclei"]
+    if nuc.empty:
+        return [{"box": _window(shape[0] / 2, shape[1] / 2, crop, shape), "why": "centre",
+                 "plane": None, "mark": None}]  # fmt: skip
+    cy, cx = nuc["centroid_y"].to_numpy(), nuc["centroid_x"].to_numpy()
+    cz = nuc["centroid_z"].to_numpy() if "centroid_z" in nuc else None
+    # densest window: centroids binned at a quarter crop, summed over a crop-sized neighbourhood
+    from scipy.ndimage import uniform_filter
+
+    cell = max(crop // 4, 1)
+    grid = np.zeros((shape[0] // cell + 1, shape[1] // cell + 1))
+    np.add.at(grid, ((cy // cell).astype(int), (cx // cell).astype(int)), 1)
+    dense = uniform_filter(grid, size=4, mode="constant")
+    gy, gx = np.unravel_index(int(np.argmax(dense)), dense.shape)
+    box = _window((gy + 0.5) * cell, (gx + 0.5) * cell, crop, shape)
+    near = np.argmin(np.hypot(cy - (box[0] + box[1]) / 2, cx - (box[2] + box[3]) / 2))
+    picks = [{"box": box, "why": "most nuclei", "at": int(near), "mark": None}]
+    unc = np.nan_to_num(nuc["uncertainty"].to_numpy(np.float64), nan=-np.inf)
+    order = np.argsort(-unc, kind="stable")
+    median = int(np.argsort(unc, kind="stable")[len(unc) // 2])
+    first = int(order[0])
+    inside = [p for p in picks if _holds(p["box"], cy[first], cx[first])]
+    if inside:  # the densest crop already shows the most uncertain nucleus: say so, mark it
+        inside[0].update(why="most nuclei, most uncertain nucleus", at=first,
+                         mark=(cy[first], cx[first]))  # fmt: skip
+    elif n > 1:
+        box = _window(cy[first], cx[first], crop, shape)
+        picks.append({"box": box, "why": "most uncertain nucleus", "at": first,
+                      "mark": (cy[first], cx[first])})  # fmt: skip
+    candidates = [(median, "typical nucleus")] + [(int(i), "uncertain nucleus") for i in order[1:]]
+    for i, why in candidates:
+        if len(picks) >= n:
+            break
+        box = _window(cy[i], cx[i], crop, shape)
+        if all(_overlap(box, p["box"]) <= 0.25 for p in picks):
+            picks.append({"box": box, "why": why, "at": i, "mark": (cy[i], cx[i])})
+    for p in picks:
+        at = p.pop("at")
+        p["plane"] = None if cz is None else int(round(cz[at]))
+        p["id"] = int(nuc["id"].iloc[at])
+    return picks[:n]
+
+
+def _holds(box, y: float, x: float) -> bool:
+    return box[0] <= y < box[1] and box[2] <= x < box[3]
+
+
+def _outline(gray: np.ndarray, nuclei=None, cells=None) -> np.ndarray:
+    from skimage.segmentation import find_boundaries
+
+    rgb = np.repeat(gray[..., None], 3, axis=2)
+    for lab, colour in ((cells, CELLS), (nuclei, NUCLEI)):
+        if lab is not None:
+            rgb[find_boundaries(lab, mode="inner")] = colour
+    return rgb
+
+
+def _object_values(lab: np.ndarray, ids, values) -> np.ndarray:
+    """A float image holding `values[k]` on the pixels of object `ids[k]`, NaN elsewhere."""
+    ids = np.asarray(ids, np.int64)
+    lut = np.full(int(max(ids.max(initial=0), lab.max(initial=0))) + 1, np.nan)
+    lut[ids] = values
+    out = lut[lab]
+    out[lab == 0] = np.nan
+    return out
+
+
+def _scale_bar(ax, px_um: float | None, width_px: int, factor: float = 1.0) -> None:
+    """A white scale bar (a round number of micrometers, about a fifth of the panel)."""
+    if not px_um:
+        return
+    um = px_um * factor * width_px / 5
+    nice = min((v for v in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000) if v >= um),
+               default=um)  # fmt: skip
+    length = nice / (px_um * factor)
+    height = ax.get_ylim()[0]
+    x0, y0 = 0.04 * width_px, 0.95 * height
+    ax.plot([x0, x0 + length], [y0, y0], color="white", lw=3, solid_capstyle="butt")
+    ax.text(x0, y0 - 0.015 * height, f"{nice:g} µm", color="white", fontsize=8, va="bottom")
+
+
+def montage_figure(
+    raw,
+    segmentation=None,
+    restored=None,
+    norm: Mapping | None = None,
+    segments: pd.DataFrame | None = None,
+    max_px: int = 512,
+    crop: int = 256,
+    crops: int = 3,
+):
+    """The montage of one sample (see the module docstring): channel 0, display range from
+    the sample's normalization statistics when given."""
+    lo = hi = None
+    if norm is not None:
+        lo, hi = norm["channels"][0]["low"], norm["channels"][0]["high"]
+    shape = full_shape(raw)
+    px_um = pixel_size(raw)
+    base = stretch(read_small(raw, max_px), lo, hi)
+    factor = shape[-1] / base.shape[-1]
+    kinds = label_names(segmentation) if segmentation is not None else []
+    picks = pick_crops(segments, shape, crop, crops) if crops else []
+    nuclei = read_small(segmentation, max_px, labels="nuclei") if "nuclei" in kinds else None
+    cells = read_small(segmentation, max_px, labels="cells") if "cells" in kinds else None
+    std = channel_index(segmentation, "nuclei_std") if segmentation is not None else None
+
+    rows = 1 + (1 + (restored is not None) + (std is not None)) * bool(picks)
+    ncol = max(len(picks), 1) * 2  # top panels span half the columns, crops two columns each
+    # at 100 dpi: the full views at least at their pixel size, every crop at least 1:1
+    width = max(2 * base.shape[-1], 1.35 * crop * len(picks), 600) / 100
+    top = width / 2 * base.shape[0] / base.shape[1]
+    fig = plt.figure(figsize=(width, top + (rows - 1) * width / ncol * 2 + 0.4 * rows))
+    ratios = [top] + [width / ncol * 2] * (rows - 1)
+    grid = fig.add_gridspec(rows, ncol, height_ratios=ratios, hspace=0.12, wspace=0.06)
+
+    ax = fig.add_subplot(grid[0, : ncol // 2] if picks else grid[0, :1])
+    n_nuc = 0 if nuclei is None else len(np.unique(nuclei)) - (nuclei == 0).any()
+    ax.imshow(_outline(base, nuclei, cells), interpolation="nearest")
+    ax.set_title(f"whole image, 1:{factor:.0f} ({n_nuc} nuclei outlined cyan"
+                 + (", cells yellow)" if cells is not None else ")"), fontsize=9)  # fmt: skip
+    for k, p in enumerate(picks):
+        y0, y1, x0, x1 = (v / factor for v in p["box"])
+        ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="white", lw=1.2))
+        ax.text(x0 + 2, y0 + 2, "ABCDEFGH"[k], color="white", fontsize=9, va="top",
+                fontweight="bold")  # fmt: skip
+    _scale_bar(ax, px_um, base.shape[-1], factor)
+    ax.set_axis_off()
+
+    if nuclei is not None and segments is not None:
+        ax = fig.add_subplot(grid[0, ncol // 2 :])
+        nuc = segments[segments["kind"] == "nuclei"]
+        fill = _object_values(nuclei, nuc["id"], nuc["uncertainty"].to_numpy(np.float64))
+        ax.imshow(base * 0.6, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        im = ax.imshow(np.ma.masked_invalid(fill), cmap=CMAP, interpolation="nearest")
+        ax.set_title("per-nucleus uncertainty (mean std of its nuclear probability)", fontsize=9)
+        _colorbar(fig, ax, im, "mean std per nucleus")
+        ax.set_axis_off()
+
+    panels = [("raw", raw)] + ([("restored", restored)] if restored is not None else [])
+    vmax = None
+    for k, p in enumerate(picks):
+        box, plane = p["box"], p["plane"]
+        labs = {
+            kind: read_window(segmentation, box, labels=kind, plane=plane)
+            for kind in ("nuclei", "cells")
+            if kind in kinds
+        }
+        for r, (name, store) in enumerate(panels, start=1):
+            ax = fig.add_subplot(grid[r, 2 * k : 2 * k + 2])
+            img = stretch(read_window(store, box, plane=plane), lo, hi)
+            ax.imshow(_outline(img, labs.get("nuclei"), labs.get("cells")), interpolation="nearest")
+            if r == 1:
+                ax.set_title(f"{'ABCDEFGH'[k]}: {p['why']}\nnative pixels y {box[0]}-{box[1]}, "
+                             f"x {box[2]}-{box[3]}", fontsize=8)  # fmt: skip
+            if k == 0:
+                ax.set_ylabel(name, fontsize=9)
+            _mark(ax, p)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            _scale_bar(ax, px_um, box[3] - box[2])
+        if std is not None:
+            ax = fig.add_subplot(grid[len(panels) + 1, 2 * k : 2 * k + 2])
+            gray = stretch(read_window(raw, box, plane=plane), lo, hi)
+            s = read_window(segmentation, box, channel=std, plane=plane)
+            from scipy.ndimage import binary_dilation
+
+            fg = binary_dilation(labs["nuclei"] > 0, iterations=3)  # and their boundaries
+            if vmax is None:  # one colour scale for all crops
+                vmax = float(np.nanpercentile(np.where(fg, s, np.nan), 99.5)) if fg.any() else 1
+            ax.imshow(gray * 0.6, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            im = ax.imshow(np.ma.masked_where(~fg, s), cmap=CMAP, vmin=0, vmax=max(vmax, 1e-6),
+                           interpolation="nearest")  # fmt: skip
+            if k == 0:
+                ax.set_ylabel("uncertainty on nuclei", fontsize=9)
+            _mark(ax, p)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if k == len(picks) - 1:
+                _colorbar(fig, ax, im, "std of nuclear probability")
+    return fig
+
+
+def _mark(ax, pick: dict) -> None:
+    """A ring around the nucleus a crop was chosen for (offset from it, not hiding it)."""
+    if pick.get("mark") is None:
+        return
+    y, x = pick["mark"][0] - pick["box"][0], pick["mark"][1] - pick["box"][2]
+    ax.scatter([x], [y], s=900, facecolors="none", edgecolors="white", linewidths=1.2,
+               linestyle="--")  # fmt: skip
+
+
+def _colorbar(fig, ax, im, label: str) -> None:
+    """A colour bar just right of `ax` that takes no room from it."""
+    cb = fig.colorbar(im, cax=ax.inset_axes([1.015, 0.0, 0.03, 1.0]))
+    cb.ax.tick_params(labelsize=7)
+    cb.set_label(label, fontsize=7)
