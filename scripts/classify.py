@@ -4,8 +4,9 @@ import json
 
 import pandas as pd
 
-from microdiff import classify, diffusion_classifier, provenance
+from microdiff import classify, provenance
 from microdiff.atomic import atomic_output
+from microdiff.classify import lowest_error as diffusion_classifier
 from microdiff.jobs import job
 
 with job(snakemake.log[0], "classify") as log:
@@ -40,6 +41,8 @@ with job(snakemake.log[0], "classify") as log:
     if labels is not None:
         info["unmatched_labels"] = unmatched["reason"].value_counts().to_dict()
     log.info("%s: %s", p["mode"], {k: info.get(k) for k in ("accuracy", "f1_macro", "k", "cv")})
+    if info.get("note"):
+        log.warning("%s", info["note"])
     record = provenance.record("classify", p, inputs=[inp.objects, *inp.labels], **info)
     classes["class"] = classes["class"].astype(str)
     out = dict(zip(samples, snakemake.output.classes))

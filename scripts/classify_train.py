@@ -2,7 +2,8 @@
 
 import pandas as pd
 
-from microdiff import classify, diffusion_classifier
+from microdiff import classify
+from microdiff.classify import lowest_error as diffusion_classifier
 from microdiff.jobs import job
 
 with job(snakemake.log[0], "train_classifier") as log:

@@ -103,7 +103,7 @@ def _classify_diffusion(a, objects, labels, params):
     """The diffusion classifier: train into `--model` when it holds no checkpoint, then
     classify every object by its lowest class-conditional denoising error."""
     from . import classify
-    from . import diffusion_classifier as dc
+    from .classify import lowest_error as dc
 
     images, norms = _by_sample(a.images), _by_sample(a.norms)
     for sample in objects["sample"].unique():

@@ -140,3 +140,20 @@ def test_classify_objects_modes_and_model_roundtrip(tmp_path):
         classify_objects(df, "diffusion")
     _, info, none = classify_objects(df, "unsupervised", k=2)
     assert none is None and info["k"] == 2
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_cluster_one_or_two_objects_is_one_cluster_with_a_note(n):
+    objects = pd.DataFrame(
+        {
+            "sample": "s",
+            "id": np.arange(1, n + 1),
+            "area_px": [10.0, 30.0][:n],
+            "x_f": [1.0, 2.0][:n],
+        }
+    )
+    classes, info = cluster(objects)
+    assert list(classes["class"]) == [0] * n and np.allclose(classes["prob_0"], 1.0)
+    assert info["k"] == 1 and "too few to cluster" in info["note"]
+    out, info2, _ = classify_objects(objects, mode="unsupervised")
+    assert len(out) == n and info2["mode"] == "unsupervised"

@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from microdiff import diffusion_classifier as dc
+from microdiff.classify import crops as cropping
+from microdiff.classify import lowest_error as dc
 from microdiff.normalize import Normalizer
 from microdiff.simulate import simulate_image
 
@@ -23,14 +24,14 @@ class PointMasses(nn.Module):
 
 def test_crops_centre_pad_and_3d_plane():
     img = np.arange(2 * 10 * 12, dtype=np.float32).reshape(2, 10, 12)
-    crops = dc.object_crops(img, [[4.4, 5.6], [0, 0]], size=4)
+    crops = cropping.object_crops(img, [[4.4, 5.6], [0, 0]], size=4)
     assert crops.shape == (2, 2, 4, 4)
     np.testing.assert_array_equal(crops[0, 1], img[1, 2:6, 4:8])  # centre (4, 6), rounded
     assert crops[1, 0, 0, 0] == img[0, 0, 0] and crops[1, 0, 3, 3] == img[0, 1, 1]  # edge pad
     vol = np.stack([img, img + 1000], axis=1)  # (C, Z=2, Y, X)
-    crops3 = dc.object_crops(vol, [[0.9, 4, 6]], size=4)
+    crops3 = cropping.object_crops(vol, [[0.9, 4, 6]], size=4)
     np.testing.assert_array_equal(crops3[0, 0], vol[0, 1, 2:6, 4:8])
-    norm = dc.object_crops(img, [[4, 6]], 4, Normalizer([0, 0], [img.max()] * 2))
+    norm = cropping.object_crops(img, [[4, 6]], 4, Normalizer([0, 0], [img.max()] * 2))
     assert norm.min() >= -1 and norm.max() <= 1
 
 
@@ -87,7 +88,7 @@ def _sim_crops(seed):
     img = sim.noisy.astype(np.float32)
     norm = Normalizer(np.percentile(img, 1, (1, 2)), np.percentile(img, 99.8, (1, 2)))
     cen = sim.objects[["centroid_y", "centroid_x"]].to_numpy()
-    return dc.object_crops(img, cen, 16, norm), sim.objects["class_name"].to_numpy()
+    return cropping.object_crops(img, cen, 16, norm), sim.objects["class_name"].to_numpy()
 
 
 def test_trained_on_simulator_crops_beats_chance_and_checkpoint_roundtrip(tmp_path):

@@ -5,7 +5,7 @@ Modes (config `classify.mode`):
 - `supervised`: a gradient-boosting classifier (scikit-learn HistGradientBoostingClassifier,
   balanced class weights) trained on labelled objects, with cross-validated metrics. Labels come
   per object id or as points (`match_points`: a point labels the object that contains it).
-- `diffusion`: a class-conditional diffusion model on object crops (`diffusion_classifier`);
+- `diffusion`: a class-conditional diffusion model on object crops (`classify.lowest_error`);
   it needs images, so `classify_objects` (feature tables only) refuses it.
 - `unsupervised`: a Gaussian mixture on standardised features when no labels are given.
 
@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_output
-from .features import tile_grid, write_parquet
-from .provenance import file_hash
+from ..atomic import atomic_output
+from ..features import write_parquet
+from ..provenance import file_hash
 
 MODES = ("supervised", "diffusion", "unsupervised")
 KEYS = ("sample", "kind", "id")
@@ -58,81 +58,6 @@ def feature_columns(
         if df[c].notna().any():
             cols.append(c)
     return cols
-
-
-def _point_index(points: pd.DataFrame, cols: Sequence[str], shape) -> tuple[np.ndarray, ...]:
-    """Pixel indices of points: pixel i covers [i - 0.5, i + 0.5) (round half up)."""
-    return tuple(np.floor(points[c].to_numpy(np.float64) + 0.5).astype(np.int64) for c in cols)
-
-
-def match_points(
-    labels,
-    points: pd.DataFrame,
-    x_col: str = "x",
-    y_col: str = "y",
-    class_col: str = "class",
-    z_col: str | None = None,
-    tile=None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Object labels from point annotations: a point labels the object that contains it.
-
-    Coordinates are pixel positions in the label image (x = column, y = row, z = plane), rounded
-    to the nearest pixel. Returns `(objects, unmatched)`:
-
-    - `objects`: one row per labelled object, columns `id`, `class`, `n_points` (points inside
-      it) and `n_votes` (points of the winning class), sorted by id. An object with points of
-      different classes takes the majority class; a tie between the top classes drops it.
-    - `unmatched`: the input rows not used, with a `reason`: `outside` (off the image),
-      `background` (on label 0), `tie` (object dropped for a tie), `outvoted` (the object took
-      another class).
-
-    The label image is read tile by tile, only where points are.
-    """
-    ndim = labels.ndim
-    cols = ([z_col] if ndim == 3 else []) + [y_col, x_col]
-    if ndim == 3 and z_col is None:
-        raise ValueError("3D labels need a z column for the points (z_col)")
-    pts = points.reset_index(drop=True)
-    index = _point_index(pts, cols, labels.shape)
-    inside = np.all([(i >= 0) & (i < n) for i, n in zip(index, labels.shape)], axis=0)
-    ids = np.zeros(len(pts), np.int64)
-    if inside.any():
-        _, edge = tile_grid(labels, tile, None)
-        local = [i[inside] for i in index]
-        keys = pd.Series(list(zip(*[i // e for i, e in zip(local, edge)])))
-        found = np.zeros(len(keys), np.int64)
-        for key, rows in keys.groupby(keys).groups.items():
-            lo = [k * e for k, e in zip(key, edge)]
-            box = tuple(slice(a, min(a + e, n)) for a, e, n in zip(lo, edge, labels.shape))
-            block = np.asarray(labels[box])
-            found[rows] = block[tuple(i[rows] - a for i, a in zip(local, lo))]
-        ids[inside] = found
-    reason = np.where(~inside, "outside", np.where(ids == 0, "background", ""))
-    pts = pts.assign(id=ids, reason=reason)
-    hit = pts[pts["reason"] == ""]
-    votes = hit.groupby(["id", class_col]).size().rename("votes").reset_index()
-    votes = votes.sort_values(["id", "votes"], ascending=[True, False], kind="stable")
-    top = votes.groupby("id").head(2)
-    best = top.groupby("id").nth(0).set_index("id")
-    second = top.groupby("id").nth(1).set_index("id")["votes"]
-    tie = best.index[best["votes"].to_numpy() == second.reindex(best.index).to_numpy()]
-    best = best.drop(index=tie)
-    n_points = hit.groupby("id").size()
-    objects = pd.DataFrame(
-        {
-            "id": best.index.to_numpy(np.int64),
-            "class": best[class_col].to_numpy(),
-            "n_points": n_points.reindex(best.index).to_numpy(np.int64),
-            "n_votes": best["votes"].to_numpy(np.int64),
-        }
-    )
-    winner = pts["id"].map(best[class_col])
-    is_hit = pts["reason"] == ""
-    pts.loc[is_hit & pts["id"].isin(tie), "reason"] = "tie"
-    outvoted = is_hit & pts["id"].isin(best.index) & (pts[class_col] != winner)
-    pts.loc[outvoted, "reason"] = "outvoted"
-    unmatched = pts[pts["reason"] != ""].reset_index(drop=True)
-    return objects, unmatched
 
 
 def _keys(features: pd.DataFrame) -> pd.DataFrame:
@@ -252,13 +177,18 @@ def cluster(
     components holding `variance` of the variance (at most `max_dims`), since many features are
     near-duplicates. `k=None` picks the number of components in `k_range` (inclusive) by lowest
     BIC. At most `max_fit` objects (a seeded random subset) fit the mixture; all are assigned.
-    Clusters are numbered by size, 0 the largest; `prob_<k>` are the responsibilities.
+    Clusters are numbered by size, 0 the largest; `prob_<k>` are the responsibilities. With
+    fewer than three objects every object is in cluster 0 (`k` 1, a `note` says why).
     `info` holds `k`, `bic` per k tried, `dims` and `features`.
     """
     from sklearn.decomposition import PCA
     from sklearn.mixture import GaussianMixture
 
     columns = list(feature_columns(features) if columns is None else columns)
+    if len(features) < 3:  # a mixture of two or more needs three objects: one cluster
+        note = f"{len(features)} objects: too few to cluster, all in cluster 0"
+        info = {"k": 1, "bic": {}, "dims": 0, "features": columns, "seed": seed, "note": note}
+        return _output(_keys(features), [0], np.ones((len(features), 1)), [0]), info
     Z = _standardised(features, columns)
     rng = np.random.default_rng(seed)
     fit = rng.choice(len(Z), max_fit, replace=False) if len(Z) > max_fit else np.arange(len(Z))
@@ -299,7 +229,7 @@ def classify_objects(
     if mode == "diffusion":
         raise NotImplementedError(
             "the diffusion classifier works on image crops, not feature tables: "
-            "use microdiff.diffusion_classifier (the workflow's classify rule does)"
+            "use microdiff.classify.lowest_error (the workflow's classify rule does)"
         )
     if mode == "unsupervised":
         classes, info = cluster(objects, k=k, seed=seed)
@@ -401,57 +331,6 @@ def load_model(path):
     return joblib.load(path)
 
 
-# -- label tables and the experiment-wide table (the workflow's `classify` stage) ------------
-
-
-def read_label_table(path) -> pd.DataFrame:
-    """A label table (TSV, or CSV by extension): `class`, and either `id` or `x`, `y` (`z`),
-    optionally `sample` (needed when the experiment has more than one sample)."""
-    path = Path(path)
-    sep = "," if path.suffix.lower() == ".csv" else "\t"
-    table = pd.read_csv(path, sep=sep)
-    if "class" not in table.columns:
-        raise ValueError(f"{path}: label table needs a 'class' column")
-    if "id" not in table.columns and not {"x", "y"} <= set(table.columns):
-        raise ValueError(f"{path}: label table needs 'id' or 'x' and 'y' columns")
-    if "sample" in table.columns:
-        table["sample"] = table["sample"].astype(str)
-    return table
-
-
-def object_labels(table: pd.DataFrame, label_images: Mapping) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Labelled objects (`sample`, `id`, `class`) from a label table; `(labels, unmatched)`.
-
-    `label_images` maps sample -> its instance label image (read lazily, only where points are).
-    Rows naming an `id` are taken as they are; rows with coordinates label the object that
-    contains the point (`match_points`). A table without `sample` applies to the only sample.
-    Rows of samples not in `label_images` are left out (reason `sample`).
-    """
-    table = table.copy()
-    if "sample" not in table.columns:
-        if len(label_images) != 1:
-            raise ValueError("the label table needs a 'sample' column for several samples")
-        table["sample"] = next(iter(label_images))
-    known = table["sample"].isin(list(label_images))
-    unmatched = [table[~known].assign(reason="sample")]
-    table = table[known]
-    if "id" not in table.columns:
-        table = table.assign(id=np.nan)
-    by_id = table[table["id"].notna()]
-    labels = [by_id[["sample", "id", "class"]].astype({"id": np.int64})]
-    points = table.drop(index=by_id.index)
-    for sample, pts in points.groupby("sample", sort=True):
-        z = "z" if "z" in pts.columns and pts["z"].notna().all() else None
-        found, missed = match_points(label_images[sample], pts, z_col=z)
-        labels.append(found[["id", "class"]].assign(sample=sample))
-        unmatched.append(missed)
-    labels = pd.concat(labels, ignore_index=True)[["sample", "id", "class"]]
-    labels = labels.drop_duplicates(["sample", "id"], keep="first")
-    return labels.sort_values(["sample", "id"], ignore_index=True), pd.concat(
-        unmatched, ignore_index=True
-    )
-
-
 def classification_table(objects: pd.DataFrame, kind: str = "nucleus") -> pd.DataFrame:
     """One row per object of `kind` (default nuclei) with the features of its cell (same id,
     columns prefixed `cell_`) when cells were segmented. A table without that kind is used
@@ -482,20 +361,6 @@ def scores(y_true, y_pred, classes: Sequence) -> dict:
         "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=list(classes)).tolist(),
     }
-
-
-def label_images(segmentations: Mapping, kind: str, ndim: int) -> dict:
-    """sample -> the lazy instance label image of `kind` in its `segmentation.ome.zarr`."""
-    from .features import LABEL_KINDS, segmentation_layers
-
-    name = {v: k for k, v in LABEL_KINDS.items()}.get(kind, kind)
-    out = {}
-    for sample, path in segmentations.items():
-        layers = segmentation_layers(path, ndim)
-        if name not in layers:
-            raise ValueError(f"{path}: no labels/{name} for objects of kind {kind!r}")
-        out[sample] = layers[name]["labels"]
-    return out
 
 
 def classify_experiment(
@@ -536,29 +401,6 @@ def classify_experiment(
     )
     info = {"mode": mode, "method": "HistGradientBoostingClassifier", "n_labelled": len(train)}
     return predict(model, table), {**info, **metrics}, model
-
-
-def stage_labels(path, segmentations: Mapping, kind: str, ndim: int):
-    """`(labels, unmatched)` of the label table at `path` for the experiment's segmentations
-    (sample -> segmentation.ome.zarr); `(None, None)` without a table."""
-    if not path:
-        return None, None
-    table = read_label_table(path)
-    return object_labels(table, label_images(segmentations, kind, ndim))
-
-
-def demo_label_table(folder, samples: Sequence[str]) -> pd.DataFrame:
-    """A point label table from the simulator's truth (`truth/{sample}_objects.csv` under
-    `folder`): `sample`, `x`, `y` (`z`) = the true nuclear centre, `class` = its class name."""
-    frames = []
-    for sample in samples:
-        t = pd.read_csv(Path(folder) / "truth" / f"{sample}_objects.csv")
-        out = pd.DataFrame({"sample": sample, "x": t["centroid_x"], "y": t["centroid_y"]})
-        if "centroid_z" in t.columns:
-            out["z"] = t["centroid_z"]
-        out["class"] = t["class_name"]
-        frames.append(out)
-    return pd.concat(frames, ignore_index=True)
 
 
 def spatial_ndim(objects: pd.DataFrame) -> int:

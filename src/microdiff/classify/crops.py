@@ -1,0 +1,60 @@
+"""Object crops: fixed-size windows around object centroids, normalised with the sample's
+statistics, for the diffusion classifiers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+
+def object_crops(image, centroids: np.ndarray, size: int = 32, normalizer=None) -> np.ndarray:
+    """(N, C, size, size) float32 crops of a (C, [Z,] Y, X) image around (N, ndim) centroids.
+
+    Pixels outside the image repeat the nearest edge pixel. With a `normalizer` the crop is
+    normalised per channel and mapped by v -> 2 v - 1 (so the normalisation range is [-1, 1]).
+    """
+    ndim = len(image.shape) - 1
+    centroids = np.asarray(centroids, np.float64).reshape(-1, ndim)
+    spatial = tuple(image.shape[1:])
+    out = np.zeros((len(centroids), image.shape[0], size, size), np.float32)
+    half = size // 2
+    for i, c in enumerate(centroids):
+        centre = np.floor(c + 0.5).astype(np.int64)
+        index, pads = [slice(None)], [(0, 0)]
+        if ndim == 3:
+            index.append(int(np.clip(centre[0], 0, spatial[0] - 1)))
+        for a, n in zip(centre[-2:], spatial[-2:]):
+            lo, hi = a - half, a - half + size
+            index.append(slice(max(lo, 0), min(max(hi, 0), n)))
+            pads.append((max(-lo, 0), max(hi - n, 0)))
+        block = np.asarray(image[tuple(index)], np.float32)
+        if any(b == 0 for b in block.shape[1:]):
+            continue  # centroid far outside: leave zeros
+        out[i] = np.pad(block, pads, mode="edge")
+    if normalizer is not None:
+        out = 2.0 * normalizer.forward(out, channel_axis=1) - 1.0
+    return out
+
+
+def experiment_crops(objects: pd.DataFrame, images, norms, size: int) -> np.ndarray:
+    """Crops of every row of `objects` (`sample`, `centroid_[z,]y,x`), in row order.
+
+    `images` maps sample -> NGFF image store (raw), `norms` sample -> its norm.json.
+    """
+    from ..normalize import Normalizer, level0
+
+    cols = [c for c in ("centroid_z", "centroid_y", "centroid_x") if c in objects.columns]
+    out = None
+    for sample, rows in objects.groupby("sample", sort=False):
+        norm = Normalizer.from_json(norms[sample])
+        crops = object_crops(level0(images[sample], norm), rows[cols].to_numpy(), size, norm)
+        if out is None:
+            out = np.zeros((len(objects), *crops.shape[1:]), np.float32)
+        out[objects.index.get_indexer(rows.index)] = crops
+    return np.zeros((0, 1, size, size), np.float32) if out is None else out
+
+
+def labelled(table: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """The rows of `table` that have a label, with `class` (as text), index reset."""
+    lab = labels[["sample", "id", "class"]].astype({"class": str})
+    return table.drop(columns=["class"], errors="ignore").merge(lab, on=["sample", "id"])
