@@ -7,8 +7,8 @@ represent     the diffusion representation: a denoiser trained self-supervised o
               activations at chosen noise levels as the object's embedding (torch)
 lowest_error  the `diffusion` mode over an experiment (train_experiment, classify_experiment)
 
-The torch modules are imported on use (`from microdiff.classify import lowest_error, represent`), so the
-feature modes run without torch.
+The torch modules are imported on use
+(`from microdiff.classify import lowest_error, represent`), so the feature modes run without torch.
 """
 
 from .labels import (
