@@ -189,6 +189,38 @@ def cmd_generate(a) -> dict:
             "manifest": str(out / "manifest.parquet")}  # fmt: skip
 
 
+def _paths(value) -> list[Path]:
+    values = value if isinstance(value, list) else [value]
+    return [Path(v) for v in values if isinstance(v, str) and v and Path(v).exists()]
+
+
+def check_output(args) -> None:
+    """Refuse to replace what the program did not write: an existing output path is an error
+    unless --overwrite is given, and even then never one of the command's inputs.
+
+    An empty existing folder holds nothing to lose and is taken as the output.
+    """
+    out = getattr(args, "out", None)
+    if not out:
+        return
+    out = Path(out)
+    if not (out.exists() or out.is_symlink()):
+        return
+    if out.is_dir() and not out.is_symlink() and not any(out.iterdir()):
+        return
+    target = out.resolve()
+    for key, value in vars(args).items():
+        if key in ("out", "func", "command"):
+            continue
+        for path in _paths(value):
+            src = path.resolve()
+            if src == target or target in src.parents:
+                raise InputError(out, f"the output is also the input {key} ({path}); "
+                                 "choose another output path")  # fmt: skip
+    if not args.overwrite:
+        raise InputError(out, "output exists; pass --overwrite to replace it")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="microdiff", description=__doc__.split("\n")[0])
     p.add_argument("-v", "--verbose", action="store_true", help="log more")
@@ -341,6 +373,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto")
     s.set_defaults(func=cmd_generate)
 
+    for s in sub.choices.values():
+        s.add_argument(
+            "--overwrite", action="store_true", help="replace an existing output (never an input)"
+        )
     return p
 
 
@@ -351,9 +387,14 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
+        check_output(args)
         result = args.func(args)
     except (InputError, ValueError) as err:
         print(f"microdiff {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # read-only folder, a parent that is a file, disk full: one line
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"microdiff {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
         return 2
     print(json.dumps(result, indent=1, default=str))
     return 0

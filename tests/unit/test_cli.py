@@ -43,3 +43,52 @@ def test_every_subcommand_has_help(command):
         [sys.executable, "-m", "microdiff.cli", command, "--help"], capture_output=True, text=True
     )
     assert proc.returncode == 0 and "usage: microdiff" in proc.stdout
+
+
+@pytest.fixture
+def small_tif(tmp_path):
+    import numpy as np
+    import tifffile
+
+    path = tmp_path / "img.tif"
+    tifffile.imwrite(path, np.arange(32 * 48, dtype=np.uint16).reshape(32, 48))
+    return path
+
+
+def test_existing_output_is_kept_without_overwrite(small_tif, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "precious.txt").write_text("x")
+    assert main(["ingest", str(small_tif), str(out), "--axes", "yx"]) == 2
+    assert "output exists; pass --overwrite" in capsys.readouterr().err
+    assert (out / "precious.txt").read_text() == "x"
+    assert main(["ingest", str(small_tif), str(out), "--axes", "yx", "--overwrite"]) == 0
+    ngff.validate(out)
+
+
+def test_input_is_never_replaced_even_with_overwrite(small_tif, capsys):
+    before = small_tif.read_bytes()
+    args = ["ingest", str(small_tif), str(small_tif), "--axes", "yx", "--overwrite"]
+    assert main(args) == 2
+    assert "the output is also the input image" in capsys.readouterr().err
+    assert small_tif.is_file() and small_tif.read_bytes() == before
+
+
+def test_normalize_refuses_to_replace_a_folder(small_tif, tmp_path, capsys):
+    raw = tmp_path / "raw.ome.zarr"
+    assert main(["ingest", str(small_tif), str(raw), "--axes", "yx"]) == 0
+    folder = tmp_path / "dir"
+    folder.mkdir()
+    (folder / "keep").write_text("k")
+    assert main(["normalize", str(raw), "--out", str(folder)]) == 2
+    assert f"{folder}: output exists" in capsys.readouterr().err
+    assert (folder / "keep").read_text() == "k"
+
+
+def test_os_error_is_one_line(small_tif, tmp_path, capsys):
+    parent = tmp_path / "file"
+    parent.write_text("not a folder")
+    assert main(["ingest", str(small_tif), str(parent / "o.ome.zarr"), "--axes", "yx"]) == 2
+    err = capsys.readouterr().err  # after the progress bar, on its line
+    assert err.count("microdiff ingest: error: ") == 1 and "Traceback" not in err
+    assert f"error: {parent}: " in err

@@ -174,7 +174,8 @@ def test_cli_features_and_classify(stores, tmp_path):
     got = pd.read_parquet(cls)
     assert len(got) == (table["kind"] == "nucleus").sum()
     assert {"prob_a", "prob_b"} <= set(got.columns)
-    assert main(["classify", str(out), "--out", str(cls), "--k", "2"]) == 0
+    assert main(["classify", str(out), "--out", str(cls), "--k", "2"]) == 2  # exists
+    assert main(["classify", str(out), "--out", str(cls), "--k", "2", "--overwrite"]) == 0
     assert set(pd.read_parquet(cls)["class"]) <= {"0", "1"}
 
 
@@ -200,6 +201,6 @@ def test_cli_diffusion_mode_trains_once_then_classifies(stores, tmp_path):
     cfg = json.loads((model / "config.json").read_text())
     assert cfg["task"] == "classify-diffusion" and cfg["classes"] == ["a", "b"]
     stamp = (model / "config.json").stat().st_mtime_ns
-    assert main(["classify", *args, *inputs]) == 0  # the checkpoint is reused, not retrained
+    assert main(["classify", *args, *inputs, "--overwrite"]) == 0  # the checkpoint is reused
     assert (model / "config.json").stat().st_mtime_ns == stamp
     pd.testing.assert_frame_equal(pd.read_parquet(cls), got)
