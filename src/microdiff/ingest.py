@@ -52,6 +52,9 @@ def ingest(
     if pixel_size is not None:
         given = pixel_size if isinstance(pixel_size, dict) else {"y": pixel_size, "x": pixel_size}
         scale.update({a: float(v) for a, v in given.items()})
+    bad = {a: v for a, v in scale.items() if not (np.isfinite(float(v)) and float(v) > 0)}
+    if bad:  # `inf` would be written as `Infinity`, which is not JSON
+        raise InputError(src_path, f"pixel size {bad} is not a positive finite number")
     shape, dtype = src.shape, src.dtype
     chunks = ngff.choose_chunks(shape, dtype, chunk_bytes)
     prov = provenance.record(

@@ -6,7 +6,9 @@ that names the file and the row.
 
 from __future__ import annotations
 
+import csv
 import glob as globmod
+import math
 import re
 from pathlib import Path
 
@@ -19,6 +21,12 @@ NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 COLUMNS = ["sample", "path", "channels", "pixel_size", "axes", "scene"]
 _EXTENSIONS = (".ome.tiff", ".ome.tif", ".ome.zarr", ".tiff", ".tif", ".zarr")
 _EXTENSIONS += (".png", ".jpg", ".jpeg", ".nd2", ".czi", ".lif")
+# Folders the workflow itself writes beside the per-sample ones under results/: a sample of that
+# name would mix its outputs with the experiment's.
+RESERVED = ("experiment", "report", "synthetic", "models", "logs", "benchmarks")
+# A sample name ends up in file names with suffixes of up to ~40 characters plus a temporary
+# tag; 100 keeps every path component well under the usual 255-byte limit.
+MAX_NAME = 100
 
 
 def _check_name(name: str, where: str) -> None:
@@ -28,20 +36,67 @@ def _check_name(name: str, where: str) -> None:
             f"sample name {name!r} is not allowed: use letters, digits, '_', '-' and '.', "
             "starting with a letter or digit",
         )
+    if name.lower() in RESERVED:
+        raise InputError(
+            where,
+            f"sample name {name!r} is reserved: the workflow writes results/{name.lower()}/ "
+            f"itself (reserved: {', '.join(RESERVED)})",
+        )
+    if len(name) > MAX_NAME:
+        raise InputError(
+            where, f"sample name {name[:20]!r}... is {len(name)} characters; at most {MAX_NAME}"
+        )
 
 
-def _finish(df: pd.DataFrame, where: str) -> pd.DataFrame:
+def _finish(df: pd.DataFrame, where: str, rows: list[int] | None = None) -> pd.DataFrame:
+    """Complete the columns and refuse duplicates; `rows` are the sheet's line numbers (a sheet),
+    otherwise duplicates are named by their paths (a glob, a plate)."""
     for col in COLUMNS:
         if col not in df.columns:
             df[col] = None
     df = df[COLUMNS].astype(object).where(df[COLUMNS].notna(), None)
     dup = df["sample"][df["sample"].duplicated()].tolist()
     if dup:
-        rows = [i + 2 for i in df.index[df["sample"].isin(dup)]]  # +1 header, +1 one-based
-        raise InputError(where, f"duplicate sample name(s) {sorted(set(dup))} on rows {rows}")
+        hit = df["sample"].isin(dup).to_numpy()
+        if rows is not None:
+            at = f"on rows {[r for r, h in zip(rows, hit) if h]}"
+        else:
+            at = f"from {df['path'][hit].tolist()}"
+        raise InputError(where, f"duplicate sample name(s) {sorted(set(dup))} {at}")
     if df.empty:
         raise InputError(where, "no samples")
     return df.set_index("sample", drop=False)
+
+
+def _read_rows(sheet: Path) -> tuple[list[str], list[list[str]], list[int]]:
+    """The sheet's header, rows and their line numbers, skipping blank and '#' lines.
+
+    Trailing empty fields (a trailing tab) are dropped; a row with more fields than the header
+    is refused, naming the row, rather than shifting the columns.
+    """
+    try:
+        with open(sheet, newline="", encoding="utf-8-sig") as fh:
+            lines = list(csv.reader(fh, delimiter="\t"))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise InputError(sheet, f"not a readable TSV sample sheet ({err})") from err
+    kept = []
+    for number, fields in enumerate(lines, start=1):
+        while fields and not fields[-1].strip():
+            fields = fields[:-1]
+        if fields and not fields[0].lstrip().startswith("#"):
+            kept.append((number, [f.strip() for f in fields]))
+    if not kept:
+        raise InputError(sheet, "no samples")
+    (_, header), body = kept[0], kept[1:]
+    for number, fields in body:
+        if len(fields) > len(header):
+            raise InputError(
+                f"{sheet} row {number}",
+                f"{len(fields)} fields but the header has {len(header)} ({header}): "
+                "an extra tab or a value without a column",
+            )
+    rows = [fields + [""] * (len(header) - len(fields)) for _, fields in body]
+    return header, rows, [number for number, _ in body]
 
 
 def from_sheet(sheet: str | Path, check_files: bool = True) -> pd.DataFrame:
@@ -52,10 +107,8 @@ def from_sheet(sheet: str | Path, check_files: bool = True) -> pd.DataFrame:
     sheet = Path(sheet)
     if not sheet.exists():
         raise InputError(sheet, "sample sheet not found")
-    try:
-        df = pd.read_csv(sheet, sep="\t", dtype=str, comment="#", skip_blank_lines=True)
-    except Exception as err:
-        raise InputError(sheet, f"not a readable TSV sample sheet ({err})") from err
+    header, rows, numbers = _read_rows(sheet)
+    df = pd.DataFrame(rows, columns=header, dtype=object).replace("", None)
     missing = {"sample", "path"} - set(df.columns)
     if missing:
         raise InputError(sheet, f"missing column(s) {sorted(missing)}; found {list(df.columns)}")
@@ -63,7 +116,7 @@ def from_sheet(sheet: str | Path, check_files: bool = True) -> pd.DataFrame:
     if unknown:
         raise InputError(sheet, f"unknown column(s) {sorted(unknown)}; allowed {COLUMNS}")
     for i, row in df.iterrows():
-        where = f"{sheet} row {i + 2}"
+        where = f"{sheet} row {numbers[i]}"
         if pd.isna(row["sample"]) or pd.isna(row["path"]):
             raise InputError(where, "sample and path must not be empty")
         _check_name(str(row["sample"]).strip(), where)
@@ -73,15 +126,18 @@ def from_sheet(sheet: str | Path, check_files: bool = True) -> pd.DataFrame:
             raise InputError(path, f"file not found (sample {row['sample']}, {where})")
         df.loc[i, "path"] = str(path)
         df.loc[i, "sample"] = str(row["sample"]).strip()
+        if not pd.isna(row.get("channels")):
+            df.loc[i, "channels"] = ",".join(c.strip() for c in str(row["channels"]).split(","))
         if "pixel_size" in df.columns and not pd.isna(row.get("pixel_size")):
             try:
-                if float(row["pixel_size"]) <= 0:
+                size = float(row["pixel_size"])
+                if not (math.isfinite(size) and size > 0):
                     raise ValueError
             except ValueError:
                 raise InputError(
-                    where, f"pixel_size {row['pixel_size']!r} is not a positive number"
+                    where, f"pixel_size {row['pixel_size']!r} is not a positive finite number"
                 ) from None
-    return _finish(df, str(sheet))
+    return _finish(df, str(sheet), rows=numbers)
 
 
 def sample_name(path: str | Path) -> str:

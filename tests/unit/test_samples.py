@@ -32,6 +32,13 @@ def test_sheet_paths_relative_to_sheet(tmp_path):
         ("sample\tpath\tcolour\nA\ta.tif\tred\n", "unknown column"),
         ("sample\tpath\nB\tmissing.tif\n", "missing.tif: file not found"),
         ("sample\tpath\tpixel_size\nA\ta.tif\t-1\n", "row 2: pixel_size '-1'"),
+        ("sample\tpath\tpixel_size\nA\ta.tif\tinf\n", "row 2: pixel_size 'inf' is not a pos"),
+        ("sample\tpath\tpixel_size\nA\ta.tif\tnan\n", "row 2: pixel_size 'nan' is not a pos"),
+        ("sample\tpath\nexperiment\ta.tif\n", "row 2: sample name 'experiment' is reserved"),
+        ("sample\tpath\nReport\ta.tif\n", "reserved: the workflow writes results/report/"),
+        ("sample\tpath\n" + "a" * 101 + "\ta.tif\n", "is 101 characters; at most 100"),
+        ("sample\tpath\nA\ta.tif\tx\n", "row 2: 3 fields but the header has 2"),
+        ("sample\tpath\n\nA\ta.tif\n\nA\ta.tif\n", r"on rows \[3, 5\]"),
     ],
 )
 def test_bad_sheets_name_the_problem(tmp_path, text, match):
@@ -62,3 +69,27 @@ def test_channel_counts_must_agree(tmp_path):
     df = samples.from_glob(str(tmp_path / "*.tif"))
     with pytest.raises(InputError, match="b.ome.tif: has 3 channel"):
         samples.check_channel_counts(df)
+
+
+def test_trailing_tab_and_spaces_are_harmless(tmp_path):
+    write_image(tmp_path / "a.tif", np.zeros((4, 4), np.uint8), "tiff")
+    text = "sample\tpath\tchannels\t\nA\ta.tif\tnuclei, cytoplasm\t\n"
+    df = samples.from_sheet(_sheet(tmp_path, text))
+    assert df.loc["A", "channels"] == "nuclei,cytoplasm"
+    assert df.loc["A", "path"] == str(tmp_path / "a.tif")
+
+
+def test_glob_duplicates_name_the_files(tmp_path):
+    for name in ("x1.ome.tif", "x1.tif"):
+        write_image(tmp_path / name, np.zeros((4, 4), np.uint8), "tiff")
+    with pytest.raises(InputError, match="x1.ome.tif"):
+        samples.from_glob(str(tmp_path / "*.tif"))
+
+
+def test_infinite_pixel_size_is_refused_at_ingest(tmp_path):
+    from microdiff.ingest import ingest
+
+    write_image(tmp_path / "a.tif", np.zeros((4, 4), np.uint8), "tiff")
+    with pytest.raises(InputError, match="a.tif: pixel size .* not a positive finite"):
+        ingest(tmp_path / "a.tif", tmp_path / "o.ome.zarr", axes="yx", pixel_size=float("inf"))
+    assert not (tmp_path / "o.ome.zarr").exists()
