@@ -6,6 +6,7 @@ Used by the thin scripts in `scripts/`; knows nothing about Snakemake itself.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import sys
 import time
@@ -13,6 +14,8 @@ import time
 from .errors import InputError
 
 log = logging.getLogger("microdiff")
+# The disk, not the program: full, read-only, no permission. One line naming the path is enough.
+_ONE_LINE_OS_ERRORS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT)
 
 
 @contextlib.contextmanager
@@ -42,6 +45,19 @@ def job(log_path: str | None, name: str):
         log.error(msg)
         print(msg, file=terminal)
         raise SystemExit(1) from None
+    except OSError as err:
+        if err.errno not in _ONE_LINE_OS_ERRORS:
+            log.exception("%s: failed", name)
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        msg = f"microdiff {name}: error: {where}{err.strerror}"
+        log.error(msg)
+        print(msg, file=terminal)
+        raise SystemExit(1) from None
+    except Exception:
+        # not a known input error: the traceback goes to the job's log, not only the terminal
+        log.exception("%s: failed", name)
+        raise
     finally:
         if fh:
             sys.stderr = terminal
