@@ -1,6 +1,7 @@
 # Samples, wildcard constraints and input functions (get_*) shared by every stage.
 import microdiff
 from microdiff import samples as sample_sheet
+from microdiff.checks import check_config
 from microdiff.io.plate import PLATE_COLUMNS
 
 SAMPLES = sample_sheet.load(config["input"])
@@ -9,6 +10,7 @@ FINAL_TARGETS = ["results/experiment/samples.tsv"]
 sample_sheet.check_channel_counts(SAMPLES)
 if config["input"].get("sheet"):
     validate(SAMPLES, "../schemas/samples.schema.yaml")
+check_config(config, SAMPLES)
 
 
 wildcard_constraints:
