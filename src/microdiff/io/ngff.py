@@ -1,9 +1,9 @@
 """OME-Zarr (NGFF 0.4) writing: streamed level 0, a streamed 2x pyramid, validated metadata.
 
 We write NGFF 0.4 (Zarr v2 format), the version today's viewers (napari, Fiji, neuroglancer,
-ome-zarr-py) read; `readers.open_zarr` also reads 0.5. Images are (c, [z,] y, x); chunks hold one
-channel and about 1-4 MB; the pyramid halves y and x (z is kept) until the largest of y, x is
-under 512. Every store carries provenance under the `microdiff` attribute.
+ome-zarr-py) read; `zarr_reader.open_zarr` also reads 0.5. Images are (c, [z,] y, x); chunks
+hold one channel and about 1-4 MB; the pyramid halves y and x (z is kept) until the largest of y,
+x is under 512. Every store carries provenance under the `microdiff` attribute.
 """
 
 from __future__ import annotations
@@ -16,6 +16,12 @@ import zarr
 from numcodecs import Blosc
 
 from ..errors import InputError
+
+# Every chunk written goes to disk, zeros included (zarr skips chunks equal to the fill value by
+# default): a reader can then tell a lost chunk file from a dark region, and `zarr_reader`
+# refuses images with missing chunks. The setting is per process and not stored with the array,
+# so it is set where every writer of images imports from.
+zarr.config.set({"array.write_empty_chunks": True})
 
 NGFF_VERSION = "0.4"
 MIN_PYRAMID = 512

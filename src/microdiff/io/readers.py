@@ -196,59 +196,6 @@ def open_tiff(path: str, axes: str | None = None) -> ImageSource:
     return ImageSource(str(path), array, axes, scale, names)
 
 
-def _ngff_meta(attrs: dict) -> tuple[dict | None, str | None]:
-    if "ome" in attrs and "multiscales" in attrs["ome"]:
-        return attrs["ome"], attrs["ome"].get("version", "0.5")
-    if "multiscales" in attrs:
-        return attrs, attrs["multiscales"][0].get("version", "0.4")
-    return None, None
-
-
-def open_zarr(path: str, axes: str | None = None) -> ImageSource:
-    try:
-        node = zarr.open(path, mode="r")
-    except Exception as err:
-        raise InputError(path, f"not a readable Zarr store ({type(err).__name__}: {err})") from err
-    attrs = dict(node.attrs)
-    meta, _version = _ngff_meta(attrs)
-    if meta is not None:  # OME-Zarr image group
-        ms = meta["multiscales"][0]
-        file_axes = "".join(a["name"][0] for a in ms["axes"]).lower()
-        dataset = ms["datasets"][0]
-        array = node[dataset["path"]]
-        scale_list = next(
-            (
-                t["scale"]
-                for t in dataset.get("coordinateTransformations", [])
-                if t["type"] == "scale"
-            ),
-            [1.0] * len(file_axes),
-        )
-        scale = {a: float(s) for a, s in zip(file_axes, scale_list) if a in "zyx"}
-        names = [
-            ch.get("label", f"ch{i}")
-            for i, ch in enumerate(meta.get("omero", {}).get("channels", []))
-        ]
-    elif isinstance(node, zarr.Array):
-        array, scale, names = node, {}, []
-        dims = getattr(node.metadata, "dimension_names", None) or attrs.get("_ARRAY_DIMENSIONS")
-        file_axes = "".join(str(d)[0] for d in dims).lower() if dims else None
-        if axes is None and file_axes is None:
-            if node.ndim == 2:
-                file_axes = "yx"
-            else:
-                raise InputError(
-                    path,
-                    f"ambiguous axis layout for a {node.ndim}-D Zarr array without dimension "
-                    "names: give the axes (for example 'cyx') in the sample sheet's axes column",
-                )
-    else:
-        raise InputError(path, "Zarr group without OME-NGFF multiscales metadata")
-    axes = _check_axes(path, axes or file_axes, array.shape)
-    _check_array(path, array.shape, array.dtype)
-    return ImageSource(str(path), array, axes, scale, names)
-
-
 # PNG/JPEG through Pillow. Both formats decode whole (no region access); they are small in practice.
 _PIL_EXTENSIONS = (".png", ".jpg", ".jpeg")
 _PIL_MODES = {  # Pillow mode -> (mode to convert to, dtype, channel names)
@@ -343,6 +290,8 @@ def open_image(
     if scene not in (None, "", 0, "0"):
         raise InputError(path, f"scene {scene!r} given, but this format holds one image")
     if p.is_dir() or name.endswith((".zarr", ".zarr/")):
+        from .zarr_reader import open_zarr
+
         return open_zarr(path, axes)
     if name.endswith((".tif", ".tiff")):
         return open_tiff(path, axes)
