@@ -157,3 +157,14 @@ def test_cluster_one_or_two_objects_is_one_cluster_with_a_note(n):
     assert info["k"] == 1 and "too few to cluster" in info["note"]
     out, info2, _ = classify_objects(objects, mode="unsupervised")
     assert len(out) == n and info2["mode"] == "unsupervised"
+
+
+@pytest.mark.parametrize("k, k_range", [(5, (2, 8)), (None, (4, 6))])
+def test_cluster_asked_for_more_clusters_than_objects_allow(k, k_range):
+    rng = np.random.default_rng(0)
+    objects = pd.DataFrame(
+        {"sample": "s", "id": [1, 2, 3, 4], "area_px": rng.normal(20, 5, 4), "x_f": [1.0, 2, 8, 9]}
+    )
+    classes, info = cluster(objects, k=k, k_range=k_range)
+    assert len(classes) == 4 and info["k"] <= 3
+    assert "instead of" in info["note"]

@@ -196,7 +196,12 @@ def cluster(
     dims = int(np.searchsorted(np.cumsum(pca.explained_variance_ratio_), variance) + 1)
     dims = min(dims, pca.n_components_)
     P = pca.transform(Z)[:, :dims]
-    ks = [k] if k is not None else range(k_range[0], min(k_range[1], len(fit) - 1) + 1)
+    # a mixture of kk components needs more than kk objects; asked for more, the most that fit
+    wanted = [k] if k is not None else list(range(k_range[0], k_range[1] + 1))
+    ks = [kk for kk in wanted if kk < len(fit)] or [len(fit) - 1]
+    note = None
+    if ks != wanted:
+        note = f"{len(fit)} objects: k tried {ks[0]}-{ks[-1]} instead of {wanted[0]}-{wanted[-1]}"
     fits, bic = {}, {}
     for kk in ks:
         gm = GaussianMixture(kk, reg_covar=1e-3, n_init=2, random_state=seed).fit(P[fit])
@@ -207,6 +212,8 @@ def cluster(
     resp = resp[:, order]
     names = list(range(best))
     info = {"k": best, "bic": bic, "dims": dims, "features": columns, "seed": seed}
+    if note:
+        info["note"] = note
     return _output(_keys(features), names, resp, names), info
 
 
