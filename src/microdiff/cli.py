@@ -12,7 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .errors import InputError
+from .errors import AxesUnknown, InputError
 
 
 def _floats(text: str) -> list[float]:
@@ -390,7 +390,8 @@ def main(argv: list[str] | None = None) -> int:
         check_output(args)
         result = args.func(args)
     except (InputError, ValueError) as err:
-        print(f"microdiff {args.command}: error: {err}", file=sys.stderr)
+        message = err.for_cli() if isinstance(err, AxesUnknown) else err
+        print(f"microdiff {args.command}: error: {message}", file=sys.stderr)
         return 2
     except OSError as err:  # read-only folder, a parent that is a file, disk full: one line
         where = f"{err.filename}: " if err.filename else ""

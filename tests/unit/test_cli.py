@@ -92,3 +92,21 @@ def test_os_error_is_one_line(small_tif, tmp_path, capsys):
     err = capsys.readouterr().err  # after the progress bar, on its line
     assert err.count("microdiff ingest: error: ") == 1 and "Traceback" not in err
     assert f"error: {parent}: " in err
+
+
+def test_ambiguous_axes_message_points_at_the_option_that_fixes_it(tmp_path, capsys):
+    import numpy as np
+    import tifffile
+
+    from microdiff.errors import InputError
+    from microdiff.io import open_image
+
+    stack = tmp_path / "stack.tif"
+    tifffile.imwrite(stack, np.zeros((4, 16, 16), np.uint16), photometric="minisblack")
+    with pytest.raises(InputError, match="sample sheet's axes column"):
+        open_image(stack)  # the workflow's user fixes it in the sheet
+    assert main(["ingest", str(stack), str(tmp_path / "o.ome.zarr")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"microdiff ingest: error: {stack}: ambiguous axis layout")
+    assert "--axes" in err and "sheet" not in err
+    assert not (tmp_path / "o.ome.zarr").exists()

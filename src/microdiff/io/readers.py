@@ -16,7 +16,7 @@ import numpy as np
 import tifffile
 import zarr
 
-from ..errors import InputError
+from ..errors import AxesUnknown, InputError
 
 SUPPORTED_DTYPES = (np.uint8, np.uint16, np.float32)
 # Axis letters we accept on input, beyond c/z/y/x: singleton time/sequence axes are dropped and
@@ -180,11 +180,7 @@ def open_tiff(path: str, axes: str | None = None) -> ImageSource:
         raise InputError(path, f"not a readable TIFF ({type(err).__name__}: {err})") from err
     if axes is None:
         if any(n > 1 for a, n in zip(file_axes, shape) if a in "QI"):
-            raise InputError(
-                path,
-                f"ambiguous axis layout '{file_axes}' with shape {shape}: "
-                "give the axes (for example 'zyx' or 'cyx') in the sample sheet's axes column",
-            )
+            raise AxesUnknown(path, f"ambiguous axis layout '{file_axes}' with shape {shape}")
         axes = file_axes
     axes = _check_axes(path, axes, shape)
     _check_array(path, shape, dtype)

@@ -12,7 +12,7 @@ import os
 
 import zarr
 
-from ..errors import InputError
+from ..errors import AxesUnknown, InputError
 from .readers import ImageSource, _check_array, _check_axes
 
 SPARSE_ENV = "MICRODIFF_ALLOW_SPARSE_ZARR"
@@ -35,11 +35,7 @@ def _axis_names(path: str, ms: dict, axes: str | None) -> str:
     if entries is None:
         if axes:
             return axes.lower()
-        raise InputError(
-            path,
-            "OME-NGFF multiscales has no 'axes' (required since NGFF 0.4): give the axes (for "
-            "example 'cyx') in the sample sheet's axes column",
-        )
+        raise AxesUnknown(path, "OME-NGFF multiscales has no 'axes' (required since NGFF 0.4)")
     if not isinstance(entries, list) or not entries:
         raise InputError(path, "OME-NGFF 'axes' is not a list of axes")
     names = []
@@ -136,10 +132,9 @@ def open_zarr(path: str, axes: str | None = None) -> ImageSource:
             if node.ndim == 2:
                 file_axes = "yx"
             else:
-                raise InputError(
+                raise AxesUnknown(
                     path,
-                    f"ambiguous axis layout for a {node.ndim}-D Zarr array without dimension "
-                    "names: give the axes (for example 'cyx') in the sample sheet's axes column",
+                    f"ambiguous axis layout for a {node.ndim}-D Zarr array without dimension names",
                 )
     else:
         raise InputError(path, "Zarr group without OME-NGFF multiscales metadata")
