@@ -16,6 +16,7 @@ image: corrected on the fly, never written corrected (see `microdiff.illuminatio
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from . import illumination as illum
 from . import provenance
 from .atomic import atomic_output
 from .io.ngff import iter_bands
+
+log = logging.getLogger(__name__)
 
 FLOAT_BINS = 1 << 16
 
@@ -135,9 +138,29 @@ def summarize(hists: Sequence[ChannelHistogram], low: float, high: float) -> lis
         p_lo, p_hi, med = h.percentiles([low, high, 50.0])
         mean = h.sum / h.total
         std = float(np.sqrt(max(h.sumsq / h.total - mean * mean, 0.0)))
-        if p_hi <= p_lo:  # a flat channel: keep the transform invertible
+        flat = p_hi <= p_lo
+        if flat:  # a flat channel: keep the transform invertible
             p_hi = p_lo + 1.0
         out.append({"low": p_lo, "high": p_hi, "median": med, "mean": mean, "std": std})
+        if flat:
+            out[-1]["flat"] = True
+    return out
+
+
+def flat_warnings(channels: Sequence[dict], where) -> list[str]:
+    """One warning per channel whose percentiles coincide (constant or nearly all one value).
+
+    Such a channel runs on to 0 objects without an error; the warning goes to the job's log and
+    into norm.json, where the report's QC finds it."""
+    out = []
+    for i, c in enumerate(channels):
+        if c.get("flat"):
+            msg = (
+                f"{where}: channel {i} is flat (its low and high percentiles are both "
+                f"{c['low']:g}; mean {c['mean']:g}): nothing will be found in it"
+            )
+            log.warning(msg)
+            out.append(msg)
     return out
 
 
@@ -211,6 +234,9 @@ def compute(
     }
     if illumination:
         result["illumination"] = _relative(illumination, out_path)
+    warnings = flat_warnings(result["channels"], ", ".join(str(s) for s in stores))
+    if warnings:
+        result["warnings"] = warnings
     if out_path is not None:
         write_json(out_path, result)
     return result

@@ -65,6 +65,21 @@ def test_flat_channel_stays_invertible(tmp_path):
     assert ch["high"] > ch["low"]
 
 
+def test_constant_channel_is_a_warning_in_log_and_stats(tmp_path, rng, caplog):
+    data = np.stack([np.zeros((32, 32), np.uint16), rng.integers(0, 900, (32, 32), np.uint16)])
+    store = _store(tmp_path, data)
+    out = tmp_path / "norm.json"
+    with caplog.at_level("WARNING", logger="microdiff"):
+        stats = normalize.compute([store], (1, 99.8), out)
+    assert len(stats["warnings"]) == 1 and "channel 0 is flat" in stats["warnings"][0]
+    assert str(store) in stats["warnings"][0]
+    assert json.loads(out.read_text())["warnings"] == stats["warnings"]
+    assert any("channel 0 is flat" in r.getMessage() for r in caplog.records)
+    assert stats["channels"][0].get("flat") and "flat" not in stats["channels"][1]
+    good = normalize.compute([_store(tmp_path / "b", data[1:])], (1, 99.8))
+    assert "warnings" not in good
+
+
 def test_bad_percentiles(tmp_path):
     with pytest.raises(ValueError, match="percentiles"):
         normalize.compute([], (50, 10))
