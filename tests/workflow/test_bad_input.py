@@ -100,3 +100,21 @@ def test_nan_pixels_fail_in_ingest(tmp_path):
     write_image(tmp_path / "in/f.ome.tif", data, "ome-tiff")
     _experiment(tmp_path, {"a": "f.ome.tif"})
     _fails_with(tmp_path, "f.ome.tif: 1 NaN or infinite pixels")
+
+
+def test_sample_named_like_a_workflow_folder(tmp_path):
+    """A sample named 'experiment' wrote into results/experiment/ and lost the other's classes."""
+    _good(tmp_path)
+    _experiment(tmp_path, {"a": "good.ome.tif", "experiment": "good.ome.tif"})
+    _fails_with(tmp_path, "sample name 'experiment' is reserved")
+    assert not (tmp_path / "results").exists()
+
+
+def test_ome_zarr_with_a_missing_chunk(tmp_path):
+    (tmp_path / "in").mkdir()
+    data = np.random.default_rng(0).integers(1, 4000, (2, 64, 64), dtype=np.uint16)
+    store = write_image(tmp_path / "in/holed.ome.zarr", data, "ome-zarr")
+    (tmp_path / "in/holed.ome.zarr/0/1/0/0").unlink()
+    _experiment(tmp_path, {"a": "holed.ome.zarr"})
+    _fails_with(tmp_path, "holed.ome.zarr: 1 of 2 chunk files of array '0' are missing")
+    assert zarr.open_group(store, mode="r")["0"].shape == (2, 64, 64)  # input untouched
