@@ -6,7 +6,7 @@ import pandas as pd
 
 from microdiff import classify, provenance
 from microdiff.atomic import atomic_output
-from microdiff.classify import lowest_error as diffusion_classifier
+from microdiff.classify import diffusion_method
 from microdiff.jobs import job
 
 with job(snakemake.log[0], "classify") as log:
@@ -26,7 +26,7 @@ with job(snakemake.log[0], "classify") as log:
         log.info("%d labelled objects; unmatched label rows: %s", len(labels), reasons)
     if p["mode"] == "diffusion":
         table = classify.classification_table(objects, kind)
-        classes, info = diffusion_classifier.classify_experiment(
+        classes, info = diffusion_method(p["diffusion"]).classify_experiment(
             table,
             labels,
             dict(zip(samples, inp.images)),

@@ -1,9 +1,10 @@
-"""Rule train_classifier: the class-conditional diffusion model on labelled object crops."""
+"""Rule train_classifier: the diffusion model of the classify stage on object crops (the
+self-supervised representation, or the class-conditional lowest-error model)."""
 
 import pandas as pd
 
 from microdiff import classify
-from microdiff.classify import lowest_error as diffusion_classifier
+from microdiff.classify import diffusion_method
 from microdiff.jobs import job
 
 with job(snakemake.log[0], "train_classifier") as log:
@@ -19,7 +20,7 @@ with job(snakemake.log[0], "train_classifier") as log:
     if labels is None:
         raise ValueError("classify.mode diffusion needs classify.labels (a label table)")
     log.info("%d labelled objects, %d label rows unmatched", len(labels), len(unmatched))
-    result = diffusion_classifier.train_experiment(
+    result = diffusion_method(p["diffusion"]).train_experiment(
         table,
         labels,
         dict(zip(samples, snakemake.input.images)),

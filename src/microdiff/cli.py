@@ -101,15 +101,21 @@ def cmd_classify(a) -> dict:
 
 def _classify_diffusion(a, objects, labels, params):
     """The diffusion classifier: train into `--model` when it holds no checkpoint, then
-    classify every object by its lowest class-conditional denoising error."""
+    classify every object (`--method`: from its diffusion representation, or by its lowest
+    class-conditional denoising error)."""
     from . import classify
-    from .classify import lowest_error as dc
 
     images, norms = _by_sample(a.images), _by_sample(a.norms)
     for sample in objects["sample"].unique():
         if sample not in images or sample not in norms:
             raise InputError(a.model, f"diffusion mode needs --images and --norms of {sample}")
-    params["diffusion"] = diff = {"crop": a.crop, "steps": a.steps, "width": a.width}
+    params["diffusion"] = diff = {
+        "method": a.method,
+        "crop": a.crop,
+        "steps": a.steps,
+        "width": a.width,
+    }
+    dc = classify.diffusion_method(diff)
     table = classify.classification_table(objects, a.kind)
     if not (Path(a.model) / "config.json").exists():
         if labels is None:
@@ -299,6 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--norms", nargs="*", default=[], help="sample=norm.json (diffusion)")
     s.add_argument(
         "--model", default="models/classify/diffusion", help="diffusion model (trained if empty)"
+    )
+    s.add_argument(
+        "--method",
+        choices=["representation", "lowest_error"],
+        default="representation",
+        help="diffusion mode: embedding + light classifier, or lowest denoising error",
     )
     s.add_argument("--steps", type=int, default=2000, help="diffusion training steps")
     s.add_argument("--crop", type=int, default=32, help="crop edge (pixels), diffusion")

@@ -103,18 +103,44 @@ def test_unsupervised_reruns_classify_only(run, tmp_path):
 
 
 def test_diffusion_mode_trains_then_classifies(run, tmp_path):
+    """The default method: a representation trained without labels, a light classifier on it."""
     wd, dry = rerun(run, tmp_path, mode="diffusion")
     assert dry["train_classifier"] == 1 and dry["classify"] == 1 and "features" not in dry
+    cfg = json.loads((wd / "models/classify/diffusion/config.json").read_text())
+    assert cfg["task"] == "classify-representation"
+    objects = pd.read_parquet(wd / "results/experiment/objects.parquet")
+    assert cfg["n_train"] == (objects["kind"] == "nucleus").sum()  # every nucleus, labelled or not
+    metrics = json.loads((wd / "results/experiment/classifier_metrics.json").read_text())
+    assert metrics["mode"] == "diffusion" and metrics["cv"] == "holdout"
+    assert "representation" in metrics["method"] and "joined" in metrics["method"]
+    assert metrics["n_test"] > 0 and metrics["nfe_per_object"] == 2
+    assert metrics["classes"] == ["elongated", "round"] and metrics["s_per_1000_objects"] > 0
+    classes = classes_of(wd)
+    assert set(classes["class"]) <= {"elongated", "round"}
+    assert ((classes["prob_round"] + classes["prob_elongated"]) - 1).abs().max() < 1e-6
+    assert (wd / "benchmarks/train_classifier/experiment.tsv").exists()
+    # an inference key (the embedding alone) reruns classify, not the training
+    diffusion = {**TINY["classify"]["diffusion"], "join": False}
+    config(wd, mode="diffusion", diffusion=diffusion)
+    dry = job_counts(snakemake(wd, "--dry-run", *TARGETS))
+    assert dry["classify"] == 1 and "train_classifier" not in dry
+    snakemake(wd, "results/experiment/classifier_metrics.json")
+    metrics = json.loads((wd / "results/experiment/classifier_metrics.json").read_text())
+    assert "joined" not in metrics["method"] and metrics["n_test"] > 0
+
+
+def test_diffusion_lowest_error_method(run, tmp_path):
+    diffusion = {**TINY["classify"]["diffusion"], "method": "lowest_error"}
+    wd, dry = rerun(run, tmp_path, mode="diffusion", diffusion=diffusion)
+    assert dry["train_classifier"] == 1 and dry["classify"] == 1
     cfg = json.loads((wd / "models/classify/diffusion/config.json").read_text())
     assert cfg["task"] == "classify-diffusion" and cfg["classes"] == ["elongated", "round"]
     metrics = json.loads((wd / "results/experiment/classifier_metrics.json").read_text())
     assert metrics["mode"] == "diffusion" and metrics["cv"] == "holdout"
     assert metrics["n_test"] > 0 and len(metrics["sigmas"]) == 4
-    assert set(classes_of(wd)["class"]) <= {"elongated", "round"}
-    assert (wd / "benchmarks/train_classifier/experiment.tsv").exists()
     assert metrics["prior"] == "uniform"
     # an inference key (the class prior) reruns classify, not the training
-    config(wd, mode="diffusion", diffusion={**TINY["classify"]["diffusion"], "prior": "train"})
+    config(wd, mode="diffusion", diffusion={**diffusion, "prior": "train"})
     dry = job_counts(snakemake(wd, "--dry-run", *TARGETS))
     assert dry["classify"] == 1 and "train_classifier" not in dry
     snakemake(wd, "results/experiment/classifier_metrics.json")

@@ -6,8 +6,11 @@ CLASSIFY_LABELS = (
 )
 CLASSIFY_DIFFUSION = CLASSIFY["mode"] == "diffusion"
 CLASSIFY_MODEL = "models/classify/diffusion"
-# what training reads: changing any other key (noise levels, trials, prior) reruns classify only
-CLASSIFY_TRAINING = {"crop", "width", "depth", "steps", "batch", "lr", "holdout"}
+# what training reads: changing any other key (noise levels, views, join, trials, prior) reruns
+# classify only
+CLASSIFY_TRAINING = {
+    "method", "crop", "width", "depth", "steps", "batch", "lr", "holdout", "max_train"
+}
 CLASSIFY_EXPERIMENT = [
     "results/experiment/classes_summary.tsv",
     "results/experiment/class_counts.tsv",
@@ -34,7 +37,8 @@ if config["input"].get("demo"):
             "../../scripts/classify_demo_labels.py"
 
 
-# Training of the class-conditional diffusion model on labelled object crops (GPU-tagged).
+# Training of the classify stage's diffusion model on object crops (GPU-tagged): the
+# self-supervised representation (every object) or the class-conditional model (labelled ones).
 rule train_classifier:
     input:
         objects="results/experiment/objects.parquet",

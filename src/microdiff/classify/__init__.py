@@ -4,8 +4,13 @@ tabular       feature tables: supervised gradient boosting, Gaussian-mixture clu
 labels        label tables (ids or points) matched to segmented objects
 crops         object crops around centroids, normalised with the sample's statistics
 represent     the diffusion representation: a denoiser trained self-supervised on crops, pooled
-              activations at chosen noise levels as the object's embedding (torch)
-lowest_error  the `diffusion` mode over an experiment (train_experiment, classify_experiment)
+              activations at chosen noise levels as the object's embedding, and a light
+              classifier on it (joined with the morphology features by default; torch)
+              (the `diffusion` mode's default method)
+lowest_error  the class-conditional lowest-denoising-error rule (the other `diffusion` method)
+
+Both diffusion methods offer `train_experiment` and `classify_experiment` over an experiment's
+objects; `diffusion_method` picks one from the config's `classify.diffusion.method`.
 
 The torch modules are imported on use
 (`from microdiff.classify import lowest_error, represent`), so the feature modes run without torch.
@@ -38,7 +43,26 @@ from .tabular import (
     write_classes,
 )
 
+DIFFUSION_METHODS = ("representation", "lowest_error")
+
+
+def diffusion_method(params):
+    """The module of the `diffusion` mode's method (`method` in the config's `classify.diffusion`
+    section, default `representation`); imported here, on use, because it needs torch."""
+    method = (params or {}).get("method", "representation")
+    if method == "representation":
+        from . import represent
+
+        return represent
+    if method == "lowest_error":
+        from . import lowest_error
+
+        return lowest_error
+    raise ValueError(f"classify.diffusion.method: {method!r} is not one of {DIFFUSION_METHODS}")
+
+
 __all__ = [
+    "DIFFUSION_METHODS",
     "KEYS",
     "MODES",
     "classification_table",
@@ -46,6 +70,7 @@ __all__ = [
     "classify_objects",
     "cluster",
     "demo_label_table",
+    "diffusion_method",
     "experiment_summary",
     "feature_columns",
     "label_images",

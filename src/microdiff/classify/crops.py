@@ -58,3 +58,23 @@ def labelled(table: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     """The rows of `table` that have a label, with `class` (as text), index reset."""
     lab = labels[["sample", "id", "class"]].astype({"class": str})
     return table.drop(columns=["class"], errors="ignore").merge(lab, on=["sample", "id"])
+
+
+def train_on_crops(denoiser, source, config: dict, steps: int, batch: int, lr: float, **kw):
+    """Both diffusion classifiers' training: the engine's one loop on a crop source, without
+    periodic checkpoints (the runs are short) and a warm-up of a tenth of the steps (at most
+    100). `kw`: seed, checkpoint_path, threads, device, progress."""
+    from ..diffusion import train
+
+    return train(
+        denoiser,
+        source,
+        steps=steps,
+        batch=batch,
+        lr=lr,
+        checkpoint_every=0,
+        log_every=max(steps // 20, 1),
+        warmup=min(100, steps // 10),
+        config=config,
+        **{"progress": False, **kw},
+    )

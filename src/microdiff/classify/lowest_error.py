@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..diffusion import Denoiser, UNet, load_checkpoint, pick_device, set_threads, train
-from .crops import experiment_crops, labelled
+from ..diffusion import Denoiser, UNet, load_checkpoint, pick_device, set_threads
+from .crops import experiment_crops, labelled, train_on_crops
 
 log = logging.getLogger("microdiff.classify")
 
@@ -122,21 +122,18 @@ def train_classifier(
         "class_counts": {str(c): int((yi == i).sum()) for i, c in enumerate(classes)},
         **(extra or {}),
     }
-    return train(
+    return train_on_crops(
         den,
         CropSource(crops, yi, len(classes)),
-        steps=steps,
-        batch=batch,
-        lr=lr,
+        config,
+        steps,
+        batch,
+        lr,
         seed=seed,
         checkpoint_path=checkpoint_path,
-        checkpoint_every=0,
-        log_every=max(steps // 20, 1),
-        progress=progress,
-        device=device,
         threads=threads,
-        warmup=min(100, steps // 10),
-        config=config,
+        device=device,
+        progress=progress,
     )
 
 

@@ -23,7 +23,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..diffusion import Denoiser, UNet, load_checkpoint, pick_device, set_threads, train
+from ..diffusion import Denoiser, UNet, load_checkpoint, pick_device, set_threads
+from .crops import train_on_crops
 
 log = logging.getLogger("microdiff.classify.represent")
 
@@ -89,21 +90,17 @@ def train_representation(
         "n_train": int(len(crops)),
         **(extra or {}),
     }
-    return train(
+    return train_on_crops(
         den,
         AugmentedCrops(crops, jitter, jitter),
-        steps=steps,
-        batch=batch,
-        lr=lr,
+        config,
+        steps,
+        batch,
+        lr,
         seed=seed,
         checkpoint_path=checkpoint_path,
-        checkpoint_every=0,
-        log_every=max(steps // 20, 1),
-        progress=False,
-        device=device,
         threads=threads,
-        warmup=min(100, steps // 10),
-        config=config,
+        device=device,
     )
 
 
@@ -202,3 +199,117 @@ def joined(embedding: np.ndarray, features: np.ndarray) -> np.ndarray:
     med = np.nanmedian(f, axis=0) if len(f) else np.zeros(f.shape[1])
     f = np.where(np.isnan(f), np.nan_to_num(med), f)
     return np.concatenate([np.asarray(embedding, np.float64), f], axis=1)
+
+
+# -- an experiment's objects (the workflow's diffusion mode, method `representation`) ---------
+
+
+def train_experiment(
+    table, labels, images, norms, params: dict, checkpoint_path, seed: int = 0, threads=None
+):
+    """Train the representation on the crops of the experiment's objects, labelled or not.
+
+    The labels play no part in training; the samples whose labels the classify stage holds out
+    for its metrics are chosen here (as `lowest_error.train_experiment` does) and recorded in
+    the checkpoint config, so the light classifier never sees them. At most `max_train` objects
+    (a seeded subset) are training crops."""
+    from .crops import experiment_crops, labelled
+    from .lowest_error import holdout_split
+
+    lab = labelled(table, labels) if labels is not None else table.iloc[:0].assign(**{"class": ""})
+    if lab.empty:
+        raise ValueError("the diffusion classifier needs labelled objects: none matched")
+    _, test = holdout_split(
+        lab["sample"].to_numpy(), lab["class"].to_numpy(), params.get("holdout", 0.25), seed
+    )
+    rows = table.reset_index(drop=True)
+    cap = int(params.get("max_train", 20000))
+    if len(rows) > cap:
+        rows = rows.sample(cap, random_state=seed).reset_index(drop=True)
+    crops = experiment_crops(rows, images, norms, int(params.get("crop", 32)))
+    log.info("representation: %d crops (labels not used); %d labelled objects held out for "
+             "the metrics", len(crops), int(test.sum()))  # fmt: skip
+    extra = {
+        "heldout": lab.loc[test, ["sample", "id"]].values.tolist(),
+        "holdout": "sample" if lab["sample"].nunique() >= 2 else "stratified-objects",
+    }
+    return train_representation(
+        crops,
+        steps=int(params.get("steps", 2000)),
+        batch=int(params.get("batch", 32)),
+        lr=float(params.get("lr", 2e-3)),
+        width=int(params.get("width", 16)),
+        depth=int(params.get("depth", 3)),
+        seed=seed,
+        checkpoint_path=checkpoint_path,
+        threads=threads,
+        extra=extra,
+    )
+
+
+def classify_experiment(
+    table, labels, images, norms, checkpoint, params: dict, seed=0, threads=None
+):
+    """Every object of `table` classified from its embedding (joined with the morphology
+    features when `params["join"]`); `(classes, info)`.
+
+    The light classifier learns from the labelled objects outside the held-out samples; C and
+    the class weighting are chosen on a part of those (whole samples where there are several),
+    the metrics are on the held-out ones (`cv: holdout`)."""
+    import time
+
+    import pandas as pd
+
+    from .crops import experiment_crops, labelled
+    from .lowest_error import holdout_split
+    from .tabular import KEYS, feature_columns, scores
+
+    den, cfg = load_representation(checkpoint, device=pick_device("auto"))
+    rows = table.reset_index(drop=True)
+    sigmas = tuple(float(s) for s in params.get("sigmas", SIGMAS))
+    views = int(params.get("views", 1))
+    crops = experiment_crops(rows, images, norms, int(cfg["crop_size"]))
+    start = time.perf_counter()
+    X = embed(den, crops, sigmas, views, seed, int(params.get("batch_eval", 256)), None, threads)
+    seconds = time.perf_counter() - start
+    join = bool(params.get("join", True))
+    if join:
+        X = joined(X, rows[feature_columns(rows)].to_numpy(np.float64))
+    lab = labelled(rows.assign(_row=np.arange(len(rows))), labels)
+    lab = lab.drop_duplicates(["sample", "id"])
+    held = {(str(s), int(i)) for s, i in cfg.get("heldout", [])}
+    is_test = np.array([(str(s), int(i)) in held for s, i in zip(lab["sample"], lab["id"])], bool)
+    fit = lab[~is_test]
+    if fit["class"].nunique() < 2:
+        raise ValueError("the light classifier needs labelled objects of two or more classes "
+                         "outside the held-out samples")  # fmt: skip
+    _, val = holdout_split(fit["sample"].to_numpy(), fit["class"].to_numpy(), 0.25, seed + 1)
+    model, choice = fit_light(X[fit["_row"]], fit["class"].to_numpy(), val, seed=seed)
+    classes = [str(c) for c in model.classes_]
+    proba = model.predict_proba(X)
+    keys = rows[[k for k in KEYS if k in rows.columns]]
+    result = keys.assign(**{"class": np.asarray(classes, dtype=object)[proba.argmax(axis=1)]})
+    result = pd.concat(
+        [result, pd.DataFrame(proba, columns=[f"prob_{c}" for c in classes])], axis=1
+    )
+    test = lab[is_test]
+    metrics = scores(test["class"], result["class"].to_numpy()[test["_row"]], classes)
+    info = {
+        "mode": "diffusion",
+        "method": "diffusion representation (pooled denoiser activations) + logistic regression"
+        + (", joined with morphology features" if join else ""),
+        "cv": "holdout",
+        "holdout": cfg.get("holdout"),
+        "sigmas": list(sigmas),
+        "views": views,
+        "nfe_per_object": len(sigmas) * views,
+        "s_per_1000_objects": 1000 * seconds / max(len(rows), 1),
+        "light_classifier": choice,
+        "n_test": int(len(test)),
+        "n_labelled": int(len(lab)),
+        "n_objects": int(len(rows)),
+        "classes": classes,
+        "model_hash": cfg.get("params_hash"),
+        **metrics,
+    }
+    return result, info

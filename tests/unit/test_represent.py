@@ -1,0 +1,114 @@
+"""The diffusion representation classifier and the bright-background cell segmentation."""
+
+import numpy as np
+import pytest
+import torch
+
+from microdiff.classify import represent as rp
+from microdiff.metrics import average_precision
+from microdiff.segment.bright import BrightParams, segment_bright
+
+
+@pytest.fixture(scope="module")
+def denoiser():
+    torch.manual_seed(0)
+    return rp.build_denoiser(2, width=8, depth=2).eval()
+
+
+def test_dihedral_views_are_the_eight_symmetries():
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    views = [rp.dihedral(x, k) for k in range(8)]
+    assert len({tuple(v.flatten().tolist()) for v in views}) == 8
+    assert torch.equal(rp.dihedral(rp.dihedral(rp.dihedral(rp.dihedral(x, 1), 1), 1), 1), x)
+
+
+def test_embedding_does_not_depend_on_the_batch(denoiser, rng):
+    crops = rng.normal(0, 0.5, (10, 2, 16, 16)).astype(np.float32)
+    whole = rp.embed(denoiser, crops, (0.1, 0.3), batch=10, threads=1)
+    single = rp.embed(denoiser, crops[3:4], (0.1, 0.3), batch=1, threads=1)
+    np.testing.assert_allclose(whole[3], single[0], rtol=1e-4, atol=1e-5)
+    assert whole.shape[0] == 10 and np.isfinite(whole).all()
+    assert whole.shape[1] == 2 * sum(b.conv2.out_channels for b in rp._blocks(denoiser.net))
+
+
+def test_eight_views_make_the_embedding_rotation_invariant(denoiser, rng):
+    crops = rng.normal(0, 0.5, (4, 2, 16, 16)).astype(np.float32)
+    turned = np.ascontiguousarray(np.rot90(crops, 1, axes=(-2, -1)))
+    a = rp.embed(denoiser, crops, (0.2,), views=8, threads=1)
+    b = rp.embed(denoiser, turned, (0.2,), views=8, threads=1)
+    one_a = rp.embed(denoiser, crops, (0.2,), views=1, threads=1)
+    one_b = rp.embed(denoiser, turned, (0.2,), views=1, threads=1)
+    # the fixed noise draw is not rotated with the crop, so invariance is approximate
+    gap8, gap1 = np.abs(a - b).mean(), np.abs(one_a - one_b).mean()
+    assert gap8 < 0.5 * gap1
+
+
+def test_light_classifier_chooses_on_validation_and_separates(rng):
+    y = np.repeat(["a", "b"], 60)
+    X = rng.normal(0, 1, (120, 5)) + (y == "b")[:, None] * np.array([3.0, 0, 0, 0, 0])
+    val = np.zeros(120, bool)
+    val[::4] = True
+    model, choice = rp.fit_light(X, y, val)
+    assert choice["validation_f1_macro"] > 0.9 and choice["C"] in (0.03, 0.1, 0.3, 1.0)
+    assert (model.predict(X) == y).mean() > 0.9
+
+
+def test_joined_fills_missing_features_with_the_median():
+    E = np.zeros((3, 2))
+    F = np.array([[1.0, np.nan], [3.0, 4.0], [np.nan, 6.0]])
+    J = rp.joined(E, F)
+    assert J.shape == (3, 4) and np.isfinite(J).all()
+    assert J[0, 3] == 5.0 and J[2, 2] == 2.0
+
+
+def test_representation_separates_simulated_phenotypes(rng):
+    """Crops of two shapes (round vs elongated blobs): a briefly trained representation plus
+    the light classifier tells them apart on objects it did not fit."""
+    yy, xx = np.mgrid[:16, :16] - 7.5
+    crops, y = [], []
+    for i in range(80):
+        elongated = i % 2 == 1
+        a, b = (6.0, 2.0) if elongated else (3.5, 3.5)
+        t = rng.uniform(0, np.pi)
+        u, v = xx * np.cos(t) + yy * np.sin(t), -xx * np.sin(t) + yy * np.cos(t)
+        blob = ((u / a) ** 2 + (v / b) ** 2 < 1).astype(np.float32)
+        crops.append(np.stack([blob * 1.6 - 0.8, blob * 0.5]) + rng.normal(0, 0.1, (2, 16, 16)))
+        y.append("elongated" if elongated else "round")
+    crops, y = np.asarray(crops, np.float32), np.asarray(y)
+    res = rp.train_representation(crops, steps=60, batch=16, width=8, depth=2, threads=1)
+    E = rp.embed(res.denoiser, crops, threads=1)
+    test = np.arange(80) >= 60
+    val = np.zeros(60, bool)
+    val[::3] = True
+    model, _ = rp.fit_light(E[~test], y[~test], val)
+    assert (model.predict(E[test]) == y[test]).mean() >= 0.85
+
+
+def test_bright_background_cells_are_found(rng):
+    """Dark, pale-centred discs on a bright field (a blood smear's red cells)."""
+    truth = np.zeros((128, 128), np.int32)
+    yy, xx = np.mgrid[:128, :128]
+    centres = [(24, 24), (24, 70), (70, 30), (90, 95), (40, 105), (104, 56)]
+    for i, (cy, cx) in enumerate(centres, 1):
+        truth[(yy - cy) ** 2 + (xx - cx) ** 2 < 11**2] = i
+    rgb = np.full((3, 128, 128), 220.0)
+    disc = truth > 0  # the whole disc darker, its centre paler
+    for c, depth in zip(range(3), (60.0, 110.0, 70.0)):
+        rgb[c][disc] -= depth
+    for cy, cx in centres:
+        rgb[:, (yy - cy) ** 2 + (xx - cx) ** 2 < 4**2] += 40.0
+    rgb += rng.normal(0, 4, rgb.shape)
+    labels = segment_bright(rgb.astype(np.float32), BrightParams(min_size=40, min_radius=4.0))
+    assert len(np.unique(labels)) - 1 == len(centres)
+    assert average_precision(truth, labels, [0.5])[0] >= 0.9
+    assert (labels[truth == 0] == 0).mean() > 0.97
+
+
+def test_diffusion_method_picks_the_module():
+    from microdiff.classify import diffusion_method, lowest_error
+
+    assert (
+        diffusion_method({}) is rp and diffusion_method({"method": "lowest_error"}) is lowest_error
+    )
+    with pytest.raises(ValueError, match="classify.diffusion.method"):
+        diffusion_method({"method": "nope"})
