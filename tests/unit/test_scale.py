@@ -53,8 +53,10 @@ def test_pyramid_and_statistics_memory_does_not_grow_with_width(tmp_path, rng):
         peaks[width] = (pyr, hist, lab)
         assert g["1"][0, 0, 0] == ngff.downsample2(g["0"][0, :2, :2])[0, 0]
         assert labels["1"][0, 1023] == 7 and labels["1"][0, 1024] == 0
+    # zarr encodes several chunks at once, how many varies run to run: a few 1 MiB label chunks
+    # of slack (whole-row bands would need 4x, 20+ MiB more)
     for narrow, wide in zip(peaks[4096], peaks[16384]):
-        assert wide < 1.3 * narrow + (1 << 20), peaks
+        assert wide < 1.3 * narrow + (4 << 20), peaks
 
 
 def test_pyramid_in_pieces_equals_whole_rows(tmp_path, rng, monkeypatch):
