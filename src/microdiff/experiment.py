@@ -12,7 +12,9 @@ from .errors import InputError
 
 
 def sample_table(samples: dict[str, dict]) -> pd.DataFrame:
-    """One row per sample from its stores: `samples[name] = {raw, tiles, norm}` paths.
+    """One row per sample from its stores: `samples[name] = {raw, tiles, norm}` paths, and an
+    optional `source` dict (a plate field's plate, well, row, column, field) that becomes columns
+    after `sample` (empty for samples that are not from a plate).
 
     Refuses an experiment whose samples differ in channel count, naming the odd sample's file.
     """
@@ -25,8 +27,8 @@ def sample_table(samples: dict[str, dict]) -> pd.DataFrame:
         plan = pd.read_parquet(paths["tiles"], columns=["tile", "shard"])
         with open(paths["norm"]) as fh:
             norm = json.load(fh)
-        row = {
-            "sample": name,
+        row = {"sample": name, **{k: str(v) for k, v in (paths.get("source") or {}).items()}}
+        row |= {
             "axes": axes,
             "shape": "x".join(map(str, arr.shape)),
             "dtype": str(arr.dtype),

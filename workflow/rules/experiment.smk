@@ -10,6 +10,12 @@ rule sample_table:
         "results/experiment/samples.tsv",
     params:
         samples=list(SAMPLES.index),
+        # a plate field's plate, well, row, column, field: columns of the table
+        sources={
+            s: {c: str(SAMPLES.at[s, c]) for c in PLATE_COLUMNS if c in SAMPLES.columns}
+            for s in SAMPLES.index
+            if "well" in SAMPLES.columns and isinstance(SAMPLES.at[s, "well"], str)
+        },
     log:
         "logs/sample_table/experiment.log",
     threads: 1
