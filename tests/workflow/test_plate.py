@@ -38,8 +38,10 @@ def test_plate_end_to_end(tmp_path):
         classify={**TINY["classify"], "mode": "unsupervised", "labels": None},
     )
     snakemake(tmp_path)
-    fields = pd.read_csv(tmp_path / "results/experiment/samples.tsv", sep="\t")
+    fields = pd.read_csv(tmp_path / "results/experiment/samples.tsv", sep="\t", dtype=str)
     assert sorted(fields["sample"]) == ["A01_0", "A01_1", "B02_0", "B02_1"]
+    where = fields.set_index("sample")[["well", "row", "column", "field"]]
+    assert where.loc["B02_1"].tolist() == ["B02", "B", "2", "1"]  # where each field sits
     wells = pd.read_csv(tmp_path / "results/experiment/wells.tsv", sep="\t", dtype={"column": str})
     objects = pd.read_parquet(tmp_path / "results/experiment/objects.parquet")
     nuclei = objects[objects["kind"] == "nucleus"].groupby("sample").size()
