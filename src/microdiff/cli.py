@@ -55,8 +55,18 @@ def cmd_normalize(a) -> dict:
         _floats(a.percentiles),
         a.out,
         mode="sample" if len(a.stores) == 1 else "experiment",
+        illumination=a.illumination,
     )
-    return {"channels": stats["channels"]}
+    return {"channels": stats["channels"], "illumination": a.illumination}
+
+
+def cmd_illumination(a) -> dict:
+    from . import illumination
+
+    params = {"working_size": a.working_size, "max_images": a.max_images,
+              "darkfield": not a.no_darkfield, "seed": a.seed}  # fmt: skip
+    prov = illumination.estimate(a.stores, params, a.out)
+    return {"images": prov["images"], "grid": prov["grid"], "fits": prov["fits"]}
 
 
 def cmd_features(a) -> dict:
@@ -260,7 +270,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("stores", nargs="+", help="one or more OME-Zarr images")
     s.add_argument("--out", required=True, help="output norm.json")
     s.add_argument("--percentiles", default="1,99.8", help="low,high (default 1,99.8)")
+    s.add_argument(
+        "--illumination",
+        help="profiles (microdiff illumination): statistics of the "
+        "corrected images, and every stage given this norm.json reads them corrected",
+    )
     s.set_defaults(func=cmd_normalize)
+
+    s = sub.add_parser("illumination", help="flat-field/dark-field profiles over images (BaSiC)")
+    s.add_argument("stores", nargs="+", help="ingested OME-Zarr images of one microscope setup")
+    s.add_argument("--out", required=True, help="output illumination.ome.zarr")
+    s.add_argument("--working-size", type=int, default=128, help="grid of the estimate")
+    s.add_argument("--max-images", type=int, default=64, help="image planes sampled")
+    s.add_argument("--no-darkfield", action="store_true", help="flat-field only")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_illumination)
 
     s = sub.add_parser("segment", help="diffusion segmentation -> NGFF labels + object table")
     s.add_argument("image", help="NGFF image (raw.ome.zarr or restored.ome.zarr)")
