@@ -82,7 +82,8 @@ TINY = {
         "min_size": 16,
         "match_iou": 0.5,
         "label_halo": 24,
-        "cell_threshold": 0.15,
+        "cell_threshold": "auto",
+        "cell_max_distance": 50,
     },
     "generate": {
         "enabled": False,

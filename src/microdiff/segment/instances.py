@@ -245,5 +245,23 @@ def link_cells(
 
 
 def cells_from(prob, dist, nuclei, p: Params = DEFAULT) -> np.ndarray:
+    """Cells grown from `nuclei` by a watershed of the distance map inside the foreground; each
+    cell is one region (the watershed floods from its nucleus) without holes."""
     mask = (prob > p.threshold) | (nuclei > 0)
-    return watershed(-dist, nuclei, mask=mask).astype(np.int32)
+    return fill_holes(watershed(-dist, nuclei, mask=mask).astype(np.int32))
+
+
+def fill_holes(labels: np.ndarray) -> np.ndarray:
+    """Background enclosed by one object becomes that object (objects do not overwrite)."""
+    out = labels
+    for i, sl in enumerate(ndi.find_objects(labels), start=1):
+        if sl is None:
+            continue
+        crop = out[sl]
+        filled = ndi.binary_fill_holes(crop == i) & (crop == 0)
+        if filled.any():
+            if out is labels:
+                out = labels.copy()
+                crop = out[sl]
+            crop[filled] = i
+    return out

@@ -25,6 +25,7 @@ from ..io.labels import create_labels, fill_label_pyramid, set_colors, validate_
 from ..normalize import Normalizer, level0
 from ..shards import create_shard_store, run_shard, tile_shape
 from ..tiling import Box, iter_tiles, spatial_ndim
+from . import cells as cell_fallback
 from . import instances
 from .model import Model, nfe, predict, summarize, tile_batch
 
@@ -169,18 +170,6 @@ class ShardReader:
         return instances.Window(m[0], m[1], m[2], samples)
 
 
-def fallback_cells(
-    image_group, channel: int, norm, box: Box, nuclei: np.ndarray, threshold: float
-) -> instances.Window:
-    """Non-diffusion cells: smoothed cytoplasm intensity above a threshold (normalized units)."""
-    from scipy import ndimage as ndi
-
-    src = NormalizedChannels(level0(image_group, norm), [channel], norm)
-    img = ndi.gaussian_filter(src[(slice(None), *box.slices)][0], 1.5)
-    prob = ((img > threshold) | (nuclei > 0)).astype(np.float32)
-    return instances.Window(prob, np.zeros_like(prob), img, [])
-
-
 def segment_gather(
     image,
     plan: pd.DataFrame,
@@ -216,13 +205,23 @@ def segment_gather(
     out_kinds = ["nuclei"] + (["cells"] if cells else [])
     norm = Normalizer.from_json(norm_json) if norm_json else None
     methods = {"nuclei": "diffusion"}
+    extra = {}
     if cells:
-        methods["cells"] = (
-            "diffusion"
-            if not fallback
-            else ("fallback (non-diffusion): watershed of smoothed cytoplasm from the nuclei")
-        )
+        methods["cells"] = "diffusion"
         if fallback:
+            cyto = NormalizedChannels(
+                level0(src, norm),
+                [resolve_channel(channel_names(src), p.get("cytoplasm_channel", 1))],
+                norm,
+            )
+            extra["cell_threshold"] = cell_fallback.image_threshold(
+                cyto, cores, p.get("cell_threshold", "auto")
+            )
+            max_distance = float(p.get("cell_max_distance", 50))
+            methods["cells"] = (
+                "fallback (non-diffusion): smoothed cytoplasm above the image's threshold, "
+                f"at most {max_distance:g} px from a nucleus, split by distance to the nuclei"
+            )
             log.warning("model has no cells; cells come from a non-diffusion fallback")
     prov = provenance.record(
         "segment",
@@ -235,6 +234,7 @@ def segment_gather(
         device=reader.meta.get("device"),
         accel=reader.meta.get("accel"),
         channels=[f"{k}_{m}" for k in out_kinds for m in ("prob", "std")],
+        **extra,
     )
     with atomic_output(out) as tmp:
         names = [f"{k}_{m}" for k in out_kinds for m in ("prob", "std")]
@@ -263,17 +263,15 @@ def segment_gather(
         log.info("nuclei: %d objects", len(facts["anchor"]))
         rows = [object_table(nuc, dst, 0, cores, "nuclei", facts["consistency"])]
         if cells:
-            norm_cyto = resolve_channel(channel_names(src), p.get("cytoplasm_channel", 1))
 
             def read_cells(b):
                 if fallback:
-                    return fallback_cells(
-                        src,
-                        norm_cyto,
-                        norm,
+                    return cell_fallback.fallback_window(
+                        cyto,
                         b,
                         np.asarray(nuc[b.slices]),
-                        float(p.get("cell_threshold", 0.15)),
+                        extra["cell_threshold"]["threshold"],
+                        max_distance,
                     )
                 return reader.window(ki["cells"], b)
 
