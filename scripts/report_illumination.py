@@ -1,7 +1,8 @@
 """Rule report_illumination: the flat-field and dark-field profiles per channel."""
 
-from microdiff import illumination_report, report
+from microdiff import report
+from microdiff.report.illumination import profiles_figure
 from microdiff.jobs import job
 
 with job(snakemake.log[0], "report_illumination"):
-    report.save(illumination_report.profiles_figure(snakemake.input[0]), snakemake.output[0])
+    report.save(profiles_figure(snakemake.input[0]), snakemake.output[0])

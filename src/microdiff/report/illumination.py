@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import zarr
 
-from .report import plt
+from .common import plt
 
 
 def profiles_figure(path):
