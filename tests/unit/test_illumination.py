@@ -122,3 +122,16 @@ def test_norm_json_names_profiles_and_stages_read_corrected(vignetted, tmp_path)
     merged = normalize.merge_files([norm_path], (1.0, 99.8), tmp_path / "exp" / "norm.json")
     again = normalize.Normalizer.from_json(tmp_path / "exp" / "norm.json")
     assert merged["illumination"] and np.allclose(again.illumination.flat, norm.illumination.flat)
+
+
+def test_cli_estimates_profiles_and_normalize_takes_them(vignetted, tmp_path):
+    from microdiff.cli import main
+
+    stores = [str(s) for s in vignetted[0][:8]]
+    out, norm = tmp_path / "ill.ome.zarr", tmp_path / "norm.json"
+    assert main(["illumination", *stores, "--out", str(out), "--working-size", "32"]) == 0
+    assert illumination.Profiles.load(out).flat.shape[-2:] == (32, 32)
+    assert main(["illumination", *stores, "--out", str(out)]) == 2  # exists: not replaced
+    assert main(["normalize", stores[0], "--out", str(norm), "--illumination", str(out)]) == 0
+    assert isinstance(normalize.level0(stores[0], normalize.Normalizer.from_json(norm)),
+                      illumination.Corrected)  # fmt: skip

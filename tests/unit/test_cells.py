@@ -1,0 +1,66 @@
+"""The fallback cells of a nuclei-only model: whole cells grown from their nuclei."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from microdiff.metrics import average_precision
+from microdiff.segment import cells
+from microdiff.segment.instances import cells_from, fill_holes
+from microdiff.segment.stage import NormalizedChannels
+from microdiff.simulate import simulate_image
+from microdiff.tiling import Box
+
+
+class Norm:
+    def __init__(self, image):
+        lo, hi = np.percentile(image, [1, 99.8])
+        self.low, self.high = np.array([lo]), np.array([hi])
+
+
+def fallback(sim, max_distance=50.0, tile=128):
+    cyto = sim.noisy[1:2].astype(np.float32)
+    source = NormalizedChannels(cyto, [0], Norm(cyto))
+    Y, X = cyto.shape[1:]
+    cores = [Box((y, x), (min(y + tile, Y), min(x + tile, X)))
+             for y in range(0, Y, tile) for x in range(0, X, tile)]  # fmt: skip
+    t = cells.image_threshold(source, cores)
+    whole = Box((0, 0), (Y, X))
+    w = cells.fallback_window(source, whole, sim.nuclei, t["threshold"], max_distance)
+    return cells_from(w.prob, w.dist, sim.nuclei), t
+
+
+def test_fallback_cells_match_the_simulated_cells():
+    sim = simulate_image((384, 384), seed=3, photons=30)
+    lab, t = fallback(sim)
+    assert t["background"] < t["threshold"] < t["otsu"]
+    assert average_precision(sim.cells, lab)[0] >= 0.8
+    # the old fixed 0.15 (normalized) sits on this background: most of the image was "cell"
+    assert t["background"] > 0.1 and (lab > 0).mean() < 1.2 * (sim.cells > 0).mean()
+
+
+def test_every_cell_holds_its_nucleus_is_whole_and_capped():
+    sim = simulate_image((256, 256), seed=5, photons=30)
+    lab, _ = fallback(sim, max_distance=12.0)
+    ids = np.unique(sim.nuclei[sim.nuclei > 0])
+    assert set(np.unique(lab[lab > 0])) == set(ids)  # cell id = nucleus id
+    assert (lab[sim.nuclei > 0] == sim.nuclei[sim.nuclei > 0]).all()
+    far = ndi.distance_transform_edt(sim.nuclei == 0)
+    assert far[lab > 0].max() <= 12.0
+    for i in ids:
+        one = lab == i
+        assert ndi.label(one)[1] == 1 and (ndi.binary_fill_holes(one) == one).all()
+
+
+def test_fill_holes_gives_enclosed_background_to_its_object():
+    lab = np.zeros((9, 9), np.int32)
+    lab[1:6, 1:6] = 1
+    lab[3, 3] = 0
+    lab[7, 7] = 2
+    out = fill_holes(lab)
+    assert out[3, 3] == 1 and lab[3, 3] == 0 and out[7, 7] == 2 and (out[8] == 0).all()
+
+
+def test_fixed_threshold_is_used_as_given():
+    assert cells.image_threshold(None, [], 0.3) == {"threshold": 0.3, "method": "fixed"}
