@@ -30,6 +30,8 @@ TARGETS = [
     "results/report/features_by_class.png",
     "results/report/class_counts.png",
     "results/report/classifier_metrics.png",
+    "results/report/qc.html",
+    "results/report/config.html",
 ]
 
 
@@ -163,3 +165,16 @@ def test_report_holds_every_figure_and_runtimes(run):
     assert {"features", "classify", "report_montage", "report_classes"} <= set(runtimes)
     runtime = pd.read_csv(wd / "benchmarks/classify/experiment.tsv", sep="\t")
     assert runtime["s"].iloc[0] > 0
+    # the runtime figure's table holds every rule that ran before it, itself included
+    drawn = wd / "logs/report_runtime/experiment.log"
+    before = {p.parent.name for p in (wd / "logs").glob("*/*.log")
+              if p.stat().st_mtime_ns <= drawn.stat().st_mtime_ns}  # fmt: skip
+    listed = set(re.findall(r"^\s*(\w+)\s+\d+\s", drawn.read_text(), re.M))
+    assert before <= listed, before - listed
+    # the QC page (one row per sample) and the configuration with the models by hash
+    assert {"qc.png"} <= pngs and any(n.endswith("qc.html") for n in names)
+    qc = pd.read_csv(wd / "results/experiment/qc.tsv", sep="\t")
+    assert sorted(qc["sample"]) == list(SAMPLES) and (qc["nuclei"] > 0).all()
+    page = (wd / "results/report/config.html").read_text()
+    assert "<h3>Configuration</h3>" in page and "weights_sha256" in page
+    assert "src/microdiff/models" not in page  # names and hashes, not build paths

@@ -27,7 +27,8 @@ def test_dry_run_job_list_of_every_stage(workdir):
     assert job_counts(snakemake(workdir, "--dry-run")) == {
         **SPINE, "train_restore": 1, "restore_gather": 2, "segment_gather": 2, "features": 2,
         "features_experiment": 1, "demo_labels": 1, "classify": 1, "report_montage": 2,
-        "report_normalization": 1, "report_classes": 1, "report_runtime": 1,
+        "report_normalization": 1, "report_classes": 1, "report_qc": 1, "report_config": 1,
+        "report_runtime": 1,
     }  # fmt: skip
 
 

@@ -28,6 +28,8 @@ if config["input"].get("demo"):
             "data/demo/labels.tsv",
         log:
             "logs/demo_labels/demo.log",
+        benchmark:
+            "benchmarks/demo_labels/demo.tsv"
         threads: 1
         resources:
             **stage_resources("demo_labels"),

@@ -18,6 +18,8 @@ rule sample_table:
         },
     log:
         "logs/sample_table/experiment.log",
+    benchmark:
+        "benchmarks/sample_table/experiment.tsv"
     threads: 1
     resources:
         **stage_resources("sample_table"),

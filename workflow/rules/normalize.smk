@@ -31,6 +31,8 @@ rule normalize_experiment:
         normalize=config["normalize"],
     log:
         "logs/normalize_experiment/experiment.log",
+    benchmark:
+        "benchmarks/normalize_experiment/experiment.tsv"
     threads: 1
     resources:
         **stage_resources("normalize"),

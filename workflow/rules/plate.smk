@@ -18,6 +18,8 @@ rule plate_summary:
         fields=PLATE_FIELDS,
     log:
         "logs/plate_summary/experiment.log",
+    benchmark:
+        "benchmarks/plate_summary/experiment.tsv"
     threads: 1
     resources:
         **stage_resources("plate_summary"),
@@ -40,6 +42,8 @@ rule plate_output:
         fields=PLATE_FIELDS,
     log:
         "logs/plate_output/experiment.log",
+    benchmark:
+        "benchmarks/plate_output/experiment.tsv"
     threads: 1
     resources:
         **stage_resources("plate_output"),

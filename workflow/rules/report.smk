@@ -2,6 +2,8 @@
 # normalization and noise, feature distributions by class, class counts, classifier metrics and
 # the runtime of each rule. Included from classify.smk; the figures are final targets, so the
 # report holds them for any finished run.
+from types import SimpleNamespace
+
 REPORT_RESTORED = bool(config.get("restore", {}).get("enabled"))
 
 
@@ -103,6 +105,76 @@ rule report_classes:
         "../../scripts/report_classes.py"
 
 
+# QC over the experiment: which samples are odd (robust z-scores, flagged ones first).
+rule report_qc:
+    input:
+        raw=expand("results/{sample}/raw.ome.zarr", sample=SAMPLES.index),
+        norms=[get_norm(SimpleNamespace(sample=s)) for s in SAMPLES.index],
+        segmentation=expand("results/{sample}/segmentation.ome.zarr", sample=SAMPLES.index),
+        segments=expand("results/{sample}/segments.parquet", sample=SAMPLES.index),
+        tiles=expand("results/{sample}/tiles.parquet", sample=SAMPLES.index),
+        classes=expand("results/{sample}/classes.parquet", sample=SAMPLES.index),
+    output:
+        table="results/experiment/qc.tsv",
+        page=report(
+            "results/report/qc.html",
+            caption="../report/qc.rst",
+            category="Quality control",
+            labels={"page": "QC table"},
+        ),
+        figure=report(
+            "results/report/qc.png",
+            caption="../report/qc.rst",
+            category="Quality control",
+            labels={"page": "QC figure"},
+        ),
+    params:
+        samples=list(SAMPLES.index),
+        report=config["report"],
+    log:
+        "logs/report_qc/experiment.log",
+    benchmark:
+        "benchmarks/report_qc/experiment.tsv"
+    threads: 1
+    resources:
+        **stage_resources("report"),
+    conda:
+        "../../envs/image.yaml"
+    script:
+        "../../scripts/report_qc.py"
+
+
+# The configuration as run, the software versions and the models (names and hashes). It follows
+# every other result, so it is written again whenever a change reran anything.
+CONFIG_PAGE = "results/report/config.html"
+
+
+rule report_config:
+    input:
+        lambda wc: [t for t in FINAL_TARGETS if t not in (CONFIG_PAGE, "results/report/runtime.png")],
+    output:
+        report(
+            "results/report/config.html",
+            caption="../report/config.rst",
+            category="Configuration",
+            labels={"page": "configuration"},
+        ),
+    params:
+        trained={"restore": "models/restore", "superres": "models/superres",
+                 "segment": "models/segment_nuclei", "classify": CLASSIFY_MODEL},
+    log:
+        "logs/report_config/experiment.log",
+    benchmark:
+        "benchmarks/report_config/experiment.tsv"
+    threads: 1
+    resources:
+        **stage_resources("report"),
+    conda:
+        "../../envs/image.yaml"
+    script:
+        "../../scripts/report_config.py"
+
+
 # Runs after every other final target, so all their benchmark files exist.
 rule report_runtime:
     input:
@@ -133,6 +205,8 @@ if SEGMENTATION_MADE:
             "results/report/features_by_class.png",
             "results/report/class_counts.png",
             "results/report/classifier_metrics.png",
+            "results/report/qc.html",
+            "results/report/config.html",
             "results/report/runtime.png",
         ]
     )
@@ -154,6 +228,8 @@ rule report_plate:
         ),
     log:
         "logs/report_plate/experiment.log",
+    benchmark:
+        "benchmarks/report_plate/experiment.tsv"
     threads: 1
     resources:
         **stage_resources("report"),
@@ -182,6 +258,8 @@ if ILLUMINATION:
             ),
         log:
             "logs/report_illumination/experiment.log",
+        benchmark:
+            "benchmarks/report_illumination/experiment.tsv"
         threads: 1
         resources:
             **stage_resources("report"),
