@@ -1,4 +1,7 @@
-"""Rule report_montage: raw, restored, outlines and uncertainty of one sample."""
+"""Rule report_montage: the whole image with outlines, and native-resolution crops (raw,
+restored, uncertainty) where the objects are and where uncertainty is highest."""
+
+import pandas as pd
 
 from microdiff import report
 from microdiff.jobs import job
@@ -10,6 +13,7 @@ with job(snakemake.log[0], "report_montage"):
         inp.segmentation,
         restored=inp.restored[0] if inp.restored else None,
         norm=report.read_json(inp.norm),
+        segments=pd.read_parquet(inp.segments),
         max_px=snakemake.params.report.get("max_px", 512),
     )
     report.save(fig, snakemake.output[0])

@@ -95,7 +95,7 @@ def test_figures(stores, tmp_path):
     fig = report.montage_figure(d / "raw.ome.zarr", d / "seg.ome.zarr", norm=norm,
                                 segments=segments, max_px=64, crop=32)  # fmt: skip
     titles = [a.get_title() for a in fig.axes]
-    assert titles[0].startswith("whole image") and int(titles[0].split("(")[1].split()[0]) > 0
+    assert titles[0].startswith("whole image") and int(titles[0].split("\n")[1].split()[0]) > 0
     assert any(t.startswith("A: most nuclei") for t in titles)
     report.save(fig, tmp_path / "montage.png")
     assert (tmp_path / "montage.png").read_bytes()[:4] == b"\x89PNG"

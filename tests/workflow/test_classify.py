@@ -158,6 +158,10 @@ def test_report_holds_every_figure_and_runtimes(run):
         pngs = {n.rsplit("/", 1)[-1] for n in names if n.endswith(".png")}
         html = "".join(z.read(n).decode(errors="ignore") for n in names if n.endswith(".html"))
     assert {f"{s}_montage.png" for s in SAMPLES} <= pngs
+    from matplotlib.image import imread
+
+    montage = imread(wd / f"results/report/{SAMPLES[0]}_montage.png")
+    assert montage.shape[0] > montage.shape[1] / 2  # the whole view and rows of crops below it
     assert {"normalization.png", "features_by_class.png", "class_counts.png"} <= pngs
     assert {"classifier_metrics.png", "runtime.png"} <= pngs
     # Snakemake's own statistics: a runtime per job of every rule that ran

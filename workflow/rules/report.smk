@@ -14,6 +14,7 @@ rule report_montage:
     input:
         raw="results/{sample}/raw.ome.zarr",
         segmentation="results/{sample}/segmentation.ome.zarr",
+        segments="results/{sample}/segments.parquet",
         restored=["results/{sample}/restored.ome.zarr"] if REPORT_RESTORED else [],
         norm=get_norm,
     output:

@@ -171,8 +171,8 @@ def montage_figure(
     ax = fig.add_subplot(grid[0, : ncol // 2] if picks else grid[0, :1])
     n_nuc = 0 if nuclei is None else len(np.unique(nuclei)) - (nuclei == 0).any()
     ax.imshow(_outline(base, nuclei, cells), interpolation="nearest")
-    ax.set_title(f"whole image, 1:{factor:.0f} ({n_nuc} nuclei outlined cyan"
-                 + (", cells yellow)" if cells is not None else ")"), fontsize=9)  # fmt: skip
+    ax.set_title(f"whole image, 1:{factor:.0f}\n{n_nuc} nuclei outlined cyan"
+                 + (", cells yellow" if cells is not None else ""), fontsize=9)  # fmt: skip
     for k, p in enumerate(picks):
         y0, y1, x0, x1 = (v / factor for v in p["box"])
         ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="white", lw=1.2))
@@ -187,7 +187,7 @@ def montage_figure(
         fill = _object_values(nuclei, nuc["id"], nuc["uncertainty"].to_numpy(np.float64))
         ax.imshow(base * 0.6, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         im = ax.imshow(np.ma.masked_invalid(fill), cmap=CMAP, interpolation="nearest")
-        ax.set_title("per-nucleus uncertainty (mean std of its nuclear probability)", fontsize=9)
+        ax.set_title("per-nucleus uncertainty\n(mean std of its nuclear probability)", fontsize=9)
         _colorbar(fig, ax, im, "mean std per nucleus")
         ax.set_axis_off()
 
