@@ -13,4 +13,6 @@ with job(snakemake.log[0], "report_classes"):
     report.save(report.feature_figure(objects, classes, n), out.features)
     counts = pd.read_csv(inp.counts, sep="\t", dtype={"class": str})
     report.save(report.class_counts_figure(counts), out.counts)
-    report.save(report.metrics_figure(report.read_json(inp.metrics)), out.metrics)
+    # the note says why the confusion matrix counts fewer objects than the class counts
+    metrics = report.metrics_figure(report.read_json(inp.metrics), n_classified=len(classes))
+    report.save(metrics, out.metrics)
