@@ -12,7 +12,8 @@ killed run was resumed), by file type:
 - Parquet: equal tables (columns, dtypes, values) and equal schema metadata modulo `created`.
 - TSV/CSV: equal text.
 - PNG figures: equal pixels (matplotlib's text chunks may differ); the runtime figure plots the
-  runs' own wall times and only has to exist on both sides.
+  runs' own wall times and only has to exist on both sides, as does the report's configuration
+  page (it records each run's own configuration and executor settings).
 
 Compared: everything under `data/`, `models/` and `results/`. Not compared: `logs/`,
 `benchmarks/` (timings), `.snakemake/`, Snakemake's `.snakemake_timestamp` markers.
@@ -35,6 +36,7 @@ VOLATILE_KEYS = {"created"}
 JSON_NAMES = {".zattrs", ".zarray", ".zgroup", ".zmetadata", "zarr.json"}
 OME_UUID = re.compile(rb"urn:uuid:[0-9a-fA-F-]{36}")
 TIMING_FIGURES = re.compile(r"(^|/)runtime[^/]*\.png$")
+RUN_RECORDS = re.compile(r"(^|/)report/config\.html$")
 STALE_TMP = re.compile(r"(^|/)\.[^/]+\.tmp-[0-9a-f]+(/|$)")
 
 
@@ -100,6 +102,8 @@ def file_diff(a: Path, b: Path, rel: str) -> str | None:
         return _parquet_diff(a, b)
     if name.endswith(".png"):
         return None if TIMING_FIGURES.search(rel) else _png_diff(a, b)
+    if RUN_RECORDS.search(rel):
+        return None
     da, db = a.read_bytes(), b.read_bytes()
     if name.endswith((".tif", ".tiff")):
         da, db = OME_UUID.sub(b"urn:uuid:-", da), OME_UUID.sub(b"urn:uuid:-", db)
