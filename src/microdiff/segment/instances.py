@@ -252,16 +252,10 @@ def cells_from(prob, dist, nuclei, p: Params = DEFAULT) -> np.ndarray:
 
 
 def fill_holes(labels: np.ndarray) -> np.ndarray:
-    """Background enclosed by one object becomes that object (objects do not overwrite)."""
-    out = labels
+    """A copy of `labels` where background enclosed by one object becomes that object."""
+    out = labels.copy()
     for i, sl in enumerate(ndi.find_objects(labels), start=1):
-        if sl is None:
-            continue
-        crop = out[sl]
-        filled = ndi.binary_fill_holes(crop == i) & (crop == 0)
-        if filled.any():
-            if out is labels:
-                out = labels.copy()
-                crop = out[sl]
-            crop[filled] = i
+        if sl is not None:
+            crop = out[sl]
+            crop[ndi.binary_fill_holes(crop == i) & (crop == 0)] = i
     return out
