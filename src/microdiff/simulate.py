@@ -5,8 +5,9 @@ benchmark data. One sample is a widefield-like image of a cell culture with a nu
 (Hoechst-like) and a cytoplasmic channel, 2D (Y, X) or 3D (Z, Y, X):
 
 - Cells grow in loose colonies. Each cell has one nucleus (an ellipse or ellipsoid with a wavy
-  outline) and a cytoplasm territory grown outward from it, Voronoi-like, so neighbouring cells
-  touch. Nuclei may touch and overlap (dividing pairs are placed close on purpose).
+  outline) and a cytoplasm territory grown outward from it (a reach-weighted Voronoi), so
+  neighbouring cells touch. Nuclei may touch and overlap (dividing pairs are placed close on
+  purpose).
 - Phenotype classes differ in nuclear shape, intensity and texture (see `PHENOTYPES`): "round"
   nuclei are small, round, bright and smooth; "elongated" ones are larger, eccentric, dimmer and
   granular (bright chromocentre spots), and their cytoplasm is brighter, wider and punctate;
@@ -30,7 +31,9 @@ Labels: object ids run 1..N in drawing order; where nuclei overlap, the later-dr
 higher id) owns the shared pixels, while the fluorescence of both adds up there, as it does in a
 real widefield image. Cell `i` contains nucleus `i` (same id); a nucleus completely covered by a
 later one is dropped from the labels and the table. Cells are the pixels nearest to their
-nucleus, up to a wavy per-cell reach.
+nucleus in units of each cell's reach (wide cells push into narrow neighbours), up to a wavy
+per-cell reach. Cytoplasm brightness varies from cell to cell (touching cells differ) and a sixth
+of the cells are dim.
 
 `write_experiment` writes images, truth and a sample sheet; see its docstring for the layout.
 """
@@ -51,6 +54,8 @@ from skimage import measure
 from .atomic import atomic_output
 
 CHANNELS = ("nuclei", "cytoplasm")
+CYTO_SPREAD = 0.4  # log-normal std of a cell's cytoplasm brightness
+DIM = 0.4  # brightness factor of the dimmest cells (a standard normal draw below -1: 16%)
 
 
 @dataclass(frozen=True)
@@ -316,15 +321,15 @@ def simulate_image(
             spots.append((np.round(pos).astype(int), amp))
     nuc += _points(spots, shape, 0.9, zs)
 
-    # Cells: each pixel goes to its nearest nucleus, up to that cell's wavy reach.
+    # Cells: each pixel goes to the nucleus it is nearest to in units of that cell's reach
+    # (so a wide cell pushes the seam into a narrow neighbour's side: not the Voronoi line
+    # a nearest-nucleus growth draws), up to a wavy per-cell reach.
     reach = np.zeros(n + 1, np.float32)
     reach[1:] = [kinds[c].reach * size for c in cls]
-    reach[1:] *= rng.lognormal(0, 0.15, n)
+    reach[1:] *= rng.lognormal(0, 0.3, n)
     sampling = (zs * 2.5, 1, 1) if three else None  # flat cells in 3D
-    dist, idx = ndi.distance_transform_edt(lab == 0, sampling=sampling, return_indices=True)
-    near = lab[tuple(idx)]
-    del idx
     wavy = np.maximum(1 + 0.3 * _field(rng, shape, max(4, int(12 * size))), 0.3)
+    near, dist = _territories(lab, reach, float(wavy.max()), sampling)
     limit = reach[near] * wavy
     cells = np.where((dist <= limit) | (lab > 0), near, 0).astype(np.int32)
     del near
@@ -348,11 +353,14 @@ def simulate_image(
         else:
             level = np.zeros(n + 1, np.float32)
             level[1:] = [kinds[c].cyto for c in cls]
-            level[1:] *= rng.lognormal(0, 0.2, n)
+            # touching cells differ in brightness (log-normal spread), and the dimmest
+            # sixth are dimmer still: cells a threshold on the cytoplasm loses
+            z = rng.standard_normal(n)
+            level[1:] *= np.exp(CYTO_SPREAD * z) * np.where(z < -1.0, DIM, 1.0)
             frac = np.clip(dist / np.maximum(limit, 1e-3), 0, 1)
             dens = level[cells] * (1 - 0.45 * frac).astype(np.float32) * (1 + 0.15 * cyto_tex)
             dens[lab > 0] *= 0.25  # the dye is mostly excluded from the nucleus
-            dens[_borders(cells)] *= 0.6  # faint seams where cells touch
+            dens[_borders(cells)] *= 0.75  # faint seams where cells touch
             dens += _puncta(rng, cells, lab, centers, long, reach, cls, kinds, shape, zs)
         blurred = ndi.gaussian_filter(dens, psf_sigma, mode="nearest", truncate=3.0)
         back = background * (1 + 0.3 * _field(rng, shape[-2:], max(ny, nx) // 4))
@@ -380,6 +388,31 @@ def simulate_image(
         seed=seed,
     )
     return Simulation(noisy, clean, lab, cells, table, channels, params)
+
+
+def _territories(lab, reach, wavy_max, sampling):
+    """(owner, distance to the owner's nucleus) per pixel: the nucleus with the least distance
+    in units of its cell's reach, among those whose reach (times `wavy_max`) gets there; owner
+    0 and distance inf where none does. One distance transform per nucleus, in its box."""
+    shape = lab.shape
+    best = np.full(shape, np.inf, np.float32)
+    owner = np.zeros(shape, np.int32)
+    dist = np.full(shape, np.inf, np.float32)
+    for i, sl in enumerate(ndi.find_objects(lab), start=1):
+        if sl is None:
+            continue
+        m = int(math.ceil(reach[i] * wavy_max)) + 1
+        box = tuple(
+            slice(0, n) if len(shape) == 3 and ax == 0 else slice(max(0, s.start - m), s.stop + m)
+            for ax, (s, n) in enumerate(zip(sl, shape))
+        )
+        d = ndi.distance_transform_edt(lab[box] != i, sampling=sampling).astype(np.float32)
+        score = d / max(float(reach[i]), 1e-3)
+        win = score < best[box]
+        best[box][win] = score[win]
+        owner[box][win] = i
+        dist[box][win] = d[win]
+    return owner, dist
 
 
 def _points(items, shape, sigma, zs) -> np.ndarray:
