@@ -41,6 +41,11 @@ class Params:
     seed_h: float = 0.2  # > 0: seeds are the h-maxima of the distance map above seed_level
     smooth: float = 2.0  # Gaussian sigma (pixels) applied to the distance map first
     min_consistency: float = 0.5  # drop objects fewer than this fraction of samples reproduce
+    # Cells: foreground probability, and no pixel further than this from a nucleus. 0.75 beat
+    # 0.6 on simulated validation images (seeds 700-709; AP@0.5 0.80 / 0.82 against 0.75 / 0.81
+    # on demo-like / varied ones): the cell model hedges on empty, noisy background.
+    cell_foreground: float = 0.75
+    cell_max_distance: float = 50.0  # pixels
 
     @classmethod
     def from_config(cls, section: dict) -> Params:
@@ -245,9 +250,13 @@ def link_cells(
 
 
 def cells_from(prob, dist, nuclei, p: Params = DEFAULT) -> np.ndarray:
-    """Cells grown from `nuclei` by a watershed of the distance map inside the foreground; each
+    """Cells grown from `nuclei` by a watershed of the distance map inside the foreground
+    (`prob` above `p.cell_foreground`, at most `p.cell_max_distance` pixels from a nucleus); each
     cell is one region (the watershed floods from its nucleus) without holes."""
-    mask = (prob > p.threshold) | (nuclei > 0)
+    if not nuclei.any():
+        return np.zeros(nuclei.shape, np.int32)
+    near = ndi.distance_transform_edt(nuclei == 0) <= p.cell_max_distance
+    mask = ((prob > p.cell_foreground) & near) | (nuclei > 0)
     return fill_holes(watershed(-dist, nuclei, mask=mask).astype(np.int32))
 
 
