@@ -2,6 +2,7 @@
 size trained on the same data, and microdiff (K = 1 and the default K), side by side.
 
     python bench/segment.py --data ../shared/data [--steps 3000 --device cuda]
+    python bench/segment.py --cells --sample-steps 1    # the cell rows (bench/segment_cells.py)
 
 Data sets: bbbc039_nuclei (split by image: even index in sorted order trains, odd tests) and
 simulator ground truth (simulated nuclei; separate seeds for train and test). Columns: AP at IoU
@@ -178,9 +179,23 @@ def main():
     ap.add_argument("--unet", type=Path, help="with --model: the baseline's weights, trained "
                     "(--steps steps) and saved here when missing, loaded when present")  # fmt: skip
     ap.add_argument("--unet-only", action="store_true", help="train and save --unet, then stop")
+    ap.add_argument(
+        "--cells",
+        action="store_true",
+        help="the cell rows instead (bench/segment_cells.py): shipped cell model, fallback, "
+        "seeded watershed",
+    )
     a = ap.parse_args()
     dm.set_threads(a.threads)
     device = dm.pick_device(a.device)
+    if a.cells:
+        import segment_cells
+
+        rows = segment_cells.run(a.simulated_test, a.k, a.sample_steps, str(device))
+        segment_cells.print_table(rows, f"cell segmentation ({device}, shipped models, K={a.k}, "
+                                  f"{a.sample_steps} DDIM step(s) per sample; "
+                                  f"{a.simulated_test} images of 512 x 512 per set)")  # fmt: skip
+        return
     bbbc_train, (bbbc_imgs, bbbc_truth) = load_bbbc039(a.data, a.npz)
     sim_train = simulated_pairs(8, seed=100)
     sim_test_i, sim_test_l = simulated_pairs(a.simulated_test, seed=900)

@@ -84,6 +84,7 @@ TINY = {
         "label_halo": 24,
         "cell_threshold": "auto",
         "cell_max_distance": 50,
+        "cell_model": "none",  # the fallback (one network per shard); test_cells.py: shipped
     },
     "generate": {
         "enabled": False,

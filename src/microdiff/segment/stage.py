@@ -75,19 +75,28 @@ def segment_shard(
     params: dict | None = None,
     batch_size: int = 4,
     device: str = "auto",
+    cell_model=None,
 ) -> dict:
-    """Run K-sample inference on one shard's tiles; write the shard store `out`."""
+    """Run K-sample inference on one shard's tiles; write the shard store `out`.
+
+    cell_model: a cells-only model (checkpoint dir or `Model`) run beside a model without
+    cells when `params["kinds"]` asks for cells; its samples follow the model's in the store."""
     p = dict(params or {})
-    if isinstance(model_path, Model):
-        model = model_path
-    else:
-        model = Model.load(model_path or DEFAULT_MODEL, device=device)
+    model = _load(model_path or DEFAULT_MODEL, device)
+    cells = None
+    if cell_model is not None and "cells" in p.get("kinds", []) and "cells" not in model.kinds:
+        cells = _load(cell_model, device)
+        if cells.kinds != ("cells",) or cells.cond_channels != 2:
+            raise ValueError(
+                f"{cell_model}: a cell model makes cells from 2 channels, this one makes "
+                f"{list(cells.kinds)} from {cells.cond_channels}"
+            )
     group = zarr.open_group(str(image), mode="r")
     names = channel_names(group)
     chans = [resolve_channel(names, p.get("nuclei_channel", 0))]
-    if model.cond_channels == 2:
+    if model.cond_channels == 2 or cells is not None:
         chans.append(resolve_channel(names, p.get("cytoplasm_channel", 1)))
-    elif model.cond_channels != 1:
+    if model.cond_channels not in (1, 2):
         raise ValueError(f"model needs {model.cond_channels} condition channels")
     norm = Normalizer.from_json(norm_json) if norm_json else None
     source = NormalizedChannels(level0(group, norm), chans, norm)
@@ -104,31 +113,44 @@ def segment_shard(
     pad = PAD
     sampler, seed = p.get("sampler", "ddim"), int(p.get("seed", 0))
 
+    kinds = list(model.kinds) + (list(cells.kinds) if cells else [])
+    per_px = nfe(k, steps, sampler) * (2 if cells else 1)
+
     def process(batch, origins):
-        s = predict(model, batch, origins, k, steps, sampler, seed, pad=pad)
-        mean = summarize(s, len(model.kinds))
+        s = predict(model, batch[:, : model.cond_channels], origins, k, steps, sampler, seed,
+                    pad=pad)  # fmt: skip
+        if cells is not None:  # its own noise: a seed the model's samples never use
+            c = predict(cells, batch[:, :2], origins, k, steps, sampler, seed + 1, pad=pad)
+            s = np.concatenate([s, c], axis=2)
+        mean = summarize(s, len(kinds))
         u = (s + 1.0) / 2.0
         parts = []
-        for i in range(len(model.kinds)):
+        for i in range(len(kinds)):
             parts += [mean[:, 3 * i : 3 * i + 3], u[:, :, 2 * i], u[:, :, 2 * i + 1]]
         return np.concatenate(parts, axis=1)
 
-    n_ch = len(model.kinds) * (3 + 2 * k)
+    n_ch = len(kinds) * (3 + 2 * k)
     dev = str(next(model.denoiser.parameters()).device)
     batch_size = tile_batch(model, batch_size, tile_shape(plan), pad)  # "auto": free GPU memory
     with atomic_output(out) as tmp:  # a killed job leaves no complete-looking shard
         store = create_shard_store(tmp, (n_ch, *source.shape[1:]), np.float32, plan)
         store.attrs["segment"] = {
-            "kinds": list(model.kinds),
+            "kinds": kinds,
             "samples": k,
             "model": model.hash,
-            "nfe": nfe(k, steps, sampler),
+            "cell_model": cells.hash if cells else None,
+            "nfe": per_px,
             "device": dev,
             "accel": accel.describe(dev),
         }
         n = run_shard(source, plan, shard, process, store, batch_size=batch_size)
-    log.info("shard %d: %d tiles, %d samples x %d steps", shard, n, k, steps)
-    return {"tiles": n, "kinds": list(model.kinds), "nfe_per_pixel": nfe(k, steps, sampler)}
+    log.info("shard %d: %d tiles, %d samples x %d steps%s", shard, n, k, steps,
+             " (nuclei and cell models)" if cells else "")  # fmt: skip
+    return {"tiles": n, "kinds": kinds, "nfe_per_pixel": per_px}
+
+
+def _load(model, device) -> Model:
+    return model if isinstance(model, Model) else Model.load(model, device=device)
 
 
 class ShardReader:
@@ -217,10 +239,10 @@ def segment_gather(
             extra["cell_threshold"] = cell_fallback.image_threshold(
                 cyto, cores, p.get("cell_threshold", "auto")
             )
-            max_distance = float(p.get("cell_max_distance", 50))
             methods["cells"] = (
                 "fallback (non-diffusion): smoothed cytoplasm above the image's threshold, "
-                f"at most {max_distance:g} px from a nucleus, split by distance to the nuclei"
+                f"at most {ip.cell_max_distance:g} px from a nucleus, split by distance to the "
+                "nuclei"
             )
             log.warning("model has no cells; cells come from a non-diffusion fallback")
     prov = provenance.record(
@@ -228,6 +250,7 @@ def segment_gather(
         p,
         inputs=inputs or {"image": str(image)},
         model_hash=reader.meta.get("model"),
+        cell_model_hash=reader.meta.get("cell_model"),
         samples=reader.meta["samples"],
         nfe_per_pixel=reader.meta.get("nfe"),
         method=methods,
@@ -271,7 +294,6 @@ def segment_gather(
                         b,
                         np.asarray(nuc[b.slices]),
                         extra["cell_threshold"]["threshold"],
-                        max_distance,
                     )
                 return reader.window(ki["cells"], b)
 
@@ -366,12 +388,17 @@ def segment_image(
     norm_json=None,
     params: dict | None = None,
     device: str = "auto",
+    cell_model=None,
 ) -> dict:
     """Every shard, then the gather, in one process (CLI, tests, benchmarks)."""
     work = Path(work)
     stores = []
+    model = _load(model or DEFAULT_MODEL, device)
+    if cell_model is not None:
+        cell_model = _load(cell_model, device)
     for shard in sorted(plan["shard"].unique()):
         path = work / f"shard{int(shard):05d}.zarr"
-        segment_shard(image, plan, int(shard), path, model, norm_json, params, device=device)
+        segment_shard(image, plan, int(shard), path, model, norm_json, params, device=device,
+                      cell_model=cell_model)  # fmt: skip
         stores.append(path)
     return segment_gather(image, plan, stores, out, table, norm_json, params)

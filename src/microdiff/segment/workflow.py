@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..shipped import SEGMENT
+from ..shipped import SEGMENT, SEGMENT_CELLS
 
 TRAINED = "models/segment_nuclei"
 
@@ -34,6 +34,20 @@ def model(config) -> str:
     if training(config):
         return f"{TRAINED}/config.json"
     return str(SEGMENT[config["segment"].get("shipped", "nuclei")] / "config.json")
+
+
+def cell_model(config) -> dict:
+    """{"cell_model": its config file} when cells are wanted and the model makes none (the
+    shipped nuclei models, or a trained one without cells): `segment.cell_model` shipped (the
+    shipped cell model) or a checkpoint dir; {} with `none` (the non-diffusion fallback)."""
+    seg = config["segment"]
+    choice = seg.get("cell_model", "shipped")
+    if "cells" not in seg.get("kinds", []) or choice in (None, "none"):
+        return {}
+    if training(config):  # trained with cells (demo truth, or a cells column): none needed
+        return {}
+    path = SEGMENT_CELLS if choice == "shipped" else choice
+    return {"cell_model": f"{path}/config.json"}
 
 
 def train_inputs(config, samples) -> list[str]:
