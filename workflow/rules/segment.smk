@@ -1,6 +1,8 @@
 # The segment stage: diffusion segmentation with uncertainty. Shard jobs sample the model K
-# times per tile batch (GPU rules); the gather stitches instances into NGFF labels. Helpers live
-# in microdiff.segment.workflow.
+# times per tile batch (GPU rules), with the shipped cell model beside a nuclei-only model
+# (segment.cell_model); the gather stitches instances into NGFF labels. segment.method bright
+# replaces both with one per-sample rule (segment_bright: threshold + watershed of dark cells
+# on a bright background, non-diffusion). Helpers live in microdiff.segment.workflow.
 from microdiff.segment import workflow as segment_wf
 from microdiff.generate import workflow as generate_wf
 
@@ -11,7 +13,7 @@ if config["segment"]["enabled"]:
         name=["segmentation.ome.zarr", "segments.parquet"],
     )
 
-if segment_wf.training(config):
+if segment_wf.training(config) and config["segment"].get("method", "diffusion") == "diffusion":
 
     rule train_segment:
         input:
@@ -35,48 +37,74 @@ if segment_wf.training(config):
             "../../scripts/train_segment.py"
 
 
-rule segment_shard:
-    input:
-        image=lambda w: segment_wf.image(config, w.sample),
-        norm=get_norm,
-        plan=get_tile_plan,
-        model=segment_wf.model(config),
-    output:
-        temp(directory("results/{sample}/segment_shards/{shard}.zarr")),
-    params:
-        segment=config["segment"],
-    log:
-        "logs/segment_shard/{sample}_{shard}.log",
-    benchmark:
-        "benchmarks/segment_shard/{sample}_{shard}.tsv"
-    threads: stage_threads("segment")
-    resources:
-        **stage_resources("segment", gpu=True),
-    conda:
-        "../../envs/torch.yaml"
-    script:
-        "../../scripts/segment_shard.py"
+if config["segment"].get("method", "diffusion") == "bright":
+
+    rule segment_bright:
+        input:
+            image=lambda w: segment_wf.image(config, w.sample),
+            norm=get_norm,
+        output:
+            image=directory("results/{sample}/segmentation.ome.zarr"),
+            table="results/{sample}/segments.parquet",
+        params:
+            segment=config["segment"],
+        log:
+            "logs/segment_bright/{sample}.log",
+        benchmark:
+            "benchmarks/segment_bright/{sample}.tsv"
+        threads: 1
+        resources:
+            **stage_resources("segment_gather"),
+        conda:
+            "../../envs/image.yaml"
+        script:
+            "../../scripts/segment_bright.py"
+
+else:
+
+    rule segment_shard:
+        input:
+            image=lambda w: segment_wf.image(config, w.sample),
+            norm=get_norm,
+            plan=get_tile_plan,
+            model=segment_wf.model(config),
+            **segment_wf.cell_model(config),
+        output:
+            temp(directory("results/{sample}/segment_shards/{shard}.zarr")),
+        params:
+            segment=config["segment"],
+        log:
+            "logs/segment_shard/{sample}_{shard}.log",
+        benchmark:
+            "benchmarks/segment_shard/{sample}_{shard}.tsv"
+        threads: stage_threads("segment")
+        resources:
+            **stage_resources("segment", gpu=True),
+        conda:
+            "../../envs/torch.yaml"
+        script:
+            "../../scripts/segment_shard.py"
 
 
-rule segment_gather:
-    input:
-        image=lambda w: segment_wf.image(config, w.sample),
-        norm=get_norm,
-        plan=get_tile_plan,
-        shards=lambda w: segment_wf.shard_stores(get_tile_plan(w), w.sample),
-    output:
-        image=directory("results/{sample}/segmentation.ome.zarr"),
-        table="results/{sample}/segments.parquet",
-    params:
-        segment=config["segment"],
-    log:
-        "logs/segment_gather/{sample}.log",
-    benchmark:
-        "benchmarks/segment_gather/{sample}.tsv"
-    threads: 1
-    resources:
-        **stage_resources("segment_gather"),
-    conda:
-        "../../envs/torch.yaml"
-    script:
-        "../../scripts/segment_gather.py"
+    rule segment_gather:
+        input:
+            image=lambda w: segment_wf.image(config, w.sample),
+            norm=get_norm,
+            plan=get_tile_plan,
+            shards=lambda w: segment_wf.shard_stores(get_tile_plan(w), w.sample),
+        output:
+            image=directory("results/{sample}/segmentation.ome.zarr"),
+            table="results/{sample}/segments.parquet",
+        params:
+            segment=config["segment"],
+        log:
+            "logs/segment_gather/{sample}.log",
+        benchmark:
+            "benchmarks/segment_gather/{sample}.tsv"
+        threads: 1
+        resources:
+            **stage_resources("segment_gather"),
+        conda:
+            "../../envs/torch.yaml"
+        script:
+            "../../scripts/segment_gather.py"

@@ -61,3 +61,70 @@ def segment_bright(image: np.ndarray, params: BrightParams = BrightParams()) -> 
     peaks = (dist == ndi.maximum_filter(dist, size=params.footprint)) & (dist > params.min_radius)
     markers, _ = ndi.label(ndi.binary_dilation(peaks, iterations=2))
     return watershed(-dist, markers, mask=fg).astype(np.int32)
+
+
+def params_from(seg: dict) -> BrightParams:
+    """`segment.bright` of the config (keys of `BrightParams`; unknown keys are an error)."""
+    given = dict(seg.get("bright") or {})
+    unknown = set(given) - set(BrightParams.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"segment.bright: unknown keys {sorted(unknown)}")
+    return BrightParams(**given)
+
+
+def bright_stage(image, out, table, norm_json=None, params: dict | None = None,
+                 inputs: dict | None = None) -> dict:  # fmt: skip
+    """`segmentation.ome.zarr` (channel `cells_fg`, `labels/cells`) and `segments.parquet` of
+    one 2D image by `segment_bright`, read whole (smears are small images). Provenance and log
+    say the method is not diffusion; objects have no uncertainty (NaN)."""
+    import logging
+
+    import pandas as pd
+    import zarr
+
+    from .. import provenance
+    from ..atomic import atomic_output
+    from ..io import ngff
+    from ..io.labels import create_labels, fill_label_pyramid, set_colors, validate_labels
+    from ..normalize import Normalizer, level0
+    from .stage import write_table
+
+    log = logging.getLogger("microdiff.segment")
+    bp = params_from(params or {})
+    src = zarr.open_group(str(image), mode="r")
+    norm = Normalizer.from_json(norm_json) if norm_json else None
+    arr = level0(src, norm)
+    if len(arr.shape) != 3:
+        raise ValueError(f"{image}: segment.method bright segments 2D images, not {arr.shape}")
+    shape = tuple(arr.shape[1:])
+    scale = dict(zip("cyx", src.attrs["multiscales"][0]["datasets"][0]
+                     ["coordinateTransformations"][0]["scale"]))  # fmt: skip
+    log.warning("cells by %s: no diffusion model is used for this stage", METHOD)
+    lab = segment_bright(np.asarray(arr[:]), bp)
+    ids = np.unique(lab[lab > 0])
+    prov = provenance.record("segment", params, inputs=inputs or {"image": str(image)},
+                             method={"cells": METHOD}, bright=bp.asdict(),
+                             channels=["cells_fg"])  # fmt: skip
+    with atomic_output(out) as tmp:
+        group = ngff.create_image(tmp, (1, *shape), np.float32, "cyx", scale, ["cells_fg"],
+                                  attrs={"microdiff": prov}, name="segmentation")  # fmt: skip
+        group["0"][0] = (lab > 0).astype(np.float32)
+        labs = create_labels(group, ["cells"], shape, scale, attrs={"microdiff": prov})
+        labs["cells"]["0"][:] = lab
+        ngff.fill_pyramid(group)
+        ngff.set_display_windows(group)
+        fill_label_pyramid(labs["cells"])
+        set_colors(labs["cells"], ids)
+        ngff.validate(tmp)
+        validate_labels(tmp)
+    area = np.bincount(lab.ravel())[ids] if len(ids) else np.zeros(0, int)
+    cen = ndi.center_of_mass(np.ones(shape), lab, ids) if len(ids) else []
+    cen = np.asarray(cen, float).reshape(-1, 2)
+    objects = pd.DataFrame({"kind": "cells", "id": ids.astype(np.int32),
+                            "centroid_y": cen[:, 0], "centroid_x": cen[:, 1],
+                            "area": area.astype(np.int64), "probability": 1.0,
+                            "uncertainty": np.nan, "consistency": np.nan})  # fmt: skip
+    objects["nucleus_id"] = 0
+    write_table(objects, table, prov)
+    log.info("cells: %d objects", len(ids))
+    return {"objects": {"cells": len(ids)}, "methods": {"cells": METHOD}}
