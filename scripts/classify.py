@@ -32,7 +32,7 @@ with job(snakemake.log[0], "classify") as log:
             dict(zip(samples, inp.images)),
             dict(zip(samples, inp.norms)),
             inp.model[0],
-            dict(p["diffusion"]),
+            {**p["diffusion"], "unsupervised": p.get("unsupervised") or {}},
             seed=int(p.get("seed", 0)),
             threads=snakemake.threads,
         )

@@ -17,9 +17,13 @@ with job(snakemake.log[0], "train_classifier") as log:
     labels, unmatched = classify.stage_labels(
         p.get("labels"), segs, kind, classify.spatial_ndim(objects)
     )
+    if labels is None and p["diffusion"].get("method", "representation") != "representation":
+        raise ValueError("classify.diffusion.method lowest_error needs classify.labels")
     if labels is None:
-        raise ValueError("classify.mode diffusion needs classify.labels (a label table)")
-    log.info("%d labelled objects, %d label rows unmatched", len(labels), len(unmatched))
+        log.info("no labels: the representation trains on every object, its embeddings are "
+                 "clustered")  # fmt: skip
+    else:
+        log.info("%d labelled objects, %d label rows unmatched", len(labels), len(unmatched))
     result = diffusion_method(p["diffusion"]).train_experiment(
         table,
         labels,

@@ -129,6 +129,14 @@ def test_diffusion_mode_trains_then_classifies(run, tmp_path):
     snakemake(wd, "results/experiment/classifier_metrics.json")
     metrics = json.loads((wd / "results/experiment/classifier_metrics.json").read_text())
     assert "joined" not in metrics["method"] and metrics["n_test"] > 0
+    # without labels the embeddings are clustered, as the unsupervised mode clusters features
+    config(wd, mode="diffusion", labels=None, unsupervised={"k": 2})
+    snakemake(wd, *TARGETS)
+    metrics = json.loads((wd / "results/experiment/classifier_metrics.json").read_text())
+    assert "Gaussian mixture" in metrics["method"] and metrics["k"] == 2
+    assert metrics["cv"].startswith("none") and metrics["nfe_per_object"] == 2
+    assert set(classes_of(wd)["class"].astype(str)) == {"0", "1"}
+    assert "no labels" in (wd / "logs/train_classifier/experiment.log").read_text()
 
 
 def test_diffusion_lowest_error_method(run, tmp_path):
@@ -163,7 +171,9 @@ def test_report_holds_every_figure_and_runtimes(run):
     montage = imread(wd / f"results/report/{SAMPLES[0]}_montage.png")
     assert montage.shape[0] > montage.shape[1] / 2  # the whole view and rows of crops below it
     assert {"normalization.png", "features_by_class.png", "class_counts.png"} <= pngs
-    assert {"classifier_metrics.png", "runtime.png"} <= pngs
+    assert {"classifier_metrics.png", "runtime.png", "class_examples.png"} <= pngs
+    examples = imread(wd / "results/report/class_examples.png")
+    assert examples.shape[0] > 150 and examples.std() > 0.05  # a row of crops per class
     # Snakemake's own statistics: a runtime per job of every rule that ran
     runtimes = dict(re.findall(r'\{"rule": "(\w+)", "runtime": ([0-9.]+)\}', html))
     assert {"features", "classify", "report_montage", "report_classes"} <= set(runtimes)

@@ -217,11 +217,13 @@ def train_experiment(
     from .lowest_error import holdout_split
 
     lab = labelled(table, labels) if labels is not None else table.iloc[:0].assign(**{"class": ""})
-    if lab.empty:
-        raise ValueError("the diffusion classifier needs labelled objects: none matched")
-    _, test = holdout_split(
-        lab["sample"].to_numpy(), lab["class"].to_numpy(), params.get("holdout", 0.25), seed
-    )
+    if labels is not None and lab.empty:
+        raise ValueError("the diffusion classifier's labels match no object")
+    test = np.zeros(len(lab), bool)
+    if len(lab):  # without labels the embeddings are clustered: nothing to hold out
+        _, test = holdout_split(
+            lab["sample"].to_numpy(), lab["class"].to_numpy(), params.get("holdout", 0.25), seed
+        )
     rows = table.reset_index(drop=True)
     cap = int(params.get("max_train", 20000))
     if len(rows) > cap:
@@ -275,6 +277,11 @@ def classify_experiment(
     join = bool(params.get("join", True))
     if join:
         X = joined(X, rows[feature_columns(rows)].to_numpy(np.float64))
+    cost = {"sigmas": list(sigmas), "views": views, "nfe_per_object": len(sigmas) * views,
+            "s_per_1000_objects": 1000 * seconds / max(len(rows), 1),
+            "model_hash": cfg.get("params_hash")}  # fmt: skip
+    if labels is None:
+        return cluster_embeddings(rows, X, params.get("unsupervised") or {}, seed, join, cost)
     lab = labelled(rows.assign(_row=np.arange(len(rows))), labels)
     lab = lab.drop_duplicates(["sample", "id"])
     held = {(str(s), int(i)) for s, i in cfg.get("heldout", [])}
@@ -300,16 +307,34 @@ def classify_experiment(
         + (", joined with morphology features" if join else ""),
         "cv": "holdout",
         "holdout": cfg.get("holdout"),
-        "sigmas": list(sigmas),
-        "views": views,
-        "nfe_per_object": len(sigmas) * views,
-        "s_per_1000_objects": 1000 * seconds / max(len(rows), 1),
+        **cost,
         "light_classifier": choice,
         "n_test": int(len(test)),
         "n_labelled": int(len(lab)),
         "n_objects": int(len(rows)),
         "classes": classes,
-        "model_hash": cfg.get("params_hash"),
         **metrics,
     }
     return result, info
+
+
+def cluster_embeddings(rows, X: np.ndarray, unsupervised: dict, seed: int, join: bool, cost):
+    """Without labels: a Gaussian mixture on the embeddings (as the `unsupervised` mode does on
+    the features: standardised, PCA-reduced, k by lowest BIC in k_min..k_max unless `k`)."""
+    import pandas as pd
+
+    from .tabular import KEYS, cluster
+
+    cols = [f"emb_{i}" for i in range(X.shape[1])]
+    keys = rows[[k for k in KEYS if k in rows.columns]].reset_index(drop=True)
+    table = pd.concat([keys, pd.DataFrame(X, columns=cols)], axis=1)
+    k_range = (unsupervised.get("k_min", 2), unsupervised.get("k_max", 8))
+    classes, info = cluster(table, k=unsupervised.get("k"), seed=seed, k_range=k_range,
+                            columns=cols)  # fmt: skip
+    info.pop("features", None)
+    method = "diffusion representation (pooled denoiser activations) + Gaussian mixture"
+    if join:
+        method += ", joined with morphology features"
+    head = {"mode": "diffusion", "method": method, "cv": "none (no labels: clusters)"}
+    info = {**head, **cost, "n_objects": len(rows), **info}
+    return classes, info
