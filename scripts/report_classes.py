@@ -1,8 +1,10 @@
-"""Rule report_classes: feature distributions by class, class counts, classifier metrics."""
+"""Rule report_classes: feature distributions by class, class counts, classifier metrics and
+example crops per class (or cluster)."""
 
 import pandas as pd
 
 from microdiff import report
+from microdiff.classify.crops import experiment_crops
 from microdiff.jobs import job
 
 with job(snakemake.log[0], "report_classes"):
@@ -16,3 +18,12 @@ with job(snakemake.log[0], "report_classes"):
     # the note says why the confusion matrix counts fewer objects than the class counts
     metrics = report.metrics_figure(report.read_json(inp.metrics), n_classified=len(classes))
     report.save(metrics, out.metrics)
+    size = int(snakemake.params.report.get("example_px", 48))
+    picks = report.pick_examples(objects, classes, snakemake.params.report.get("examples", 8))
+    images = dict(zip(snakemake.params.samples, inp.images))
+    norms = dict(zip(snakemake.params.samples, inp.norms))
+    crops = {name: experiment_crops(rows.reset_index(drop=True), images, norms, size)
+             for name, rows in picks.items()}  # fmt: skip
+    n = classes["class"].astype(str).value_counts().to_dict()
+    px = report.pixel_size(inp.images[0]) if inp.images else None
+    report.save(report.examples_figure(crops, n, px), out.examples)

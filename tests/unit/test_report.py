@@ -204,3 +204,30 @@ def test_cli_diffusion_mode_trains_once_then_classifies(stores, tmp_path):
     assert main(["classify", *args, *inputs, "--overwrite"]) == 0  # the checkpoint is reused
     assert (model / "config.json").stat().st_mtime_ns == stamp
     pd.testing.assert_frame_equal(pd.read_parquet(cls), got)
+
+
+def test_class_examples_are_crops_of_each_class(stores, tmp_path):
+    from microdiff.classify.crops import experiment_crops
+
+    d, _, _, table = stores
+    nuc = table[table["kind"] == "nucleus"].reset_index(drop=True)
+    big = nuc["area_px"] > nuc["area_px"].median()
+    classes = nuc[["sample", "kind", "id"]].assign(
+        **{"class": np.where(big, "big", "small"), "prob_big": big.astype(float)}
+    )
+    picks = report.pick_examples(table, classes, n=3, seed=0)
+    assert set(picks) == {"big", "small"} and all(len(r) == 3 for r in picks.values())
+    sample = nuc["sample"].iloc[0]
+    images, norms = {sample: d / "raw.ome.zarr"}, {sample: d / "norm.json"}
+    crops = {k: experiment_crops(r.reset_index(drop=True), images, norms, 24)
+             for k, r in picks.items()}  # fmt: skip
+    # each crop is centred on its nucleus: brighter in the middle than at the corners
+    for v in crops.values():
+        corners = v[:, 0, [0, 0, -1, -1], [0, -1, 0, -1]].mean(axis=1)
+        assert (v[:, 0, 10:14, 10:14].mean(axis=(1, 2)) > corners).all()
+    assert report.composite(crops["big"][0]).shape == (24, 24, 3)  # two channels: colour
+    assert report.composite(np.zeros((1, 8, 8))).shape == (8, 8)
+    fig = report.examples_figure(crops, {"big": int(big.sum()), "small": int((~big).sum())})
+    assert [a.get_ylabel().split("\n")[0] for a in fig.axes[::3]] == ["big", "small"]
+    report.save(fig, tmp_path / "e.png")
+    assert (tmp_path / "e.png").stat().st_size > 1000

@@ -72,7 +72,15 @@ rule report_classes:
         classes=expand("results/{sample}/classes.parquet", sample=SAMPLES.index),
         counts="results/experiment/class_counts.tsv",
         metrics="results/experiment/classifier_metrics.json",
+        images=expand("results/{sample}/raw.ome.zarr", sample=SAMPLES.index),
+        norms=lambda wc: [get_norm(s) for s in SAMPLES.itertuples()],
     output:
+        examples=report(
+            "results/report/class_examples.png",
+            caption="../report/class_examples.rst",
+            category="Classes",
+            labels={"figure": "example objects per class"},
+        ),
         features=report(
             "results/report/features_by_class.png",
             caption="../report/features.rst",
@@ -93,6 +101,7 @@ rule report_classes:
         ),
     params:
         report=config["report"],
+        samples=list(SAMPLES.index),
     log:
         "logs/report_classes/experiment.log",
     benchmark:

@@ -7,6 +7,7 @@ whole-slide image costs about `max_px` squared pixels of memory, not the image.
 
 - common: saving, NGFF reads (`read_small`, `read_window`), display stretch
 - figures: normalization and noise, features by class, class counts, classifier metrics
+- examples: example crops per class or cluster
 - montage: per-sample full view and native-resolution crops with outlines and uncertainty
 - qc: the per-sample QC table with robust-z flags, its page and figure
 - runtime: wall time per rule
@@ -16,6 +17,7 @@ whole-slide image costs about `max_px` squared pixels of memory, not the image.
 from .about import config_page, shipped_models, versions
 from .common import (
     channel_index,
+    pixel_size,
     plural,
     read_json,
     read_small,
@@ -24,6 +26,7 @@ from .common import (
     stretch,
     write_text,
 )
+from .examples import composite, examples_figure, pick_examples
 from .figures import (
     FEATURES,
     class_counts_figure,
@@ -43,13 +46,17 @@ __all__ = [
     "THRESHOLD",
     "channel_index",
     "class_counts_figure",
+    "composite",
     "config_page",
+    "examples_figure",
     "feature_figure",
     "metrics_figure",
     "montage_figure",
     "noise_curve",
     "normalization_figure",
     "pick_crops",
+    "pick_examples",
+    "pixel_size",
     "pick_features",
     "plural",
     "qc_figure",
