@@ -97,6 +97,14 @@ def run(name, table, crops, args):
         sec = per_obj * te.sum() + time.perf_counter() - t
         row(f"diffusion {what} (+ logistic, {choice['class_weight']}, C {choice['C']})",
             pred, sec, nfe, te.sum())  # fmt: skip
+    # the same joined embedding under the features' own classifier (balanced boosting)
+    J = pd.DataFrame(rp.joined(E, F)).add_prefix("j")
+    model, _ = classify.train_supervised(J[tr], y[tr], seed=args.seed, n_splits=1,
+                                         columns=list(J.columns), max_iter=200)  # fmt: skip
+    t = time.perf_counter()
+    pred = classify.predict(model, J[te])["class"].to_numpy()
+    sec = per_obj * te.sum() + time.perf_counter() - t
+    row("diffusion embedding + features (+ gradient boosting)", pred, sec, nfe, te.sum())
     if args.le_steps:
         sub = np.flatnonzero(te)[: args.le_eval]
         t = time.perf_counter()
