@@ -139,7 +139,6 @@ def test_other_denoisers_run_as_they_are():
 
 def test_stages_take_batch_auto(tmp_path):
     """restore and segment shard jobs accept batch "auto" (on a CPU: their old defaults)."""
-    import pandas as pd
     import zarr
 
     from microdiff import normalize, simulate
@@ -170,6 +169,6 @@ def test_stages_take_batch_auto(tmp_path):
     plan = plan_store(raw, 32, 16, tiles_per_shard=1 << 30)
     params = {"samples": 1, "steps": 1, "sampler": "ddim", "kinds": ["nuclei"]}
     info = segment_shard(raw, plan, 0, tmp_path / "seg.zarr", None, norm, params, "auto")
-    assert info["tiles"] == len(plan) and isinstance(plan, pd.DataFrame)
-    meta = zarr.open_array(str(tmp_path / "seg.zarr"), mode="r").attrs["segment"]
-    assert meta["accel"] == plain
+    shard = zarr.open_array(str(tmp_path / "seg.zarr"), mode="r")
+    assert info["tiles"] == len(plan) and np.isfinite(shard[:]).all() and shard[0].std() > 0
+    assert shard.attrs["segment"]["accel"] == plain

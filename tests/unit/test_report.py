@@ -73,10 +73,11 @@ def test_points_label_segmented_objects_and_supervised_run(stores):
     assert len(labels) > 0.7 * len(points)
     # each labelled object contains its point
     nuclei = np.asarray(zarr.open_group(str(d / "seg.ome.zarr"), mode="r")["labels/nuclei/0"])
-    p = points.iloc[0]
-    hit = nuclei[int(round(p["y"])), int(round(p["x"]))]
-    if hit:
-        assert labels.set_index("id").loc[hit, "class"] == p["class"]
+    hits = nuclei[np.rint(points["y"]).astype(int), np.rint(points["x"]).astype(int)]
+    assert (hits > 0).sum() > 0.7 * len(points)
+    by_id = labels.set_index("id")["class"]
+    inside = [(h, c) for h, c in zip(hits, points["class"]) if h in by_id.index]
+    assert inside and np.mean([by_id[h] == c for h, c in inside]) > 0.9
     params = {"mode": "supervised", "supervised": {"n_splits": 3, "max_iter": 20}}
     classes, info, _ = classify.classify_experiment(table, params, labels)
     assert len(classes) == (table["kind"] == "nucleus").sum()

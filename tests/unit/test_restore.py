@@ -238,7 +238,9 @@ def test_cpu_fallback_without_cuda(image2d, monkeypatch):
     d, raw, model, _ = image2d
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     out, prov = run_stage(d, raw, model, 64, tag="cpu")
-    assert np.isfinite(zarr.open_group(str(out), mode="r")["0"][:]).all()
+    restored = zarr.open_group(str(out), mode="r")["0"][:]
+    assert prov["accel"]["device"] == "cpu" and np.isfinite(restored).all()
+    assert restored.shape == zarr.open_group(str(raw), mode="r")["0"].shape
 
 
 def test_shipped_default_used_as_is(tmp_path, image2d):

@@ -240,25 +240,3 @@ def summarize(samples: np.ndarray, n_kinds: int) -> np.ndarray:
         fg, dist = u[:, :, 2 * i], u[:, :, 2 * i + 1]
         out += [fg.mean(1), fg.std(1), dist.mean(1)]
     return np.stack(out, axis=1).astype(np.float32)
-
-
-def train_pairs_from_files(pairs, kinds=("nuclei",)):
-    """Load (image, labels...) file rows: image TIFF (C, [Z,] Y, X) or (Y, X), then one label
-    file per kind. Returns (images normalized, labels)."""
-    import tifffile
-
-    images, labels = [], []
-    for row in pairs:
-        img = np.asarray(tifffile.imread(row[0]), np.float32)
-        labs = [np.asarray(tifffile.imread(p)) for p in row[1 : 1 + len(kinds)]]
-        if img.ndim == labs[0].ndim:
-            img = img[None]
-        images.append(_norm(img))
-        labels.append(labs)
-    return images, labels
-
-
-def _norm(img):
-    from .represent import percentile_norm
-
-    return percentile_norm(img)
