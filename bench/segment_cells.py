@@ -14,11 +14,12 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import segment  # bench/segment.py: the shared scoring (this module is run from it)
 from scipy import ndimage as ndi
 from skimage.filters import threshold_otsu
 from skimage.segmentation import watershed
 
-from microdiff.metrics import auroc, average_precision, false_positive_flags
+from microdiff.metrics import average_precision
 from microdiff.segment import cells as fallback
 from microdiff.segment import instances
 from microdiff.segment.model import Model, nfe, predict, summarize
@@ -28,7 +29,7 @@ from microdiff.shipped import SEGMENT_CELLS, SEGMENT_NUCLEI
 from microdiff.simulate import simulate_image
 from microdiff.tiling import Box
 
-TAUS = [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9]
+TAUS = segment.TAUS
 
 
 def test_sets(n: int, shape=(512, 512)):
@@ -88,22 +89,11 @@ def watershed_cells(img, nuc):
 
 
 def evaluate(name, items, nuclei, fn, nfe_px):
-    preds, scores, fps = [], {}, []
-    t = time.perf_counter()
-    outs = [fn(img, nuc) for (img, _, _), nuc in zip(items, nuclei)]
-    dt = time.perf_counter() - t
-    mpx = sum(np.prod(img.shape[1:]) for img, _, _ in items) / 1e6
-    truths = [cell for _, _, cell in items]
-    for (lab, sc), truth in zip(outs, truths):
-        preds.append(lab)
-        flags = false_positive_flags(truth, lab, 0.5)
-        ids = sorted(flags)
-        fps += [flags[i] for i in ids]
-        for key, per in (sc or {}).items():
-            scores.setdefault(key, []).extend(per[i - 1] for i in ids)
-    ap = average_precision(truths, preds, TAUS)
-    return {"method": name, "AP@0.5": ap[0], "mAP.5:.9": float(np.mean(ap)), "s/MPx": dt / mpx,
-            "NFE": nfe_px, "AUROC": {k: auroc(v, fps) for k, v in scores.items()}}  # fmt: skip
+    """`segment.evaluate` of cells grown by `fn(image, nuclei)`: it takes images in order, so
+    each call gets the next image's nuclei."""
+    seeds = iter(nuclei)
+    images, truths = [img for img, _, _ in items], [cell for _, _, cell in items]
+    return segment.evaluate(name, images, truths, lambda img: fn(img, next(seeds)), nfe_px)
 
 
 def run(n_images: int, k: int, steps: int, device: str = "cpu", cell_model=SEGMENT_CELLS):

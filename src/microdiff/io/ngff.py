@@ -100,6 +100,13 @@ def level_scales(axes: str, scale: dict[str, float], n_levels: int) -> list[list
     return out
 
 
+def level0_scale(group: zarr.Group) -> dict[str, float]:
+    """{axis name: scale} of level 0 of a multiscale image group."""
+    ms = group.attrs["multiscales"][0]
+    scale = ms["datasets"][0]["coordinateTransformations"][0]["scale"]
+    return {a["name"]: float(v) for a, v in zip(ms["axes"], scale)}
+
+
 def pyramid_shapes(shape: Sequence[int]) -> list[tuple[int, ...]]:
     shapes = [tuple(shape)]
     while max(shapes[-1][-2:]) >= MIN_PYRAMID:

@@ -97,8 +97,7 @@ def bright_stage(image, out, table, norm_json=None, params: dict | None = None,
     if len(arr.shape) != 3:
         raise ValueError(f"{image}: segment.method bright segments 2D images, not {arr.shape}")
     shape = tuple(arr.shape[1:])
-    scale = dict(zip("cyx", src.attrs["multiscales"][0]["datasets"][0]
-                     ["coordinateTransformations"][0]["scale"]))  # fmt: skip
+    scale = ngff.level0_scale(src)
     log.warning("cells by %s: no diffusion model is used for this stage", METHOD)
     lab = segment_bright(np.asarray(arr[:]), bp)
     ids = np.unique(lab[lab > 0])

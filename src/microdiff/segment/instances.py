@@ -225,7 +225,8 @@ def link_cells(
         w, nuc = read_cells(win), read_nuclei(win)
         if not nuc.any():
             continue
-        lab = cells_from(w.prob, w.dist, nuc, p)
+        near = reach(nuc, p)  # once per window: the mean and every sample share it
+        lab = cells_from(w.prob, w.dist, nuc, p, near)
         own = np.zeros(n + 1, bool)
         inside = np.all((nucleus_anchor >= core.start) & (nucleus_anchor < core.stop), axis=1)
         own[1:] = inside
@@ -233,7 +234,7 @@ def link_cells(
         if not new.any():
             continue
         for fg, dist in w.samples:
-            lab_k = cells_from(fg, dist, nuc, p)
+            lab_k = cells_from(fg, dist, nuc, p, near)
             ious = best_iou(new, lab_k, n)
             cons += (ious > p.match_iou) & own[1:]
         cur = np.asarray(out[win.slices])
@@ -249,13 +250,20 @@ def link_cells(
     return {"consistency": cons / max(k, 1)}
 
 
-def cells_from(prob, dist, nuclei, p: Params = DEFAULT) -> np.ndarray:
+def reach(nuclei, p: Params = DEFAULT) -> np.ndarray:
+    """Where a cell may be: at most `p.cell_max_distance` pixels from a nucleus."""
+    if not nuclei.any():
+        return np.zeros(nuclei.shape, bool)
+    return ndi.distance_transform_edt(nuclei == 0) <= p.cell_max_distance
+
+
+def cells_from(prob, dist, nuclei, p: Params = DEFAULT, near=None) -> np.ndarray:
     """Cells grown from `nuclei` by a watershed of the distance map inside the foreground
-    (`prob` above `p.cell_foreground`, at most `p.cell_max_distance` pixels from a nucleus); each
-    cell is one region (the watershed floods from its nucleus) without holes."""
+    (`prob` above `p.cell_foreground`, within `near`, by default `reach(nuclei, p)`); each cell
+    is one region (the watershed floods from its nucleus) without holes."""
     if not nuclei.any():
         return np.zeros(nuclei.shape, np.int32)
-    near = ndi.distance_transform_edt(nuclei == 0) <= p.cell_max_distance
+    near = reach(nuclei, p) if near is None else near
     mask = ((prob > p.cell_foreground) & near) | (nuclei > 0)
     return fill_holes(watershed(-dist, nuclei, mask=mask).astype(np.int32))
 

@@ -212,13 +212,7 @@ def segment_gather(
     src = zarr.open_group(str(image), mode="r")
     shape = tuple(src["0"].shape[1:])
     axes = "c" + "zyx"[-len(shape) :]
-    scale = {
-        a: v
-        for a, v in zip(
-            axes,
-            src.attrs["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"],
-        )
-    }
+    scale = ngff.level0_scale(src)
     cores = [core for _, core, _ in iter_tiles(plan)]
     ip = instances.Params.from_config(p)
     halo = int(p.get("label_halo", 64))
