@@ -1,19 +1,21 @@
-"""Rule report_montage: the whole image with outlines, and native-resolution crops (raw,
-restored, uncertainty) where the objects are and where uncertainty is highest."""
+"""Rule report_montage (one sample, or a batch of them): the whole image with outlines, and
+native-resolution crops (raw, restored, uncertainty) where the objects are and where
+uncertainty is highest."""
 
 import pandas as pd
 
 from microdiff import report
-from microdiff.jobs import job
+from microdiff.jobs import each, job
 
-with job(snakemake.log[0], "report_montage"):
-    inp = snakemake.input
-    fig = report.montage_figure(
-        inp.raw,
-        inp.segmentation,
-        restored=inp.restored[0] if inp.restored else None,
-        norm=report.read_json(inp.norm),
-        segments=pd.read_parquet(inp.segments),
-        max_px=snakemake.params.report.get("max_px", 512),
-    )
-    report.save(fig, snakemake.output[0])
+with job(snakemake.log[0], "report_montage") as log:
+    for m in each(snakemake, log):
+        inp = m.input
+        fig = report.montage_figure(
+            inp.raw,
+            inp.segmentation,
+            restored=inp.restored[0] if inp.restored else None,
+            norm=report.read_json(inp.norm),
+            segments=pd.read_parquet(inp.segments),
+            max_px=m.params.report.get("max_px", 512),
+        )
+        report.save(fig, m.output.montage)

@@ -1,11 +1,12 @@
-"""Rule tiles (checkpoint): the tile plan of a sample's image."""
+"""Rule tiles (one sample's checkpoint, or a batch's plans): the tile plan of an image."""
 
 from microdiff import provenance, tiling
-from microdiff.jobs import job
+from microdiff.jobs import each, job
 
 with job(snakemake.log[0], "tiles") as log:
-    params = snakemake.params.tiles
-    plan = tiling.plan_store(snakemake.input[0], **params)
-    prov = provenance.record("tiles", params, inputs=[snakemake.input[0]])
-    tiling.write_plan(plan, snakemake.output[0], prov)
-    log.info("%d tiles in %d shards", len(plan), tiling.n_shards(plan))
+    for m in each(snakemake, log):
+        params = m.params.tiles
+        plan = tiling.plan_store(m.input.raw, **params)
+        prov = provenance.record("tiles", params, inputs=[m.input.raw])
+        tiling.write_plan(plan, m.output.plan, prov)
+        log.info("%d tiles in %d shards", len(plan), tiling.n_shards(plan))

@@ -128,8 +128,6 @@ def _classify_diffusion(a, objects, labels, params):
 
 
 def cmd_segment(a) -> dict:
-    import tempfile
-
     import pandas as pd
 
     from .segment.stage import segment_image
@@ -139,9 +137,8 @@ def cmd_segment(a) -> dict:
     plan = pd.read_parquet(a.plan) if a.plan else plan_store(a.image, a.tile, a.halo, 16)
     params = {"samples": a.samples, "steps": a.steps, "seed": a.seed, "kinds": a.kinds.split(",")}
     cells = {"shipped": SEGMENT_CELLS, "none": None}.get(a.cell_model, a.cell_model)
-    with tempfile.TemporaryDirectory(dir=str(Path(a.out).parent)) as work:
-        return segment_image(a.image, a.out, a.table, plan, work, a.model, a.norm, params,
-                             device=a.device, cell_model=cells)  # fmt: skip
+    return segment_image(a.image, a.out, a.table, plan, a.model, a.norm, params,
+                         device=a.device, cell_model=cells)  # fmt: skip
 
 
 def cmd_restore_train(a) -> dict:

@@ -10,8 +10,12 @@ import errno
 import logging
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import SimpleNamespace
 
 from .errors import InputError
+from .timing import NETWORK
 
 log = logging.getLogger("microdiff")
 # The disk, not the program: full, read-only, no permission. One line naming the path is enough.
@@ -39,6 +43,8 @@ def job(log_path: str | None, name: str):
     log.info("%s: start", name)
     try:
         yield log
+        if NETWORK.calls:
+            log.info("%s: network %.1f s wall, %.1f s CPU", name, NETWORK.wall, NETWORK.cpu)
         log.info("%s: done in %.1f s", name, time.perf_counter() - start)
     except InputError as err:
         msg = f"microdiff {name}: error: {err}"
@@ -62,3 +68,40 @@ def job(log_path: str | None, name: str):
         if fh:
             sys.stderr = terminal
             fh.close()
+
+
+@dataclass
+class Member:
+    """One sample of a job: its input and output paths and params (attribute access)."""
+
+    sample: str
+    input: object
+    output: object
+    params: object
+
+
+def members(smk) -> list[Member]:
+    """The samples a workflow job processes: its `members` param (a batch rule: one entry per
+    sample, from common.smk's per_sample), else the one sample of its wildcards."""
+    rows = smk.params.get("members") if hasattr(smk.params, "get") else None
+    if rows is None:
+        return [Member(smk.wildcards.sample, smk.input, smk.output, smk.params)]
+    shared = {k: v for k, v in smk.params.items() if k != "members"}
+    return [
+        Member(
+            row["sample"],
+            SimpleNamespace(**row["input"]),
+            SimpleNamespace(**row["output"]),
+            SimpleNamespace(**shared, **row["params"]),
+        )
+        for row in rows
+    ]
+
+
+def each(smk, log) -> Iterator[Member]:
+    """`members(smk)`, logging which sample of how many is being done (a batch's progress)."""
+    todo = members(smk)
+    for i, m in enumerate(todo):
+        if len(todo) > 1:
+            log.info("%s (%d of %d)", m.sample, i + 1, len(todo))
+        yield m

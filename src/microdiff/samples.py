@@ -196,19 +196,25 @@ def load(inputs: dict) -> pd.DataFrame:
     return vendor.expand_scenes(df)
 
 
-def check_channel_counts(df: pd.DataFrame) -> None:
-    """Refuse an experiment whose existing input files differ in channel count.
+def check_channel_counts(df: pd.DataFrame, demo: dict | None = None) -> dict[str, int]:
+    """Refuse an experiment whose existing input files differ in channel count; return each
+    sample's pixel count (z * y * x) where it is known without reading pixels.
 
-    Reads only headers/metadata. Files that do not exist yet (made by a rule) are skipped.
+    Reads only headers/metadata. Files that do not exist yet (made by a rule) are skipped, but
+    the demo's images have the shape `demo` (config input.demo) says.
     """
     from .io.readers import open_image
 
-    counts = {}
+    counts, pixels = {}, {}
+    if demo:
+        for name in df["sample"]:
+            pixels[name] = math.prod(int(n) for n in demo["shape"])
     for row in df.itertuples(index=False):
         if not Path(row.path).exists():
             continue
         src = open_image(row.path, row.axes, row.scene)
         counts[row.sample] = (src.shape[0], row.path)
+        pixels[row.sample] = math.prod(src.spatial_shape)
     if len({c for c, _ in counts.values()}) > 1:
         first = next(iter(counts.values()))
         odd = next((s, p, c) for s, (c, p) in counts.items() if c != first[0])
@@ -217,3 +223,33 @@ def check_channel_counts(df: pd.DataFrame) -> None:
             f"has {odd[2]} channel(s) but {first[1]} has {first[0]}: all samples of an "
             "experiment must have the same channels",
         )
+    return pixels
+
+
+def batches(
+    names: list[str], pixels: dict[str, int], budget: int, largest: int
+) -> dict[str, list[str]]:
+    """Small samples packed into batches of at most `budget` pixels, in sheet order.
+
+    A batch is processed by one job per stage (one process: start-up and model loading paid
+    once). Samples over `largest` pixels, or of unknown size, are in no batch: their stages run
+    per sample, split into shards of tiles. Packing in order keeps batches stable when samples
+    are appended to the sheet (only the last batch changes). budget 0: no batches.
+    """
+    out: dict[str, list[str]] = {}
+    if budget <= 0:
+        return out
+    current: list[str] = []
+    size = 0
+    for name in names:
+        n = pixels.get(name)
+        if n is None or n > largest:
+            continue
+        if current and size + n > budget:
+            out[f"b{len(out) + 1:03d}"] = current
+            current, size = [], 0
+        current.append(name)
+        size += n
+    if current:
+        out[f"b{len(out) + 1:03d}"] = current
+    return out

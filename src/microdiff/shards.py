@@ -15,7 +15,9 @@ size, never by image size.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import tempfile
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -140,3 +142,17 @@ def gather(shard_stores: Sequence, plan: pd.DataFrame, dst, factor: int = 1) -> 
         core = Box(tuple(r[f"{a}0"] for a in names), tuple(r[f"{a}1"] for a in names))
         sl = (slice(None), *core.scaled(scale).slices)
         dst[sl] = stores[int(r["shard"])][sl]
+
+
+def run_whole(plan: pd.DataFrame, out, shard: Callable, gather: Callable):
+    """A whole image in one process: shard(i, store) for every shard of `plan`, then
+    gather(stores). The shard stores are temporary, beside `out`, and removed afterwards (also
+    on failure). Batch jobs and the CLI run a stage this way; returns what gather returns."""
+    out = Path(out)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.shards-") as tmp:
+        stores = []
+        for i in sorted(int(s) for s in plan["shard"].unique()):
+            store = Path(tmp) / f"shard-{i}.zarr"
+            shard(i, store)
+            stores.append(store)
+        return gather(stores)

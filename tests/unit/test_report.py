@@ -28,7 +28,7 @@ def stores(tmp_path_factory):
     normalize.compute([d / "raw.ome.zarr"], (1.0, 99.8), d / "norm.json")
     plan = plan_store(d / "raw.ome.zarr", tile=32, halo=8, tiles_per_shard=4)
     segment_image(
-        d / "raw.ome.zarr", d / "seg.ome.zarr", d / "segments.parquet", plan, d / "work",
+        d / "raw.ome.zarr", d / "seg.ome.zarr", d / "segments.parquet", plan,
         Model(Oracle(), ("nuclei",), 1), d / "norm.json", PARAMS,
     )  # fmt: skip
     segments = pd.read_parquet(d / "segments.parquet")

@@ -39,7 +39,6 @@ def run(d, name, plan, params=PARAMS):
         out,
         table,
         plan,
-        d / f"work_{name}",
         Model(Oracle(), ("nuclei",), 1),
         d / "norm.json",
         params,
@@ -160,8 +159,8 @@ def test_shipped_model_tiled_equals_untiled_on_cpu(tmp_path):
         "whole": plan_tiles((160, 192), tile=256, halo=0, tiles_per_shard=1),
     }.items():
         out, table = tmp_path / f"{name}.ome.zarr", tmp_path / f"{name}.parquet"
-        segment_image(tmp_path / "raw.ome.zarr", out, table, plan, tmp_path / f"w{name}",
-                      None, tmp_path / "norm.json", params, device="cpu")  # fmt: skip
+        segment_image(tmp_path / "raw.ome.zarr", out, table, plan, None,
+                      tmp_path / "norm.json", params, device="cpu")  # fmt: skip
         root = zarr.open_group(str(out), mode="r")
         assert root.attrs["microdiff"]["device"] == "cpu"
         labels[name] = root["labels/nuclei/0"][:]

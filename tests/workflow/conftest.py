@@ -19,6 +19,8 @@ TINY = {
         "glob": None,
     },
     "ingest": {"chunk_bytes": 4096},
+    # every sample on its own (shard jobs and gathers); test_batch.py runs the batches
+    "batch": {"pixels": 0, "largest": 1},
     "tiles": {"tile": 32, "halo": 8, "tiles_per_shard": 4},
     "normalize": {"percentiles": [1.0, 99.8], "mode": "sample"},
     "restore": {

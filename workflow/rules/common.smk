@@ -1,4 +1,7 @@
-# Samples, wildcard constraints and input functions (get_*) shared by every stage.
+# Samples, batches, wildcard constraints and input functions (get_*) shared by every stage.
+import re
+from types import SimpleNamespace
+
 import microdiff
 from microdiff import samples as sample_sheet
 from microdiff.checks import check_config
@@ -7,14 +10,62 @@ from microdiff.io.plate import PLATE_COLUMNS
 SAMPLES = sample_sheet.load(config["input"])
 # The final targets; each stage file appends the outputs its stage adds.
 FINAL_TARGETS = ["results/experiment/samples.tsv"]
-sample_sheet.check_channel_counts(SAMPLES)
+PIXELS = sample_sheet.check_channel_counts(SAMPLES, config["input"].get("demo"))
 if config["input"].get("sheet"):
     validate(SAMPLES, "../schemas/samples.schema.yaml")
 check_config(config, SAMPLES)
 
+# Small samples go through the stages in batches (one job per stage and batch: the rules named
+# <stage>_<batch>, defined in a loop in each stage's file); the others, one by one, through the
+# per-sample rules, which the sample wildcard below restricts to them.
+BATCHES = sample_sheet.batches(
+    list(SAMPLES.index),
+    PIXELS,
+    int(config.get("batch", {}).get("pixels", 0)),
+    int(config.get("batch", {}).get("largest", 0)),
+)
+BATCHED = {s for members in BATCHES.values() for s in members}
+ALONE = [s for s in SAMPLES.index if s not in BATCHED]
+
 
 wildcard_constraints:
-    sample=sample_sheet.NAME_PATTERN,
+    sample="|".join(re.escape(s) for s in ALONE) or "(?!)",
+
+
+def per_sample(members, input, output, **params):
+    """A batch rule's members (its `members` param, read by microdiff.jobs.members): per sample
+    its input and output paths and its own params. Each is a function of the sample (called
+    like an input function, with a wildcards object), a path template ("results/{sample}/..."
+    or a list of them; input and output only) or a value taken as is."""
+
+    def resolve(value, w, templates):
+        if callable(value):
+            return value(w)
+        if templates and isinstance(value, str):
+            return value.format(sample=w.sample)
+        if templates and isinstance(value, list):
+            return [resolve(v, w, templates) for v in value]
+        return value
+
+    rows = []
+    for s in members:
+        w = SimpleNamespace(sample=s)
+        row = {"sample": s}
+        row["input"] = {k: resolve(v, w, True) for k, v in input.items()}
+        row["output"] = {k: resolve(v, w, True) for k, v in output.items()}
+        row["params"] = {k: resolve(v, w, False) for k, v in params.items()}
+        rows.append(row)
+    return rows
+
+
+def flat(rows, side, name, flag=None):
+    """One input or output entry of every member, as one list (for the batch rule's own)."""
+    out = []
+    for row in rows:
+        value = row[side][name]
+        for p in value if isinstance(value, list) else [value]:
+            out.append(flag(p) if flag else p)
+    return out
 
 
 def get_image(wildcards):

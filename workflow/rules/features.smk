@@ -14,7 +14,7 @@ rule features:
         images=expand("results/{{sample}}/{image}.ome.zarr", image=FEATURE_IMAGES),
         norm=get_norm if ILLUMINATION else [],  # flat-field corrected raw intensities
     output:
-        "results/{sample}/objects.parquet",
+        objects="results/{sample}/objects.parquet",
     params:
         features=config["features"],
     log:
@@ -28,6 +28,44 @@ rule features:
         "../../envs/image.yaml"
     script:
         "../../scripts/features.py"
+
+
+for batch, members in BATCHES.items():
+    _rows = per_sample(
+        members,
+        input={
+            "segmentation": "results/{sample}/segmentation.ome.zarr",
+            "segments": "results/{sample}/segments.parquet",
+            "images": [f"results/{{sample}}/{image}.ome.zarr" for image in FEATURE_IMAGES],
+            "norm": get_norm if ILLUMINATION else [],
+        },
+        output={"objects": "results/{sample}/objects.parquet"},
+    )
+
+    rule:
+        name:
+            f"features_{batch}"
+        input:
+            segmentation=flat(_rows, "input", "segmentation"),
+            segments=flat(_rows, "input", "segments"),
+            images=flat(_rows, "input", "images"),
+            norm=flat(_rows, "input", "norm"),
+        output:
+            objects=flat(_rows, "output", "objects"),
+        params:
+            features=config["features"],
+            members=_rows,
+        log:
+            f"logs/features_batch/{batch}.log",
+        benchmark:
+            f"benchmarks/features_batch/{batch}.tsv"
+        threads: 1
+        resources:
+            **stage_resources("features"),
+        conda:
+            "../../envs/image.yaml"
+        script:
+            "../../scripts/features.py"
 
 
 rule features_experiment:

@@ -3,10 +3,10 @@
 
 rule normalize:
     input:
-        "results/{sample}/raw.ome.zarr",
+        raw="results/{sample}/raw.ome.zarr",
         illumination=ILLUMINATION,
     output:
-        "results/{sample}/norm.json",
+        norm="results/{sample}/norm.json",
     params:
         normalize=config["normalize"],
     log:
@@ -20,6 +20,37 @@ rule normalize:
         "../../envs/image.yaml"
     script:
         "../../scripts/normalize.py"
+
+
+for batch, members in BATCHES.items():
+    _rows = per_sample(
+        members,
+        input={"raw": "results/{sample}/raw.ome.zarr"},
+        output={"norm": "results/{sample}/norm.json"},
+    )
+
+    rule:
+        name:
+            f"normalize_{batch}"
+        input:
+            raw=flat(_rows, "input", "raw"),
+            illumination=ILLUMINATION,
+        output:
+            norm=flat(_rows, "output", "norm"),
+        params:
+            normalize=config["normalize"],
+            members=_rows,
+        log:
+            f"logs/normalize_batch/{batch}.log",
+        benchmark:
+            f"benchmarks/normalize_batch/{batch}.tsv"
+        threads: 1
+        resources:
+            **stage_resources("normalize"),
+        conda:
+            "../../envs/image.yaml"
+        script:
+            "../../scripts/normalize.py"
 
 
 rule normalize_experiment:

@@ -18,7 +18,7 @@ rule report_montage:
         restored=["results/{sample}/restored.ome.zarr"] if REPORT_RESTORED else [],
         norm=get_norm,
     output:
-        report(
+        montage=report(
             "results/report/{sample}_montage.png",
             caption="../report/montage.rst",
             category="Samples",
@@ -37,6 +37,51 @@ rule report_montage:
         "../../envs/image.yaml"
     script:
         "../../scripts/report_montage.py"
+
+
+def montage_report(path, sample):
+    return report(path, caption="../report/montage.rst", category="Samples",
+                  labels={"sample": sample, "figure": "montage"})  # fmt: skip
+
+
+for batch, members in BATCHES.items():
+    _rows = per_sample(
+        members,
+        input={
+            "raw": "results/{sample}/raw.ome.zarr",
+            "segmentation": "results/{sample}/segmentation.ome.zarr",
+            "segments": "results/{sample}/segments.parquet",
+            "restored": ["results/{sample}/restored.ome.zarr"] if REPORT_RESTORED else [],
+            "norm": get_norm,
+        },
+        output={"montage": "results/report/{sample}_montage.png"},
+    )
+
+    rule:
+        name:
+            f"report_montage_{batch}"
+        input:
+            raw=flat(_rows, "input", "raw"),
+            segmentation=flat(_rows, "input", "segmentation"),
+            segments=flat(_rows, "input", "segments"),
+            restored=flat(_rows, "input", "restored"),
+            norm=flat(_rows, "input", "norm"),
+        output:
+            montage=[montage_report(r["output"]["montage"], r["sample"]) for r in _rows],
+        params:
+            report=config["report"],
+            members=_rows,
+        log:
+            f"logs/report_montage_batch/{batch}.log",
+        benchmark:
+            f"benchmarks/report_montage_batch/{batch}.tsv"
+        threads: 1
+        resources:
+            **stage_resources("report"),
+        conda:
+            "../../envs/image.yaml"
+        script:
+            "../../scripts/report_montage.py"
 
 
 rule report_normalization:

@@ -77,6 +77,39 @@ if config.get("restore", {}).get("enabled", False):
         script:
             "../../scripts/restore_gather.py"
 
+    for batch, members in BATCHES.items():
+        _rows = per_sample(
+            members,
+            input={"raw": "results/{sample}/raw.ome.zarr", "plan": "results/{sample}/tiles.parquet",
+                   "norm": get_norm},  # fmt: skip
+            output={"restored": "results/{sample}/restored.ome.zarr"},
+        )
+
+        rule:
+            name:
+                f"restore_{batch}"
+            input:
+                raw=flat(_rows, "input", "raw"),
+                plan=flat(_rows, "input", "plan"),
+                norm=flat(_rows, "input", "norm"),
+                model="models/restore",
+            output:
+                restored=flat(_rows, "output", "restored", directory),
+            params:
+                restore=restore_wf.inference_params(config["restore"]),
+                members=_rows,
+            log:
+                f"logs/restore_batch/{batch}.log",
+            benchmark:
+                f"benchmarks/restore_batch/{batch}.tsv"
+            threads: stage_threads("restore")
+            resources:
+                **stage_resources("restore", gpu=True),
+            conda:
+                "../../envs/torch.yaml"
+            script:
+                "../../scripts/restore_batch.py"
+
     FINAL_TARGETS.extend(expand("results/{sample}/restored.ome.zarr", sample=SAMPLES.index))
 
 # Super-resolution (restore.superres, off by default): one conditional diffusion model per
@@ -158,5 +191,38 @@ if superres_wf.enabled(config):
             "../../envs/image.yaml"
         script:
             "../../scripts/superres_gather.py"
+
+    for batch, members in BATCHES.items():
+        _rows = per_sample(
+            members,
+            input={"image": lambda w: superres_wf.input_store(config, w.sample),
+                   "plan": "results/{sample}/tiles.parquet", "norm": get_norm},  # fmt: skip
+            output={"superres": "results/{sample}/superres.ome.zarr"},
+        )
+
+        rule:
+            name:
+                f"superres_{batch}"
+            input:
+                image=flat(_rows, "input", "image"),
+                plan=flat(_rows, "input", "plan"),
+                norm=flat(_rows, "input", "norm"),
+                model="models/superres",
+            output:
+                superres=flat(_rows, "output", "superres", directory),
+            params:
+                superres=superres_wf.inference_params(config),
+                members=_rows,
+            log:
+                f"logs/superres_batch/{batch}.log",
+            benchmark:
+                f"benchmarks/superres_batch/{batch}.tsv"
+            threads: stage_threads("superres")
+            resources:
+                **stage_resources("superres", gpu=True),
+            conda:
+                "../../envs/torch.yaml"
+            script:
+                "../../scripts/superres_batch.py"
 
     FINAL_TARGETS.extend(expand("results/{sample}/superres.ome.zarr", sample=SAMPLES.index))

@@ -37,6 +37,12 @@ if segment_wf.training(config) and config["segment"].get("method", "diffusion") 
             "../../scripts/train_segment.py"
 
 
+SEGMENT_OUTPUT = {
+    "image": "results/{sample}/segmentation.ome.zarr",
+    "table": "results/{sample}/segments.parquet",
+}
+SEGMENT_INPUT = {"image": lambda w: segment_wf.image(config, w.sample), "norm": get_norm}
+
 if config["segment"].get("method", "diffusion") == "bright":
 
     rule segment_bright:
@@ -59,6 +65,33 @@ if config["segment"].get("method", "diffusion") == "bright":
             "../../envs/image.yaml"
         script:
             "../../scripts/segment_bright.py"
+
+    for batch, members in BATCHES.items():
+        _rows = per_sample(members, input=SEGMENT_INPUT, output=SEGMENT_OUTPUT)
+
+        rule:
+            name:
+                f"segment_bright_{batch}"
+            input:
+                image=flat(_rows, "input", "image"),
+                norm=flat(_rows, "input", "norm"),
+            output:
+                image=flat(_rows, "output", "image", directory),
+                table=flat(_rows, "output", "table"),
+            params:
+                segment=config["segment"],
+                members=_rows,
+            log:
+                f"logs/segment_bright_batch/{batch}.log",
+            benchmark:
+                f"benchmarks/segment_bright_batch/{batch}.tsv"
+            threads: 1
+            resources:
+                **stage_resources("segment_gather"),
+            conda:
+                "../../envs/image.yaml"
+            script:
+                "../../scripts/segment_bright.py"
 
 else:
 
@@ -108,3 +141,37 @@ else:
             "../../envs/torch.yaml"
         script:
             "../../scripts/segment_gather.py"
+
+    for batch, members in BATCHES.items():
+        _rows = per_sample(
+            members,
+            input={**SEGMENT_INPUT, "plan": "results/{sample}/tiles.parquet"},
+            output=SEGMENT_OUTPUT,
+        )
+
+        rule:
+            name:
+                f"segment_{batch}"
+            input:
+                image=flat(_rows, "input", "image"),
+                norm=flat(_rows, "input", "norm"),
+                plan=flat(_rows, "input", "plan"),
+                model=segment_wf.model(config),
+                **segment_wf.cell_model(config),
+            output:
+                image=flat(_rows, "output", "image", directory),
+                table=flat(_rows, "output", "table"),
+            params:
+                segment=config["segment"],
+                members=_rows,
+            log:
+                f"logs/segment_batch/{batch}.log",
+            benchmark:
+                f"benchmarks/segment_batch/{batch}.tsv"
+            threads: stage_threads("segment")
+            resources:
+                **stage_resources("segment", gpu=True),
+            conda:
+                "../../envs/torch.yaml"
+            script:
+                "../../scripts/segment_batch.py"

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..timing import NETWORK
+
 
 def sigma_tensor(sigma, x: torch.Tensor) -> torch.Tensor:
     """sigma (float, 0-d or (B,) tensor) as a float32 tensor shaped (B, 1, ..., 1) like x."""
@@ -38,6 +40,10 @@ class Denoiser(nn.Module):
         return {"unet": dict(self.net.config), "sigma_data": self.sigma_data}
 
     def forward(self, x: torch.Tensor, sigma, cond: torch.Tensor | None = None) -> torch.Tensor:
+        with NETWORK:
+            return self._denoise(x, sigma, cond)
+
+    def _denoise(self, x: torch.Tensor, sigma, cond: torch.Tensor | None) -> torch.Tensor:
         s = sigma_tensor(sigma, x)
         sd = self.sigma_data
         c_skip = sd**2 / (s**2 + sd**2)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -476,16 +477,23 @@ def gather_restore(
     return prov
 
 
-def restore_image(raw, norm_path, model_dir, out, params: dict, tile: int = 512, **kw) -> dict:
-    """Restore a whole NGFF image without a workflow: plan tiles, one shard, gather."""
-    import tempfile
-
+def restore_image(
+    raw, norm_path, model_dir, out, params: dict, tile: int = 512, plan_path=None, **kw
+) -> dict:
+    """Restore a whole NGFF image in one process (a batch job, the CLI): every shard of the
+    tile plan `plan_path` (None: a plan of `tile`-pixel tiles), then the gather."""
     from ..tiling import plan_store, write_plan
 
-    plan = plan_store(raw, tile, int(params["inference"]["halo"]), tiles_per_shard=1 << 30)
     with tempfile.TemporaryDirectory(dir=Path(out).parent) as tmp:
-        plan_path = Path(tmp) / "tiles.parquet"
-        write_plan(plan, plan_path, {})
-        store = Path(tmp) / "shard-0.zarr"
-        restore_shard(raw, plan_path, 0, model_dir, norm_path, params, store, **kw)
-        return gather_restore(raw, plan_path, [store], model_dir, params, out)
+        if plan_path is None:
+            plan = plan_store(raw, tile, int(params["inference"]["halo"]))
+            plan_path = Path(tmp) / "tiles.parquet"
+            write_plan(plan, plan_path, {})
+        return shards.run_whole(
+            pd.read_parquet(plan_path, columns=["shard"]),
+            out,
+            lambda i, store: restore_shard(
+                raw, plan_path, i, model_dir, norm_path, params, store, **kw
+            ),  # fmt: skip
+            lambda stores: gather_restore(raw, plan_path, stores, model_dir, params, out),
+        )

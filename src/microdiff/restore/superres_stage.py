@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -243,16 +244,23 @@ def gather_superres(src, plan_path, shard_stores: Sequence, model_dir, params: d
     return prov
 
 
-def superres_image(src, norm_path, model_dir, out, params: dict, tile: int = 256, **kw) -> dict:
-    """Super-resolve a whole NGFF image without a workflow: plan tiles, one shard, gather."""
-    import tempfile
-
+def superres_image(
+    src, norm_path, model_dir, out, params: dict, tile: int = 256, plan_path=None, **kw
+) -> dict:
+    """Super-resolve a whole NGFF image in one process (a batch job, the CLI): every shard of
+    the tile plan `plan_path` (None: a plan of `tile`-pixel tiles), then the gather."""
     from ..tiling import plan_store, write_plan
 
-    plan = plan_store(src, tile, int(params["inference"]["halo"]), tiles_per_shard=1 << 30)
     with tempfile.TemporaryDirectory(dir=Path(out).parent) as tmp:
-        plan_path = Path(tmp) / "tiles.parquet"
-        write_plan(plan, plan_path, {})
-        store = Path(tmp) / "shard-0.zarr"
-        superres_shard(src, plan_path, 0, model_dir, norm_path, params, store, **kw)
-        return gather_superres(src, plan_path, [store], model_dir, params, out)
+        if plan_path is None:
+            plan = plan_store(src, tile, int(params["inference"]["halo"]))
+            plan_path = Path(tmp) / "tiles.parquet"
+            write_plan(plan, plan_path, {})
+        return shards.run_whole(
+            pd.read_parquet(plan_path, columns=["shard"]),
+            out,
+            lambda i, store: superres_shard(
+                src, plan_path, i, model_dir, norm_path, params, store, **kw
+            ),  # fmt: skip
+            lambda stores: gather_superres(src, plan_path, stores, model_dir, params, out),
+        )

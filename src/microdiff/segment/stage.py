@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -23,7 +22,7 @@ from ..diffusion import accel
 from ..io import ngff
 from ..io.labels import create_labels, fill_label_pyramid, set_colors, validate_labels
 from ..normalize import Normalizer, level0
-from ..shards import create_shard_store, run_shard, tile_shape
+from ..shards import create_shard_store, run_shard, run_whole, tile_shape
 from ..tiling import Box, iter_tiles, spatial_ndim
 from . import cells as cell_fallback
 from . import instances
@@ -377,22 +376,26 @@ def segment_image(
     out,
     table,
     plan: pd.DataFrame,
-    work,
     model=None,
     norm_json=None,
     params: dict | None = None,
     device: str = "auto",
     cell_model=None,
+    batch_size: int | str = 4,
 ) -> dict:
-    """Every shard, then the gather, in one process (CLI, tests, benchmarks)."""
-    work = Path(work)
-    stores = []
+    """Every shard, then the gather, in one process (batch jobs, the CLI, tests, benchmarks).
+
+    model and cell_model: checkpoint dirs or loaded `Model`s (a batch loads them once)."""
     model = _load(model or DEFAULT_MODEL, device)
     if cell_model is not None:
         cell_model = _load(cell_model, device)
-    for shard in sorted(plan["shard"].unique()):
-        path = work / f"shard{int(shard):05d}.zarr"
-        segment_shard(image, plan, int(shard), path, model, norm_json, params, device=device,
-                      cell_model=cell_model)  # fmt: skip
-        stores.append(path)
-    return segment_gather(image, plan, stores, out, table, norm_json, params)
+
+    def shard(i, store):
+        segment_shard(image, plan, i, store, model, norm_json, params, batch_size, device,
+                      cell_model)  # fmt: skip
+
+    def gather(stores):
+        inputs = {"image": str(image), "shards": len(stores)}
+        return segment_gather(image, plan, stores, out, table, norm_json, params, inputs)
+
+    return run_whole(plan, out, shard, gather)
