@@ -45,7 +45,8 @@ def job(log_path: str | None, name: str):
         yield log
         if NETWORK.calls:
             log.info("%s: network %.1f s wall, %.1f s CPU", name, NETWORK.wall, NETWORK.cpu)
-        log.info("%s: done in %.1f s", name, time.perf_counter() - start)
+        log.info("%s: done in %.1f s, %.1f s CPU in this process", name,
+                 time.perf_counter() - start, time.process_time())  # fmt: skip
     except InputError as err:
         msg = f"microdiff {name}: error: {err}"
         log.error(msg)
