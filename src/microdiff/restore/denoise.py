@@ -247,7 +247,9 @@ def _smooth(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1))
 
 
-def plane_batch(den: Denoiser, value, tile: Sequence[int], device=None, default: int = 16) -> int:
+def plane_batch(
+    den: Denoiser, value, tile: Sequence[int], device=None, default: int = accel.CPU_BATCH
+) -> int:
     """`inference.batch` as planes per network call: an int as given, "auto" from free GPU
     memory for (Y, X) `tile` planes, at most 64 (more does not speed up the GPU and delays the
     overlapped read of the next batch; `default` on a CPU)."""

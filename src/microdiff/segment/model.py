@@ -210,7 +210,7 @@ def predict(
     return np.stack(out, axis=1)
 
 
-def tile_batch(model: Model, value, tile, pad: int = 0, default: int = 4) -> int:
+def tile_batch(model: Model, value, tile, pad: int = 0, default: int = accel.CPU_BATCH) -> int:
     """`batch_size` as tiles per network call: an int as given, "auto" from free GPU memory
     for tiles of spatial shape `tile` ([Z,] Y, X) reflected by `pad`, at most 16 (more does not
     speed up the GPU and delays the overlapped read of the next batch; `default` on a CPU)."""
