@@ -43,8 +43,9 @@ DONE = re.compile(r": done in ([0-9.]+) s(?:, ([0-9.]+) s CPU)?")
 NETWORK = re.compile(r": network ([0-9.]+) s wall, ([0-9.]+) s CPU")
 
 
-def experiment_config(sheet: Path) -> dict:
-    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
+def experiment_config(repo: Path, sheet: Path) -> dict:
+    """`repo`'s own defaults (config.yaml), on the sample sheet, classified without labels."""
+    cfg = yaml.safe_load((repo / "config.yaml").read_text())
     cfg["input"] = {"demo": None, "sheet": str(sheet), "glob": None, "plate": None}
     cfg["classify"]["mode"] = "unsupervised"
     cfg["classify"]["labels"] = None
@@ -136,7 +137,6 @@ def main() -> None:
         root = Path(args.keep or tmp)
         data = root / "data"
         sheet = write_experiment(data, n_samples=args.samples, shape=tuple(args.shape), seed=0)
-        cfg = experiment_config(sheet)
         mpix = args.samples * args.shape[0] * args.shape[1] / 1e6
         print(
             f"# {args.samples} samples of {args.shape[0]} x {args.shape[1]} x 2 channels, "
@@ -149,7 +149,7 @@ def main() -> None:
         try:
             for label, repo in runs:
                 wd = root / re.sub(r"\W+", "_", label)
-                walls[label] = run(repo, wd, cfg, args.cores)
+                walls[label] = run(repo, wd, experiment_config(repo, sheet), args.cores)
                 report(label, per_rule(wd), walls[label], mpix)
         finally:
             if args.compare:

@@ -42,7 +42,7 @@ from microdiff import generate as g
 from microdiff.metrics import average_precision
 from microdiff.segment import instances
 from microdiff.segment.model import Model, train_model
-from microdiff.segment.represent import PairSource, percentile_norm
+from microdiff.segment.represent import MixedSource, PairSource, percentile_norm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from segment import microdiff_fn  # noqa: E402  (bench/segment.py: the stage's way)
@@ -90,7 +90,7 @@ def segment_arm(name, images, labels, synthetic, seg: dict, test_images, test_la
     if synthetic:
         real = PairSource(images, [[lab] for lab in labels], patch=seg["patch"])
         fake = PairSource(*synthetic, patch=seg["patch"])
-        source = g.MixedSource(real, fake, seg["ratio"])
+        source = MixedSource(real, fake, seg["ratio"])
     torch.manual_seed(seg["seed"])  # both arms start from the same random network
     res = train_model(images, [[lab] for lab in labels], None, steps=seg["steps"],
                       batch=seg["batch"], patch=seg["patch"], width=seg["width"],

@@ -10,7 +10,7 @@ from microdiff import diffusion as dm
 from microdiff import generate as g
 from microdiff.io import ngff
 from microdiff.io.labels import validate_labels
-from microdiff.segment.represent import PairSource, percentile_norm
+from microdiff.segment.represent import MixedSource, PairSource, percentile_norm
 from microdiff.simulate import simulate_image
 
 SHAPE = (96, 128)
@@ -173,13 +173,13 @@ def test_examples_figure(model, annotated, tmp_path):
 def test_mixed_source_ratio(annotated):
     real = PairSource(annotated["images"], [[lab] for lab in annotated["labels"]], patch=32)
     fake = PairSource([np.full((1, 40, 40), 7.0, np.float32)], [[np.ones((40, 40), int)]], 32)
-    src = g.MixedSource(real, fake, 0.25)
+    src = MixedSource(real, fake, 0.25)
     _, cond = src.sample(400, np.random.default_rng(0))
     share = float((cond.flatten(1).mean(1) > 3).float().mean())
     assert 0.18 < share < 0.32
-    assert g.MixedSource(real, fake, 0.0).sample(50, np.random.default_rng(0))[1].max() < 3
+    assert MixedSource(real, fake, 0.0).sample(50, np.random.default_rng(0))[1].max() < 3
     with pytest.raises(ValueError):
-        g.MixedSource(real, fake, 1.5)
+        MixedSource(real, fake, 1.5)
 
 
 def test_realism_tells_noise_from_images_but_not_images_from_themselves(annotated):

@@ -39,11 +39,6 @@ rule report_montage:
         "../../scripts/report_montage.py"
 
 
-def montage_report(path, sample):
-    return report(path, caption="../report/montage.rst", category="Samples",
-                  labels={"sample": sample, "figure": "montage"})  # fmt: skip
-
-
 for batch, members in BATCHES.items():
     _rows = per_sample(
         members,
@@ -67,7 +62,11 @@ for batch, members in BATCHES.items():
             restored=flat(_rows, "input", "restored"),
             norm=flat(_rows, "input", "norm"),
         output:
-            montage=[montage_report(r["output"]["montage"], r["sample"]) for r in _rows],
+            montage=[
+                report(r["output"]["montage"], caption="../report/montage.rst",
+                       category="Samples", labels={"sample": r["sample"], "figure": "montage"})
+                for r in _rows
+            ],  # fmt: skip
         params:
             report=config["report"],
             members=_rows,

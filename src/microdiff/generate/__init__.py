@@ -3,7 +3,7 @@
 masks    new instance masks from the annotated objects (shapes, sizes, densities, placement)
 model    the mask-conditioned (and class-conditioned) image model: training and sampling
 stage    annotated pairs in; synthetic pairs (OME-Zarr) + manifest out; `read_pairs` for the
-         segment trainer; `MixedSource` to mix real and synthetic patches at a ratio
+         segment trainer (which mixes them in: `segment.represent.MixedSource`)
 realism  a real-vs-synthetic classifier's accuracy (0.5: indistinguishable)
 figure   whole-image samples for the report
 """
@@ -14,7 +14,6 @@ from .realism import realism as realism  # eager: the name is also its submodule
 _TABLE = {
     "Generator": "model",
     "Layout": "masks",
-    "MixedSource": "stage",
     "ObjectBank": "masks",
     "PairPatches": "model",
     "build": "model",

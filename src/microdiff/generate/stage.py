@@ -317,29 +317,3 @@ def examples(model, annotated: dict, path, params: dict | None = None, device="a
     real = (annotated["images"][0], annotated["labels"][0])
     examples_figure(imgs, [lay.labels for lay in layouts], path, titles, real=real)
     return {"examples": n, "class_conditional": bool(gen.n_classes and bank.n_classes)}
-
-
-class MixedSource:
-    """A patch source drawing each patch from `synthetic` with probability `ratio`, else from
-    `real` (both with `sample(n, rng)`), so the mixing ratio holds whatever the data sizes."""
-
-    def __init__(self, real, synthetic, ratio: float):
-        if not 0.0 <= ratio <= 1.0:
-            raise ValueError(f"ratio must be in [0, 1], not {ratio}")
-        self.real, self.synthetic, self.ratio = real, synthetic, float(ratio)
-        self.data_hash = provenance.stable_hash(
-            [getattr(real, "data_hash", None), getattr(synthetic, "data_hash", None), ratio]
-        )
-
-    def sample(self, n: int, rng: np.random.Generator):
-        import torch
-
-        k = int(rng.binomial(n, self.ratio))
-        parts = []
-        if n - k:
-            parts.append(self.real.sample(n - k, rng))
-        if k:
-            parts.append(self.synthetic.sample(k, rng))
-        x0 = torch.cat([a for a, _ in parts])
-        cond = None if parts[0][1] is None else torch.cat([c for _, c in parts])
-        return x0, cond

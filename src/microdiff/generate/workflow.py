@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 MODEL = "models/generate"
 PAIRS = "results/synthetic/pairs"
 MANIFEST = "results/synthetic/manifest.parquet"
@@ -106,27 +104,6 @@ def segment_train_params(config) -> dict:
     workflow without it keeps train_segment's params, and its model, as they were)."""
     p = segment_params(config)
     return {"synthetic": p} if p else {}
-
-
-def mixed_source(images, labels, synthetic: dict | None, patch: int, manifest=None):
-    """The segment trainer's patch source: real pairs, mixed with the synthetic pairs of
-    `synthetic['manifest']` (or `manifest`) at `synthetic['ratio']`; None without synthetic."""
-    from ..segment.represent import PairSource
-    from .stage import MixedSource, read_pairs
-
-    if not synthetic:
-        return None
-    s_images, s_labels = read_pairs(manifest or synthetic["manifest"])
-    if s_images and s_images[0].shape[0] != np.asarray(images[0]).shape[0]:
-        raise ValueError(
-            f"synthetic images have {s_images[0].shape[0]} channels, the real training images "
-            f"{np.asarray(images[0]).shape[0]}: generate the segment model's channels"
-        )
-    if len(labels[0]) != 1:
-        raise ValueError("synthetic pairs hold nuclei only; the segment model trains more kinds")
-    real = PairSource(images, labels, patch=patch)
-    fake = PairSource(s_images, s_labels, patch=patch)
-    return MixedSource(real, fake, float(synthetic["ratio"]))
 
 
 def load_for_stage(inputs, params: dict) -> dict:

@@ -71,7 +71,7 @@ def train_model(
 
     images: (C, [Z,] Y, X) normalized arrays; labels: per image one label array per kind.
     source: a patch source to train on instead of PairSource(images, labels, patch), e.g. real
-    pairs mixed with synthetic ones (`microdiff.generate.MixedSource`).
+    pairs mixed with synthetic ones (`microdiff.segment.represent.MixedSource`).
     Noise levels are drawn log-normal(p_mean, p_std): centred well above the engine's default,
     so most steps are at noise where the image condition decides the answer (the sampler starts
     at sigma 10, where the model must predict the segmentation from the image alone).

@@ -18,6 +18,8 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.segmentation import find_boundaries
 
+from ..provenance import stable_hash
+
 KINDS = ("nuclei", "cells")
 
 
@@ -122,3 +124,29 @@ def augment(target: np.ndarray, cond: np.ndarray, rng: np.random.Generator):
         cond[c] = ch * float(np.exp(rng.normal(0, 0.2))) + float(rng.normal(0, 0.05))
     cond += rng.normal(0, 0.02, cond.shape).astype(np.float32)
     return np.ascontiguousarray(target), cond
+
+
+class MixedSource:
+    """A patch source drawing each patch from `synthetic` with probability `ratio`, else from
+    `real` (both with `sample(n, rng)`), so the mixing ratio holds whatever the data sizes."""
+
+    def __init__(self, real, synthetic, ratio: float):
+        if not 0.0 <= ratio <= 1.0:
+            raise ValueError(f"ratio must be in [0, 1], not {ratio}")
+        self.real, self.synthetic, self.ratio = real, synthetic, float(ratio)
+        self.data_hash = stable_hash(
+            [getattr(real, "data_hash", None), getattr(synthetic, "data_hash", None), ratio]
+        )
+
+    def sample(self, n: int, rng: np.random.Generator):
+        import torch
+
+        k = int(rng.binomial(n, self.ratio))
+        parts = []
+        if n - k:
+            parts.append(self.real.sample(n - k, rng))
+        if k:
+            parts.append(self.synthetic.sample(k, rng))
+        x0 = torch.cat([a for a, _ in parts])
+        cond = None if parts[0][1] is None else torch.cat([c for _, c in parts])
+        return x0, cond

@@ -12,7 +12,7 @@ import tifffile
 from ..errors import InputError
 from ..io.readers import open_image
 from .model import train_model
-from .represent import percentile_norm
+from .represent import MixedSource, PairSource, percentile_norm
 from .stage import resolve_channel
 
 
@@ -60,13 +60,35 @@ def load_pairs(rows, kinds, nuclei_channel=0, cytoplasm_channel=1):
     return images, labels
 
 
-def train_from_config(
-    seg: dict, inputs, out, threads: int | None = None, synthetic: dict | None = None
-) -> dict:
-    """`synthetic` ({manifest, ratio}, from the generate stage): mix its synthetic pairs into
-    the training patches at that ratio."""
-    from ..generate.workflow import mixed_source
+def mixed_source(images, labels, synthetic_pairs, ratio: float, patch: int):
+    """Real pairs mixed with `synthetic_pairs` ((images, labels), e.g. the generate stage's)
+    at `ratio`; None without synthetic pairs."""
+    if not synthetic_pairs:
+        return None
+    s_images, s_labels = synthetic_pairs
+    if s_images and s_images[0].shape[0] != np.asarray(images[0]).shape[0]:
+        raise ValueError(
+            f"synthetic images have {s_images[0].shape[0]} channels, the real training images "
+            f"{np.asarray(images[0]).shape[0]}: generate the segment model's channels"
+        )
+    if len(labels[0]) != 1:
+        raise ValueError("synthetic pairs hold nuclei only; the segment model trains more kinds")
+    real = PairSource(images, labels, patch=patch)
+    fake = PairSource(s_images, s_labels, patch=patch)
+    return MixedSource(real, fake, float(ratio))
 
+
+def train_from_config(
+    seg: dict,
+    inputs,
+    out,
+    threads: int | None = None,
+    synthetic: dict | None = None,
+    synthetic_pairs=None,
+) -> dict:
+    """`synthetic` ({manifest, ratio}, from the generate stage) and its loaded pairs
+    `synthetic_pairs` ((images, labels)): mixed into the training patches at that ratio."""
+    ratio = (synthetic or {}).get("ratio", 0.0)
     t = seg.get("training") or {}
     kinds = tuple(k for k in ("nuclei", "cells") if k in seg.get("kinds", ["nuclei"]))
     rows = table_pairs(seg["pairs"]) if seg.get("pairs") else demo_pairs(inputs)
@@ -78,7 +100,7 @@ def train_from_config(
         images,
         labels,
         out,
-        source=mixed_source(images, labels, synthetic, patch),
+        source=mixed_source(images, labels, synthetic_pairs, ratio, patch),
         kinds=kinds,
         steps=int(t.get("steps", 1000)),
         batch=int(t.get("batch", 8)),
