@@ -47,6 +47,7 @@ from microdiff import normalize, shards, simulate
 from microdiff.diffusion import accel, load_checkpoint, nfe, pick_device, set_threads
 from microdiff.io import ngff
 from microdiff.normalize import Normalizer
+from microdiff.provenance import write_table
 from microdiff.restore.denoise import plane_batch
 from microdiff.restore.noise_model import NoiseModel
 from microdiff.restore.stage import DEFAULT_MODEL as RESTORE_MODEL
@@ -54,7 +55,7 @@ from microdiff.restore.stage import gather_restore, load_model, make_process, wi
 from microdiff.segment.model import Model, tile_batch
 from microdiff.segment.stage import DEFAULT_MODEL as SEGMENT_MODEL
 from microdiff.segment.stage import PAD, segment_gather, segment_shard
-from microdiff.tiling import plan_store, write_plan
+from microdiff.tiling import plan_store
 
 TILE, HALO = 512, 32
 
@@ -117,7 +118,7 @@ def make_image(root: Path, size: int) -> tuple[Path, Path, Path, pd.DataFrame]:
     normalize.compute([raw], out_path=norm)
     plan = plan_store(raw, TILE, HALO, tiles_per_shard=1 << 30)
     plan_path = root / "tiles.parquet"
-    write_plan(plan, plan_path, {})
+    write_table(plan_path, plan, {})
     return raw, norm, plan_path, plan
 
 

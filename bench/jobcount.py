@@ -59,7 +59,7 @@ def stand_in(wd: Path, cfg: dict, samples: list[str], plan) -> None:
         (wd / f"results/{s}/raw.ome.zarr").mkdir(parents=True, exist_ok=True)
         (wd / f"results/{s}/norm.json").write_text("{}")
         prov = provenance.record("tiles", cfg["tiles"])
-        tiling.write_plan(plan, wd / f"results/{s}/tiles.parquet", prov)
+        provenance.write_table(wd / f"results/{s}/tiles.parquet", plan, prov)
     (wd / "data/demo/samples.tsv").touch()
     (wd / "data/demo/labels.tsv").touch()
 

@@ -186,8 +186,9 @@ def run_stage(stage: str, work: Path, fast: bool, cache: Path) -> dict:
         ingest(work / "input.tif", raw, channel_names=["nuclei"], pixel_size=0.65, progress=False)
     elif stage == "tiles":
         from microdiff import tiling
+        from microdiff.provenance import write_table
 
-        tiling.write_plan(tiling.plan_store(raw, **TILES), plan_path, {})
+        write_table(plan_path, tiling.plan_store(raw, **TILES), {})
     elif stage == "normalize":
         from microdiff import normalize
 
@@ -227,9 +228,10 @@ def run_stage(stage: str, work: Path, fast: bool, cache: Path) -> dict:
         segment_gather(raw, plan, stores, out, work / "segments.parquet", norm, params)
     elif stage == "features":
         from microdiff import features
+        from microdiff.provenance import write_table
 
         table = features.measure_sample(work / "truth_seg.ome.zarr", [raw], "bench")
-        features.write_objects(work / "objects.parquet", table, {})
+        write_table(work / "objects.parquet", table, {})
         setting = f"{len(table)} objects"
     else:
         raise ValueError(f"unknown stage {stage}")

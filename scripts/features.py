@@ -22,4 +22,4 @@ with job(snakemake.log[0], "features") as log:
         )
         log.info("%d objects: %s", len(table), table["kind"].value_counts().to_dict())
         prov = provenance.record("features", p, inputs=[m.input.segmentation, *images])
-        features.write_objects(m.output.objects, table, prov)
+        provenance.write_table(m.output.objects, table, prov)

@@ -8,4 +8,4 @@ with job(snakemake.log[0], "features_experiment") as log:
     table = features.experiment_table(paths)
     log.info("%d objects from %d samples", len(table), len(paths))
     record = provenance.record("features_experiment", {}, inputs=paths)
-    features.write_objects(snakemake.output[0], table, record)
+    provenance.write_table(snakemake.output[0], table, record)

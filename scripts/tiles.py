@@ -8,5 +8,5 @@ with job(snakemake.log[0], "tiles") as log:
         params = m.params.tiles
         plan = tiling.plan_store(m.input.raw, **params)
         prov = provenance.record("tiles", params, inputs=[m.input.raw])
-        tiling.write_plan(plan, m.output.plan, prov)
+        provenance.write_table(m.output.plan, plan, prov)
         log.info("%d tiles in %d shards", len(plan), tiling.n_shards(plan))

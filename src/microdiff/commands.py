@@ -36,7 +36,7 @@ def cmd_tiles(a) -> dict:
 
     params = {"tile": a.tile, "halo": a.halo, "tiles_per_shard": a.tiles_per_shard}
     plan = tiling.plan_store(a.store, **params)
-    tiling.write_plan(plan, a.out, provenance.record("tiles", params, inputs=[a.store]))
+    provenance.write_table(a.out, plan, provenance.record("tiles", params, inputs=[a.store]))
     return {"tiles": len(plan), "shards": tiling.n_shards(plan)}
 
 
@@ -73,7 +73,7 @@ def cmd_features(a) -> dict:
         a.segmentation, a.images, a.sample, segments, a.tile, a.neighbor_distance
     )
     record = provenance.record("features", params, inputs=[a.segmentation, *a.images])
-    features.write_objects(a.out, table, record)
+    provenance.write_table(a.out, table, record)
     return {"objects": table["kind"].value_counts().to_dict()}
 
 

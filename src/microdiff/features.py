@@ -39,10 +39,9 @@ Conventions of the output (one row per object, sorted by `id`):
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -51,13 +50,11 @@ from scipy import ndimage as ndi
 from skimage.feature import graycomatrix, graycoprops
 from skimage.measure import regionprops
 
-from .atomic import atomic_output
 from .tiling import Box, axis_names, plan_tiles, read_box
 
 INTENSITY_STATS = ("mean", "median", "std", "min", "max", "integrated")
 TEXTURE_PROPS = ("contrast", "dissimilarity", "homogeneity", "energy", "correlation", "ASM")
 ANGLES = (0.0, np.pi / 4, np.pi / 2, 3 * np.pi / 4)
-METADATA_KEY = b"microdiff"
 
 
 def default_tile(ndim: int) -> tuple[int, ...]:
@@ -379,35 +376,6 @@ def _typed(df: pd.DataFrame, ndim: int) -> pd.DataFrame:
     df[["sample", "kind"]] = df[["sample", "kind"]].astype(str)
     rest = [c for c in df.columns if c not in ints + ["touches_border", "sample", "kind"]]
     return df.astype({c: np.float64 for c in rest})
-
-
-def write_parquet(path, df: pd.DataFrame, provenance: Mapping) -> None:
-    """Write a table atomically with `provenance` (a `provenance.record` block) in its metadata.
-
-    The block is stored as JSON under the schema metadata key `microdiff`.
-    """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.Table.from_pandas(df, preserve_index=False)
-    meta = dict(table.schema.metadata or {})
-    meta[METADATA_KEY] = json.dumps(dict(provenance), default=str).encode()
-    table = table.replace_schema_metadata(meta)
-    with atomic_output(path) as tmp:
-        pq.write_table(table, tmp)
-
-
-def read_provenance(path) -> dict:
-    """The provenance block written by `write_parquet` ({} when there is none)."""
-    import pyarrow.parquet as pq
-
-    meta = pq.read_schema(path).metadata or {}
-    return json.loads(meta[METADATA_KEY]) if METADATA_KEY in meta else {}
-
-
-def write_objects(path, df: pd.DataFrame, provenance: Mapping) -> None:
-    """Write one sample's `objects.parquet` (see `write_parquet`)."""
-    write_parquet(path, df, provenance)
 
 
 def experiment_table(paths: Iterable) -> pd.DataFrame:

@@ -44,3 +44,29 @@ def record(stage: str, params: dict | None = None, **extra: Any) -> dict:
     }
     block.update(extra)
     return json.loads(json.dumps(block, default=str))
+
+
+TABLE_KEY = b"microdiff"  # parquet schema metadata key of a table's provenance block
+
+
+def write_table(path, df, provenance: dict) -> None:
+    """Write a table as parquet atomically, `provenance` (a `record` block) as JSON in its schema
+    metadata under `TABLE_KEY`. The one writer of every table a stage outputs."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .atomic import atomic_output
+
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    meta = dict(table.schema.metadata or {})
+    meta[TABLE_KEY] = json.dumps(dict(provenance), default=str).encode()
+    with atomic_output(path) as tmp:
+        pq.write_table(table.replace_schema_metadata(meta), tmp)
+
+
+def read_table_provenance(path) -> dict:
+    """The provenance block written by `write_table` ({} when there is none)."""
+    import pyarrow.parquet as pq
+
+    meta = pq.read_schema(path).metadata or {}
+    return json.loads(meta[TABLE_KEY]) if TABLE_KEY in meta else {}

@@ -187,20 +187,3 @@ def plan_store(
 
     arr = zarr.open_group(str(store), mode="r")["0"]
     return plan_tiles(arr.shape[1:], tile, halo, arr.chunks[1:], tiles_per_shard)
-
-
-def write_plan(plan: pd.DataFrame, path, provenance: dict) -> None:
-    """Write a tile plan as parquet, provenance in the schema metadata, atomically."""
-    import json
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from .atomic import atomic_output
-
-    table = pa.Table.from_pandas(plan, preserve_index=False)
-    table = table.replace_schema_metadata(
-        {**(table.schema.metadata or {}), b"microdiff": json.dumps(provenance).encode()}
-    )
-    with atomic_output(path) as tmp:
-        pq.write_table(table, tmp)

@@ -10,11 +10,9 @@ from microdiff.features import (
     experiment_table,
     object_bboxes,
     object_table,
-    read_provenance,
     texture,
-    write_objects,
 )
-from microdiff.provenance import record
+from microdiff.provenance import read_table_provenance, record, write_table
 
 
 def scene():
@@ -180,8 +178,8 @@ def test_write_read_and_experiment_table(tmp_path):
     for name in ("a", "b"):
         df = object_table(lab, image, name)
         paths.append(tmp_path / name / "objects.parquet")
-        write_objects(paths[-1], df, record("features", {"tile": 1024}))
-    assert read_provenance(paths[0])["stage"] == "features"
+        write_table(paths[-1], df, record("features", {"tile": 1024}))
+    assert read_table_provenance(paths[0])["stage"] == "features"
     exp = experiment_table(paths)
     assert len(exp) == 6 and sorted(exp["sample"].unique()) == ["a", "b"]
     assert list(tmp_path.glob("*/.*tmp*")) == []

@@ -10,6 +10,7 @@ from microdiff import diffusion as dm
 from microdiff import generate as g
 from microdiff.io import ngff
 from microdiff.io.labels import validate_labels
+from microdiff.provenance import read_table_provenance
 from microdiff.segment.represent import MixedSource, PairSource, percentile_norm
 from microdiff.simulate import simulate_image
 
@@ -121,7 +122,7 @@ def test_generated_pairs_on_disk(model, annotated, tmp_path):
     back = pd.read_parquet(tmp_path / "m.parquet")
     assert list(back["pair"]) == [0, 1, 2] and (back["height"] == 64).all()
     assert back["n_objects"].tolist() == table["n_objects"].tolist()
-    prov = g.manifest_provenance(tmp_path / "m.parquet")
+    prov = read_table_provenance(tmp_path / "m.parquet")
     assert prov["stage"] == "generate" and prov["model_hash"] == model.hash
     assert prov["params"]["seed"] == 4 and "diffusion" in prov["method"]
     for row in back.itertuples():

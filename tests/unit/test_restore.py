@@ -10,6 +10,7 @@ import zarr
 from microdiff import normalize, tiling
 from microdiff.diffusion import Denoiser, UNet, save_checkpoint
 from microdiff.io import ngff
+from microdiff.provenance import write_table
 from microdiff.restore import (
     NoiseModel,
     fit_noise_model,
@@ -167,7 +168,7 @@ def run_stage(d, raw, model, tile, halo=16, samples=1, tag="a", tiles_per_shard=
     plan = tiling.plan_tiles(zarr.open_group(str(raw), mode="r")["0"].shape[1:], tile, 4,
                              tiles_per_shard=tiles_per_shard)  # fmt: skip
     plan_path = d / f"plan-{tag}.parquet"
-    tiling.write_plan(plan, plan_path, {})
+    write_table(plan_path, plan, {})
     params = {"inference": {"halo": halo, "batch": 8, "samples": samples, "seed": 0},
               "superres": {}}  # fmt: skip
     stores = []

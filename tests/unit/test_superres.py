@@ -9,6 +9,7 @@ import zarr
 
 from microdiff import normalize, tiling
 from microdiff.io import ngff
+from microdiff.provenance import write_table
 from microdiff.restore.superres import (
     PairPatches,
     SelfPairs,
@@ -124,7 +125,7 @@ def run_stage(d, store, tile, inference, tag):
     shape = zarr.open_group(str(store), mode="r")["0"].shape[1:]
     plan = tiling.plan_tiles(shape, tile, 4, tiles_per_shard=4)
     plan_path = d / f"plan-{tag}.parquet"
-    tiling.write_plan(plan, plan_path, {})
+    write_table(plan_path, plan, {})
     params = {"inference": {"halo": 12, "batch": 16, "sampler": "dpmpp_2m", "seed": 0,
                             **inference}}  # fmt: skip
     stores = []

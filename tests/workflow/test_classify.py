@@ -10,7 +10,7 @@ import zipfile
 import pandas as pd
 import pytest
 
-from microdiff.features import read_provenance
+from microdiff.provenance import read_table_provenance
 from tests.workflow.conftest import TINY, job_counts, snakemake, write_config
 
 SAMPLES = ("demo01", "demo02")
@@ -73,7 +73,7 @@ def test_features_per_sample_and_experiment(run):
     for p in per:
         assert not p.duplicated(["kind", "id"]).any()
     assert exp["intensity_mean_nuclei"].notna().all() and exp["area_um2"].notna().all()
-    assert read_provenance(wd / "results/demo01/objects.parquet")["stage"] == "features"
+    assert read_table_provenance(wd / "results/demo01/objects.parquet")["stage"] == "features"
 
 
 def test_supervised_by_points(run):

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import zarr
 
-from microdiff.generate import manifest_provenance
 from microdiff.io import ngff
 from microdiff.io.labels import validate_labels
+from microdiff.provenance import read_table_provenance
 from tests.workflow.conftest import TINY, job_counts, snakemake, write_config
 
 GEN = {**TINY["generate"], "enabled": True}
@@ -45,7 +45,7 @@ def test_pairs_manifest_and_figure(generated):
     manifest = wd / "results/synthetic/manifest.parquet"
     table = pd.read_parquet(manifest)
     assert list(table["pair"]) == [0, 1]
-    prov = manifest_provenance(manifest)
+    prov = read_table_provenance(manifest)
     assert prov["stage"] == "generate" and prov["params"]["pairs"] == 2
     model_cfg = json.loads((wd / "models/generate/config.json").read_text())
     assert prov["model_hash"] == model_cfg["params_hash"] and model_cfg["task"] == "generate"

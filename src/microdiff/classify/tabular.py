@@ -24,8 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import atomic_output
-from ..features import write_parquet
-from ..provenance import file_hash
+from ..provenance import file_hash, write_table
 
 MODES = ("supervised", "diffusion", "unsupervised")
 KEYS = ("sample", "kind", "id")
@@ -289,7 +288,7 @@ def experiment_summary(classes: pd.DataFrame) -> pd.DataFrame:
 
 def write_classes(path, df: pd.DataFrame, provenance: dict) -> None:
     """Write `classes.parquet` atomically with provenance in its metadata."""
-    write_parquet(path, df, provenance)
+    write_table(path, df, provenance)
 
 
 def _sidecar(path) -> Path:

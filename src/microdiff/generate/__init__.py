@@ -22,7 +22,6 @@ _TABLE = {
     "examples": "stage",
     "generate_pairs": "stage",
     "load_annotated": "stage",
-    "manifest_provenance": "stage",
     "read_pairs": "stage",
     "sample_layout": "masks",
     "synthesize": "model",

@@ -16,7 +16,6 @@ any NGFF viewer on its own):
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -222,27 +221,8 @@ def generate_pairs(
         rel = out.resolve()
     table = pd.DataFrame(rows)
     table["path"] = [str(rel / Path(s).name) for s in table["path"]]
-    write_manifest(table, manifest, prov)
+    provenance.write_table(manifest, table, prov)
     return table
-
-
-def write_manifest(table: pd.DataFrame, path, prov: dict) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    t = pa.Table.from_pandas(table, preserve_index=False)
-    t = t.replace_schema_metadata(
-        {**(t.schema.metadata or {}), b"microdiff": json.dumps(prov).encode()}
-    )
-    with atomic_output(path) as tmp:
-        pq.write_table(t, tmp)
-
-
-def manifest_provenance(path) -> dict:
-    import pyarrow.parquet as pq
-
-    meta = pq.read_schema(path).metadata or {}
-    return json.loads(meta.get(b"microdiff", b"{}"))
 
 
 def read_pairs(manifest, channels: Sequence[int] | None = None):

@@ -482,13 +482,14 @@ def restore_image(
 ) -> dict:
     """Restore a whole NGFF image in one process (a batch job, the CLI): every shard of the
     tile plan `plan_path` (None: a plan of `tile`-pixel tiles), then the gather."""
-    from ..tiling import plan_store, write_plan
+    from ..provenance import write_table
+    from ..tiling import plan_store
 
     with tempfile.TemporaryDirectory(dir=Path(out).parent) as tmp:
         if plan_path is None:
             plan = plan_store(raw, tile, int(params["inference"]["halo"]))
             plan_path = Path(tmp) / "tiles.parquet"
-            write_plan(plan, plan_path, {})
+            write_table(plan_path, plan, {})
         return shards.run_whole(
             pd.read_parquet(plan_path, columns=["shard"]),
             out,

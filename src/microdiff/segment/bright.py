@@ -87,7 +87,7 @@ def bright_stage(image, out, table, norm_json=None, params: dict | None = None,
     from ..io import ngff
     from ..io.labels import create_labels, fill_label_pyramid, set_colors, validate_labels
     from ..normalize import Normalizer, level0
-    from .stage import write_table
+    from ..provenance import write_table
 
     log = logging.getLogger("microdiff.segment")
     bp = params_from(params or {})
@@ -124,6 +124,6 @@ def bright_stage(image, out, table, norm_json=None, params: dict | None = None,
                             "area": area.astype(np.int64), "probability": 1.0,
                             "uncertainty": np.nan, "consistency": np.nan})  # fmt: skip
     objects["nucleus_id"] = 0
-    write_table(objects, table, prov)
+    write_table(table, objects, prov)
     log.info("cells: %d objects", len(ids))
     return {"objects": {"cells": len(ids)}, "methods": {"cells": METHOD}}

@@ -8,7 +8,6 @@ dist (2K channels), all in [0, 1]. The gather writes `segmentation.ome.zarr` wit
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 
@@ -316,7 +315,7 @@ def segment_gather(
             set_colors(g, objects.loc[objects["kind"] == name, "id"].to_numpy())
         ngff.validate(tmp)
         validate_labels(tmp)
-    write_table(objects, table, prov)
+    provenance.write_table(table, objects, prov)
     counts = objects["kind"].value_counts().to_dict()
     return {"objects": {k: int(v) for k, v in counts.items()}, "methods": methods}
 
@@ -357,18 +356,6 @@ def object_table(labels, image, prob_channel: int, cores, kind: str, consistency
     if kind == "cells":
         t["nucleus_id"] = t["id"]
     return t
-
-
-def write_table(table: pd.DataFrame, path, prov: dict) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    t = pa.Table.from_pandas(table, preserve_index=False)
-    t = t.replace_schema_metadata(
-        {**(t.schema.metadata or {}), b"microdiff": json.dumps(prov).encode()}
-    )
-    with atomic_output(path) as tmp:
-        pq.write_table(t, tmp)
 
 
 def segment_image(
