@@ -1,0 +1,165 @@
+"""One sample's stores (the workflow's `features` stage): every label layer of a segmentation
+store measured on the sample's NGFF images."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .table import chunks_of, object_table
+
+#: NGFF label group name -> the `kind` written in the objects table
+LABEL_KINDS = {"nuclei": "nucleus", "cells": "cell"}
+UNCERTAINTY_SUFFIXES = ("_std", "_uncertainty", "_entropy")
+
+
+class _View:
+    """A lazy view of an array: fixed leading indices (a channel, a singleton axis) dropped."""
+
+    def __init__(self, array, lead: tuple[int, ...] = ()):
+        self.array, self.lead = array, tuple(lead)
+        self.shape = tuple(array.shape[len(self.lead) :])
+        self.ndim, self.dtype = len(self.shape), array.dtype
+        chunks = chunks_of(array)
+        self.chunks = None if chunks is None else chunks[len(self.lead) :]
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        return np.asarray(self.array[self.lead + key])
+
+
+class _Stack:
+    """Channels of several (C, [Z,] Y, X) arrays of one grid, read as one array."""
+
+    def __init__(self, arrays):
+        self.arrays = list(arrays)
+        first = self.arrays[0].shape
+        self.shape = (sum(a.shape[0] for a in self.arrays), *first[1:])
+        self.ndim, self.dtype, self.chunks = len(self.shape), np.float32, None
+
+    def __getitem__(self, key):
+        c, *spatial = key
+        parts = [np.asarray(a[(slice(None), *spatial)], np.float32) for a in self.arrays]
+        return np.concatenate(parts)[c]
+
+
+def _label_view(array, ndim: int) -> _View:
+    """Instance labels as ([Z,] Y, X): leading singleton axes (a channel axis) squeezed."""
+    lead = []
+    while len(array.shape) - len(lead) > ndim:
+        if array.shape[len(lead)] != 1:
+            raise ValueError(f"labels of shape {array.shape} for a {ndim}-D image")
+        lead.append(0)
+    return _View(array, tuple(lead))
+
+
+def _level0(group):
+    meta = group.attrs.get("ome", group.attrs)
+    return group[meta["multiscales"][0]["datasets"][0]["path"]]
+
+
+def segmentation_layers(path, ndim: int) -> dict[str, dict]:
+    """Label name -> {labels, uncertainty} (lazy views) of a `segmentation.ome.zarr`.
+
+    Labels come from the NGFF `labels` group (level 0 of each; a leading singleton axis is
+    squeezed). The per-pixel uncertainty of `nuclei` is the image channel labelled
+    `nuclei_std` (or `_uncertainty`, `_entropy`); None when the store has none.
+    """
+    import zarr
+
+    root = zarr.open_group(str(path), mode="r")
+    names = list(root["labels"].attrs.get("labels", [])) if "labels" in root else []
+    channels, image = [], None
+    if "multiscales" in root.attrs or "ome" in root.attrs:
+        image = _level0(root)
+        omero = root.attrs.get("omero") or root.attrs.get("ome", {}).get("omero", {})
+        channels = [ch.get("label", "") for ch in omero.get("channels", [])]
+    out = {}
+    for name in names:
+        lab = _label_view(_level0(root["labels"][name]), ndim)
+        unc = None
+        for suffix in UNCERTAINTY_SUFFIXES:
+            if f"{name}{suffix}" in channels:
+                unc = _View(image, (channels.index(f"{name}{suffix}"),))
+                break
+        if unc is not None and unc.shape != lab.shape:
+            unc = _label_view(unc, ndim)
+        out[name] = {"labels": lab, "uncertainty": unc}
+    return out
+
+
+def measure_sample(
+    segmentation,
+    images: Sequence,
+    sample: str,
+    segments=None,
+    tile=None,
+    neighbor_distance: float = 2.0,
+    texture_levels: int = 32,
+    norm_json=None,
+) -> pd.DataFrame:
+    """The objects table of one sample: every label layer of `segmentation` (nuclei, cells).
+
+    `images` are NGFF image stores on the label grid (raw first; with a second one, e.g. the
+    restored image, its channels are measured too, named `restored_<channel>`); pixel size and
+    channel names come from the first. `segments` is the segment stage's per-object table
+    (`kind`, `id`, `uncertainty`), optional. Raises ValueError when an image is not on the
+    label grid (a super-resolved restoration: measure on raw). With `norm_json` computed on
+    flat-field corrected images, the raw image is measured corrected (`normalize.level0`).
+    """
+    from ..io.readers import open_image
+    from ..normalize import Normalizer, level0
+
+    norm = Normalizer.from_json(norm_json) if norm_json else None
+    srcs = [open_image(p) for p in images]
+    first = srcs[0]
+    ndim = len(first.spatial_shape)
+    arrays, names = [], []
+    for i, src in enumerate(srcs):
+        if src.src_axes != src.axes:
+            raise ValueError(f"{src.path}: expected an NGFF image with axes {src.axes}")
+        if src.spatial_shape != first.spatial_shape:
+            raise ValueError(
+                f"{src.path}: grid {src.spatial_shape} differs from {first.spatial_shape}; "
+                "measure intensities on the raw image"
+            )
+        arrays.append(src.array if i or not norm_json else level0(src.path, norm))
+        prefix = "" if i == 0 else f"{Path(src.path).name.split('.')[0]}_"
+        names += [f"{prefix}{c}" for c in src.channel_names]
+    image = arrays[0] if len(arrays) == 1 else _Stack(arrays)
+    spacing = [first.scale.get(a) for a in "zyx"[3 - ndim :]]
+    pixel_size = None if any(s is None for s in spacing) else spacing
+    table = None if segments is None else pd.DataFrame(segments)
+    frames = []
+    for name, layer in segmentation_layers(segmentation, ndim).items():
+        if layer["labels"].shape != first.spatial_shape:
+            raise ValueError(
+                f"{segmentation}: labels/{name} grid {layer['labels'].shape} differs from the "
+                f"image grid {first.spatial_shape}"
+            )
+        kind = LABEL_KINDS.get(name, name)
+        per_object = None
+        if table is not None and {"kind", "id", "uncertainty"} <= set(table.columns):
+            rows = table[table["kind"].isin([name, kind])]
+            per_object = rows[["id", "uncertainty"]] if len(rows) else None
+        frames.append(
+            object_table(
+                layer["labels"],
+                image,
+                sample=sample,
+                channel_names=names,
+                pixel_size=pixel_size,
+                uncertainty=layer["uncertainty"],
+                object_uncertainty=per_object,
+                tile=tile,
+                neighbor_distance=neighbor_distance,
+                texture_levels=texture_levels,
+                kind=kind,
+            )
+        )
+    if not frames:
+        raise ValueError(f"{segmentation}: no label layers under labels/")
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,255 @@
+"""One row per object of a label image, computed tile-wise with memory bounded by tile and object
+size.
+
+Two passes over one sample:
+
+1. `object_bboxes` reads the label image tile by tile (tile cores partition the image), finds
+   every object's box in each tile core and takes the union per id. An object that crosses tile
+   borders gets one box, so it is counted once.
+2. `object_table` groups objects by the tile holding their box start, reads the union of the
+   group's boxes (grown by a margin) once, and measures each object from its own box. Memory is
+   bounded by tile size plus the largest object, never by the image.
+
+Columns and units: the `features` package docstring.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage as ndi
+
+from ..tiling import Box, axis_names, iter_tiles, plan_tiles, read_box
+from .measure import INTENSITY_STATS, TEXTURE_PROPS, measure_object
+
+
+def default_tile(ndim: int) -> tuple[int, ...]:
+    """1024 x 1024 in 2D; 64 x 512 x 512 in 3D (about the same number of bytes per read)."""
+    return (1024, 1024) if ndim == 2 else (64, 512, 512)
+
+
+def chunks_of(array) -> tuple[int, ...] | None:
+    chunks = getattr(array, "chunks", None)
+    if chunks is None or not all(isinstance(c, int | np.integer) for c in chunks):
+        return None
+    return tuple(int(c) for c in chunks)
+
+
+def tile_grid(labels, tile, chunks) -> tuple[pd.DataFrame, tuple[int, ...]]:
+    """The tile plan over the label image and the effective tile edge per axis."""
+    shape = tuple(labels.shape)
+    tile = default_tile(len(shape)) if tile is None else tile
+    chunks = chunks_of(labels) if chunks is None else chunks
+    plan = plan_tiles(shape, tile, halo=0, chunks=chunks, tiles_per_shard=1 << 30)
+    names = axis_names(len(shape))
+    edge = tuple(int(plan[f"{a}1"].iloc[0] - plan[f"{a}0"].iloc[0]) for a in names)
+    return plan, edge
+
+
+def _boxes_in(block: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, starts, stops) of every label in one block, in block coordinates."""
+    top = int(block.max()) if block.size else 0
+    if top == 0:
+        empty = np.zeros((0, block.ndim), np.int64)
+        return np.zeros(0, np.int64), empty, empty
+    if top <= 4 * block.size:
+        ids = None
+        slices = ndi.find_objects(block)
+    else:  # huge ids: relabel 1..n first so find_objects does not allocate `top` entries
+        ids, inverse = np.unique(block, return_inverse=True)
+        inverse = inverse.reshape(block.shape)
+        if ids[0] != 0:
+            ids, inverse = np.concatenate([[0], ids]), inverse + 1
+        slices, ids = ndi.find_objects(inverse), ids[1:]
+    found = [(i, s) for i, s in enumerate(slices) if s is not None]
+    index = np.array([i for i, _ in found], np.int64)
+    out_ids = index + 1 if ids is None else np.asarray(ids, np.int64)[index]
+    starts = np.array([[s.start for s in sl] for _, sl in found], np.int64)
+    stops = np.array([[s.stop for s in sl] for _, sl in found], np.int64)
+    return out_ids, starts, stops
+
+
+def object_bboxes(labels, tile=None, chunks=None) -> pd.DataFrame:
+    """Every object's bounding box, read tile by tile: columns `id`, `{a}0`, `{a}1` per axis.
+
+    Boxes are half-open in pixel coordinates. Per-tile boxes of one id are merged (union), so an
+    object crossing tile borders appears once. Sorted by id.
+    """
+    plan, _ = tile_grid(labels, tile, chunks)
+    names = axis_names(labels.ndim)
+    parts = []
+    for _, core, _ in iter_tiles(plan):
+        ids, starts, stops = _boxes_in(read_box(labels, core, channel_axis=False))
+        if len(ids):
+            offset = np.array(core.start, np.int64)
+            parts.append((ids, starts + offset, stops + offset))
+    cols = ["id"] + [f"{a}0" for a in names] + [f"{a}1" for a in names]
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype=np.int64) for c in cols})
+    ids = np.concatenate([p[0] for p in parts])
+    starts = np.concatenate([p[1] for p in parts])
+    stops = np.concatenate([p[2] for p in parts])
+    df = pd.DataFrame(np.column_stack([ids, starts, stops]), columns=cols)
+    agg = {f"{a}0": "min" for a in names} | {f"{a}1": "max" for a in names}
+    return df.groupby("id", sort=True).agg(agg).reset_index()
+
+
+def _columns(ndim: int, channel_names: Sequence[str]) -> list[str]:
+    names = axis_names(ndim)
+    size = "area" if ndim == 2 else "volume"
+    unit = "um2" if ndim == 2 else "um3"
+    cols = ["sample", "kind", "id"]
+    cols += [f"centroid_{a}" for a in names]
+    cols += [f"bbox_{a}0" for a in names] + [f"bbox_{a}1" for a in names]
+    cols += ["touches_border", f"{size}_px", "perimeter_px", "eccentricity", "solidity"]
+    cols += ["axis_major_px", "axis_minor_px", "diameter_px", f"{size}_{unit}"]
+    cols += [f"centroid_{a}_um" for a in names]
+    cols += ["perimeter_um", "axis_major_um", "axis_minor_um", "diameter_um", "neighbors"]
+    for ch in channel_names:
+        cols += [f"intensity_{s}_{ch}" for s in INTENSITY_STATS]
+    for ch in channel_names:
+        cols += [f"texture_{p.lower()}_{ch}" for p in TEXTURE_PROPS]
+    return cols + ["uncertainty_mean", "uncertainty_max", "uncertainty_object"]
+
+
+def _spacing(pixel_size, ndim: int) -> tuple[float, ...] | None:
+    if pixel_size is None:
+        return None
+    if isinstance(pixel_size, int | float | np.number):
+        return (float(pixel_size),) * ndim
+    ps = tuple(float(p) for p in pixel_size)
+    if len(ps) != ndim:
+        raise ValueError(f"pixel_size has {len(ps)} entries for {ndim} spatial axes")
+    return ps
+
+
+def _object_uncertainty(table) -> pd.Series | None:
+    """id -> uncertainty from a mapping, a Series indexed by id, or a frame (id, uncertainty)."""
+    if table is None:
+        return None
+    if isinstance(table, pd.DataFrame):
+        return table.set_index("id")["uncertainty"].astype(np.float64)
+    if isinstance(table, pd.Series):
+        return table.astype(np.float64)
+    return pd.Series(dict(table), dtype=np.float64)
+
+
+def _group_box(group: pd.DataFrame, names, margin: int, shape) -> Box:
+    lo = [max(int(group[f"{a}0"].min()) - margin, 0) for a in names]
+    hi = [min(int(group[f"{a}1"].max()) + margin, n) for a, n in zip(names, shape)]
+    return Box(tuple(lo), tuple(hi))
+
+
+def _read_image(image, box: Box, has_channels: bool) -> np.ndarray:
+    data = read_box(image, box, channel_axis=has_channels)
+    return data if has_channels else data[None]
+
+
+def object_table(
+    labels,
+    image=None,
+    sample: str = "",
+    channel_names: Sequence[str] | None = None,
+    pixel_size: float | Sequence[float] | None = None,
+    uncertainty=None,
+    object_uncertainty=None,
+    tile: int | Sequence[int] | None = None,
+    chunks: Sequence[int] | None = None,
+    neighbor_distance: float = 2.0,
+    texture_levels: int = 32,
+    kind: str = "nucleus",
+) -> pd.DataFrame:
+    """One row per object of `labels` ((Z,) Y, X instance labels), sorted by `id`.
+
+    `image` is (C, (Z,) Y, X) (a missing channel axis means one channel); `pixel_size` is one
+    number or one per spatial axis (micrometres); `uncertainty` is a per-pixel image over the
+    spatial axes; `object_uncertainty` maps id -> uncertainty. `tile` (default `default_tile`)
+    bounds each read; tiles align to `chunks` (default: the label array's own chunks). See the
+    module docstring for the columns and their units.
+    """
+    ndim = labels.ndim
+    names = axis_names(ndim)
+    shape = tuple(labels.shape)
+    has_channels = image is not None and image.ndim == ndim + 1
+    n_ch = 0 if image is None else (image.shape[0] if has_channels else 1)
+    if image is not None and tuple(image.shape[-ndim:]) != shape:
+        raise ValueError(f"image shape {image.shape} does not match labels shape {shape}")
+    if uncertainty is not None and tuple(uncertainty.shape) != shape:
+        raise ValueError(f"uncertainty shape {uncertainty.shape} does not match labels {shape}")
+    channel_names = [f"c{i}" for i in range(n_ch)] if channel_names is None else channel_names
+    channel_names = [str(c) for c in channel_names]
+    if len(channel_names) != n_ch:
+        raise ValueError(f"{len(channel_names)} channel names for {n_ch} channels")
+    spacing = _spacing(pixel_size, ndim)
+    obj_unc = _object_uncertainty(object_uncertainty)
+    columns = _columns(ndim, channel_names)
+
+    boxes = object_bboxes(labels, tile, chunks)
+    if boxes.empty:
+        return _typed(pd.DataFrame(columns=columns), ndim)
+    _, edge = tile_grid(labels, tile, chunks)
+    keys = [boxes[f"{a}0"].to_numpy() // e for a, e in zip(names, edge)]
+    keys = np.ravel_multi_index(keys, [math.ceil(n / e) for n, e in zip(shape, edge)])
+    margin = max(math.ceil(neighbor_distance), 1)
+    frames = []  # one frame per tile group: columns of numbers, not a dict per object
+    for _, group in boxes.groupby(keys, sort=True):
+        rows = []
+        box = _group_box(group, names, margin, shape)
+        lab = read_box(labels, box, channel_axis=False)
+        img = None if image is None else _read_image(image, box, has_channels)
+        unc = None if uncertainty is None else read_box(uncertainty, box, channel_axis=False)
+        for obj in group.itertuples(index=False):
+            o = obj._asdict()
+            start = [o[f"{a}0"] for a in names]
+            stop = [o[f"{a}1"] for a in names]
+            sl = tuple(slice(s - b, t - b) for s, t, b in zip(start, stop, box.start))
+            row = measure_object(
+                int(o["id"]),
+                lab,
+                sl,
+                img,
+                unc,
+                spacing,
+                neighbor_distance,
+                texture_levels,
+                channel_names,
+            )
+            row.update({f"bbox_{a}0": s for a, s in zip(names, start)})
+            row.update({f"bbox_{a}1": t for a, t in zip(names, stop)})
+            row["touches_border"] = min(start) == 0 or any(t == n for t, n in zip(stop, shape))
+            row.update({f"centroid_{a}": c + s for a, c, s in zip(names, row.pop("c"), start)})
+            rows.append(row)
+        frames.append(pd.DataFrame(rows))
+    df = pd.concat(frames, ignore_index=True)
+    size = "area" if ndim == 2 else "volume"
+    df[f"{size}_px"] = df.pop("n")
+    if spacing is not None:
+        df[f"{size}_{'um2' if ndim == 2 else 'um3'}"] = df[f"{size}_px"] * float(np.prod(spacing))
+        for a, p in zip(names, spacing):
+            df[f"centroid_{a}_um"] = df[f"centroid_{a}"] * p
+    df["sample"], df["kind"] = sample, kind
+    if obj_unc is not None:
+        df["uncertainty_object"] = df["id"].map(obj_unc)
+    df = df.reindex(columns=columns).sort_values("id", ignore_index=True)
+    return _typed(df, ndim)
+
+
+def _typed(df: pd.DataFrame, ndim: int) -> pd.DataFrame:
+    ints = ["id", "neighbors"] + [c for c in df.columns if c.startswith("bbox_")]
+    ints.append("area_px" if ndim == 2 else "volume_px")
+    df = df.astype({c: np.int64 for c in ints})
+    df["touches_border"] = df["touches_border"].astype(bool)
+    df[["sample", "kind"]] = df[["sample", "kind"]].astype(str)
+    rest = [c for c in df.columns if c not in ints + ["touches_border", "sample", "kind"]]
+    return df.astype({c: np.float64 for c in rest})
+
+
+def experiment_table(paths: Iterable) -> pd.DataFrame:
+    """All samples' object tables in one frame (columns missing in a sample are NaN)."""
+    frames = [pd.read_parquet(p) for p in paths]
+    if not frames:
+        return pd.DataFrame()
+    return pd.concat(frames, ignore_index=True, sort=False)
