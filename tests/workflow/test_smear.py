@@ -13,7 +13,7 @@ import zarr
 
 from microdiff.metrics import average_precision
 from microdiff.segment.bright import METHOD
-from microdiff.simulate_smear import write_smear_experiment
+from microdiff.simulate.smear import write_smear_experiment
 from tests.workflow.conftest import TINY, snakemake, write_config
 
 SAMPLES = ("smear01", "smear02")

@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
+from .cells import rotate
+
 BACKGROUND = np.array([236.0, 226.0, 230.0])  # bright, slightly pink field (RGB)
 STAIN = np.array([196.0, 112.0, 128.0])  # a cell's colour where it is thickest
 
@@ -52,8 +54,7 @@ def simulate_smear(shape=(256, 256), n_cells: int = 30, seed: int = 0, noise: fl
         a, b = (v * float(rng.lognormal(0, 0.08)) for v in kind.axes)
         cy, cx = rng.uniform(a + 2, ny - a - 2), rng.uniform(a + 2, nx - a - 2)
         theta = rng.uniform(0, math.pi)
-        u = (xx - cx) * math.cos(theta) + (yy - cy) * math.sin(theta)
-        v = (yy - cy) * math.cos(theta) - (xx - cx) * math.sin(theta)
+        u, v = rotate(yy - cy, xx - cx, theta)
         rho = np.sqrt((u / a) ** 2 + (v / b) ** 2)
         inside = rho < 1
         grown = ndi.binary_dilation(inside, iterations=1)
