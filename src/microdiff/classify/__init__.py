@@ -1,6 +1,7 @@
 """Per-object classification (the `classify` stage).
 
-tabular       feature tables: supervised gradient boosting, Gaussian-mixture clusters, summaries
+tabular       feature tables: supervised gradient boosting, Gaussian-mixture clusters
+results       class summaries, the classes table, saved tabular models
 labels        label tables (ids or points) matched to segmented objects
 crops         object crops around centroids, normalised with the sample's statistics
 represent     the diffusion representation: a denoiser trained self-supervised on crops, pooled
@@ -24,6 +25,7 @@ from .labels import (
     read_label_table,
     stage_labels,
 )
+from .results import experiment_summary, load_model, save_model, summarize, write_classes
 from .tabular import (
     KEYS,
     MODES,
@@ -31,16 +33,11 @@ from .tabular import (
     classify_experiment,
     classify_objects,
     cluster,
-    experiment_summary,
     feature_columns,
-    load_model,
     predict,
-    save_model,
     scores,
     spatial_ndim,
-    summarize,
     train_supervised,
-    write_classes,
 )
 
 DIFFUSION_METHODS = ("representation", "lowest_error")
