@@ -48,6 +48,17 @@ def check_output(args) -> None:
         raise InputError(out, "output exists; pass --overwrite to replace it")
 
 
+def _tiled_sampling(s, tile: int, halo: int, samples_help: str) -> None:
+    """The options of a command that samples a diffusion model over an image tile by tile
+    (restore, superres): tiling, batch, K samples per pixel, seed and CPU threads."""
+    s.add_argument("--tile", type=int, default=tile)
+    s.add_argument("--halo", type=int, default=halo)
+    s.add_argument("--batch", type=int, default=16)
+    s.add_argument("--samples", type=int, default=1, help=samples_help)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--threads", type=int, default=None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="microdiff", description=__doc__.split("\n")[0])
     p.add_argument("-v", "--verbose", action="store_true", help="log more")
@@ -178,12 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("out", help="output restored .ome.zarr")
     s.add_argument("--norm", required=True, help="the image's norm.json")
     s.add_argument("--model", required=True, help="model folder from restore-train")
-    s.add_argument("--tile", type=int, default=512)
-    s.add_argument("--halo", type=int, default=32)
-    s.add_argument("--batch", type=int, default=16)
-    s.add_argument("--samples", type=int, default=1, help="K > 1: posterior std too")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--threads", type=int, default=None)
+    _tiled_sampling(s, tile=512, halo=32, samples_help="K > 1: posterior std too")
     s.set_defaults(func=c.cmd_restore)
 
     s = sub.add_parser("superres", help="super-resolve an NGFF image (x2/x4, diffusion)")
@@ -200,14 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--depth", type=int, default=3)
     s.add_argument("--patch", type=int, default=64)
     s.add_argument("--lr", type=float, default=1e-3)
-    s.add_argument("--tile", type=int, default=256)
-    s.add_argument("--halo", type=int, default=16)
-    s.add_argument("--batch", type=int, default=16)
     s.add_argument("--sampler", default="dpmpp_2m", choices=["dpmpp_2m", "ddim"])
     s.add_argument("--steps", type=int, default=1, help="sampler steps per sample")
-    s.add_argument("--samples", type=int, default=1, help="K > 1: mean of K + posterior std")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--threads", type=int, default=None)
+    _tiled_sampling(s, tile=256, halo=16, samples_help="K > 1: mean of K + posterior std")
     s.set_defaults(func=c.cmd_superres)
 
     s = sub.add_parser("generate", help="synthetic image/mask pairs from annotated pairs")
