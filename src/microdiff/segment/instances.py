@@ -139,6 +139,24 @@ class Window:
     samples: list
 
 
+def _window(core: Box, halo: int, shape: tuple[int, ...]) -> Box:
+    """`core` grown by `halo` on every side, clipped to the image."""
+    return Box(
+        tuple(max(0, a - halo) for a in core.start),
+        tuple(min(n, b + halo) for b, n in zip(core.stop, shape)),
+    )
+
+
+def _write_unclaimed(out, win: Box, new: np.ndarray) -> None:
+    """Write the objects of `new` into `out[win]` where no earlier tile has written one."""
+    cur = np.asarray(out[win.slices])
+    free = (cur == 0) & (new > 0)
+    if free.any():
+        cur = cur.copy()
+        cur[free] = new[free]
+        out[win.slices] = cur
+
+
 def stitch(
     read: Callable[[Box], Window],
     cores: Sequence[Box],
@@ -153,10 +171,7 @@ def stitch(
     shape = tuple(int(s) for s in shape)
     anchors, cons = [], []
     for core in cores:
-        win = Box(
-            tuple(max(0, a - halo) for a in core.start),
-            tuple(min(n, b + halo) for b, n in zip(core.stop, shape)),
-        )
+        win = _window(core, halo, shape)
         w = read(win)
         lab, anchor = extract(w.prob, w.dist, p)
         if not len(anchor):
@@ -178,12 +193,7 @@ def stitch(
         lut = np.zeros(len(anchor) + 1, np.int32)
         lut[ids] = np.arange(base + 1, base + len(ids) + 1)
         new = lut[lab]
-        cur = np.asarray(out[win.slices])
-        free = (cur == 0) & (new > 0)
-        if free.any():
-            cur = cur.copy()
-            cur[free] = new[free]
-            out[win.slices] = cur
+        _write_unclaimed(out, win, new)
         anchors += [tuple(int(v) for v in a) for a in local[inside]]
         cons += list(c)
     n = len(anchors)
@@ -218,10 +228,7 @@ def link_cells(
     n = len(nucleus_anchor)
     cons = np.zeros(n)
     for core in cores:
-        win = Box(
-            tuple(max(0, a - halo) for a in core.start),
-            tuple(min(v, b + halo) for b, v in zip(core.stop, shape)),
-        )
+        win = _window(core, halo, shape)
         w, nuc = read_cells(win), read_nuclei(win)
         if not nuc.any():
             continue
@@ -237,12 +244,7 @@ def link_cells(
             lab_k = cells_from(fg, dist, nuc, p, near)
             ious = best_iou(new, lab_k, n)
             cons += (ious > p.match_iou) & own[1:]
-        cur = np.asarray(out[win.slices])
-        free = (cur == 0) & (new > 0)
-        if free.any():
-            cur = cur.copy()
-            cur[free] = new[free]
-            out[win.slices] = cur
+        _write_unclaimed(out, win, new)
     k = 0
     if cores:
         w0 = read_cells(cores[0])
