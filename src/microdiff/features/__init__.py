@@ -35,11 +35,10 @@ Conventions of the output (one row per object, sorted by `id`):
 
 from .measure import texture
 from .sample import LABEL_KINDS, measure_sample, segmentation_layers
-from .table import default_tile, experiment_table, object_bboxes, object_table, tile_grid
+from .table import experiment_table, object_bboxes, object_table, tile_grid
 
 __all__ = [
     "LABEL_KINDS",
-    "default_tile",
     "experiment_table",
     "measure_sample",
     "object_bboxes",

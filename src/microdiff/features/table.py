@@ -168,7 +168,7 @@ def object_table(
     number or one per spatial axis (micrometres); `uncertainty` is a per-pixel image over the
     spatial axes; `object_uncertainty` maps id -> uncertainty. `tile` (default `default_tile`)
     bounds each read; tiles align to `chunks` (default: the label array's own chunks). See the
-    module docstring for the columns and their units.
+    `features` package docstring for the columns and their units.
     """
     ndim = labels.ndim
     names = axis_names(ndim)
