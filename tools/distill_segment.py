@@ -1,7 +1,7 @@
 """Distil the shipped nuclei model into a one-step student (models/segment_nuclei_fast/).
 
 Progressive distillation (`microdiff.diffusion.distill`, Salimans & Ho 2022): the teacher is the
-shipped model sampled by DDIM on the segment stage's schedule (`segment.model.schedule(2)`:
+shipped model sampled by DDIM on the segment stage's schedule (`segment.model.posterior(steps=2)`:
 sigma 5 -> 0.5 -> 0); the student (a copy of it) learns to land in one step 5 -> 0 where the
 teacher lands in two, so `segment.steps: 1` with this model costs half the network evaluations.
 Data as for the teacher (tools/train_default_segment.py): simulated nuclei and, with --data, the
@@ -21,7 +21,7 @@ import numpy as np
 from train_default_segment import bbbc039_pairs, simulated_pairs
 
 from microdiff import diffusion as dm
-from microdiff.segment.model import TASK, Model, schedule
+from microdiff.segment.model import TASK, Model, posterior
 from microdiff.segment.represent import PairSource
 from microdiff.shipped import SEGMENT_NUCLEI
 from microdiff.shipped import SEGMENT_NUCLEI_FAST as OUT
@@ -57,14 +57,14 @@ def main():
     teacher = Model.load(a.teacher, device=a.device)
     cfg = dm.read_config(a.teacher)
     logging.info("data ready in %.0f s: %s", time.time() - t, sources)
-    sig = schedule(a.teacher_steps)
+    sig = posterior(steps=a.teacher_steps).schedule()
     init = Model.load(a.init, device=a.device).denoiser if a.init else None
     res = dm.distill(teacher.denoiser, PairSource(images, labels, patch=a.patch), sig,
                      steps=a.steps, rounds=a.rounds, batch=a.batch, lr=a.lr, device=a.device,
                      threads=a.threads, progress=True, student=init, seed=a.seed)  # fmt: skip
     student_steps = len(res.sigmas) - 1
-    if not np.allclose(res.sigmas.numpy(), schedule(student_steps).numpy()):
-        logging.warning("the student's schedule %s is not segment's schedule(%d)",
+    if not np.allclose(res.sigmas.numpy(), posterior(steps=student_steps).schedule().numpy()):
+        logging.warning("the student's schedule %s is not the segment stage's (%d steps)",
                         res.sigmas.tolist(), student_steps)  # fmt: skip
     out = {k: cfg[k] for k in KEEP if k in cfg}
     out.update(task=TASK, script="tools/distill_segment.py", distilled=dict(

@@ -22,8 +22,8 @@ image generation (`P_MEAN`, `P_STD`).
 
 Sampling. DPM-Solver++(2M) or DDIM over a Karras schedule (sigma_min 0.01), a few steps; K
 samples give the posterior mean (output) and per-pixel posterior standard deviation. All noise
-is `PositionalNoise` keyed by the global position on the fine grid (and channel, z plane and
-sample index), and each tile is padded so its first pixel sits on a global multiple of the
+is keyed by the global position on the fine grid (and channel, z plane and sample index;
+`diffusion.posterior`), and each tile is padded so its first pixel sits on a global multiple of the
 UNet's stride, so the output does not depend on where the tile grid falls (seam-free).
 """
 
@@ -31,23 +31,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from functools import partial
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 
-from ..diffusion import (
-    Denoiser,
-    PositionalNoise,
-    UNet,
-    accel,
-    initial_noise,
-    karras_sigmas,
-    nfe,
-    pick_device,
-    sample,
-)
+from ..diffusion import Denoiser, UNet, accel, nfe, pick_device
+from ..diffusion.posterior import PlaneNoise, Posterior, mean_std
 from ..provenance import stable_hash
 from ..tiling import read_box, sample_patch_boxes
 from .denoise import augment, localize
@@ -235,16 +227,6 @@ def _percentile_norm(img: np.ndarray) -> np.ndarray:
     return (img - lo) / np.maximum(hi - lo, 1e-6)
 
 
-class _PlaneNoise:
-    """`PositionalNoise` for (N, 1, Y, X) planes keyed by (plane key, fine y, fine x)."""
-
-    def __init__(self, seed: int, keys: Sequence[tuple[int, int, int]]):
-        self.inner = PositionalNoise(seed, keys)
-
-    def draw(self, like: torch.Tensor, counter: int) -> torch.Tensor:
-        return self.inner.draw(like[:, :, None], counter)[:, :, 0]
-
-
 def _align(x: torch.Tensor, origins, m: int):
     """Pad each plane so its first pixel sits at a global multiple of `m`; (padded, starts)."""
     rows, starts = [], []
@@ -256,12 +238,16 @@ def _align(x: torch.Tensor, origins, m: int):
     return torch.stack(rows), starts
 
 
-def sample_seed(seed: int, k: int) -> int:
-    return int(np.random.SeedSequence([int(seed), int(k)]).generate_state(1)[0])
-
-
-def schedule(steps: int) -> torch.Tensor:
-    return karras_sigmas(int(steps), sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX)
+def posterior(inference: dict) -> Posterior:
+    """The K-sample posterior `inference` asks for (config `restore.superres.inference`)."""
+    return Posterior(
+        SIGMA_MIN,
+        SIGMA_MAX,
+        steps=int(inference.get("steps", 4)),
+        sampler=inference.get("sampler", "dpmpp_2m"),
+        samples=int(inference.get("samples", 1)),
+        seed=int(inference.get("seed", 0)),
+    )
 
 
 def sr_nfe(inference: dict) -> int:
@@ -288,14 +274,12 @@ def superres_planes(
     """
     dev = pick_device(device or "auto")
     den = accel.prepare(den, dev)
-    sigmas = schedule(int(inference.get("steps", 4)))
-    sampler = inference.get("sampler", "dpmpp_2m")
-    k_samples = int(inference.get("samples", 1))
+    post = posterior(inference)
     batch = int(inference.get("batch", 16))
     m = getattr(den.net, "multiple", 1)
     n, h, w = lr.shape
     mean = np.empty((n, h * factor, w * factor), np.float32)
-    std = np.empty_like(mean) if k_samples > 1 else None
+    std = np.empty_like(mean) if post.samples > 1 else None
     for i in range(0, n, batch):
         chunk = torch.from_numpy(np.ascontiguousarray(lr[i : i + batch], np.float32))[:, None]
         up = accel.to_device(upsample(chunk, factor, cond), dev)
@@ -305,16 +289,19 @@ def superres_planes(
             (key[0], fy - by, fx - bx)
             for key, (fy, fx), (by, bx) in zip(keys[i : i + batch], fine, starts)
         ]
-        draws = []
-        for k in range(k_samples):
-            gen = _PlaneNoise(sample_seed(int(inference.get("seed", 0)), k), noise_keys)
-            x = initial_noise(gen, up_p.shape, float(sigmas[0]), device=dev)
-            r = sample(sampler, den, x, sigmas, cond=up_p, generator=gen)
-            r = torch.stack([img[:, by : by + h * factor, bx : bx + w * factor]
-                             for img, (by, bx) in zip(r, starts)])  # fmt: skip
-            draws.append(r[:, 0].float().cpu().numpy() / gain)
-        stack = np.stack(draws)
-        mean[i : i + batch] = up[:, 0].cpu().numpy() + stack.mean(0)
+        finish = partial(_crop, starts=starts, size=(h * factor, w * factor), gain=gain)
+        noise = partial(PlaneNoise, origins=noise_keys)
+        draws = post.draw(den, up_p.shape, noise, finish, cond=up_p, device=dev)
+        mu, sd = mean_std(np.stack(draws), 0, ddof=1)
+        mean[i : i + batch] = up[:, 0].cpu().numpy() + mu
         if std is not None:
-            std[i : i + batch] = stack.std(0, ddof=1)
+            std[i : i + batch] = sd
     return mean, std
+
+
+def _crop(r: torch.Tensor, starts, size, gain: float) -> np.ndarray:
+    """Aligned samples (N, 1, ...) back to their planes' own extent, off the device, / gain."""
+    r = torch.stack(
+        [img[:, by : by + size[0], bx : bx + size[1]] for img, (by, bx) in zip(r, starts)]
+    )
+    return r[:, 0].float().cpu().numpy() / gain

@@ -17,6 +17,7 @@ import torch
 
 from .. import diffusion as dm
 from ..diffusion import accel
+from ..diffusion.posterior import PlaneNoise, Posterior
 from .represent import KINDS, PairSource
 
 log = logging.getLogger("microdiff.segment")
@@ -139,27 +140,11 @@ class Model:
         return cls(den, kinds, cond, cfg.get("params_hash"), student)
 
 
-class SliceNoise:
-    """Positional noise for a slice-wise model: batch element b*Z+z of a 2D batch is plane z of
-    3D tile b, and gets the noise of its global (z, y, x) positions."""
-
-    def __init__(self, seed: int, origins, planes: int):
-        self.inner, self.planes = dm.PositionalNoise(seed, origins), planes
-
-    def draw(self, like, counter):
-        bz, c, y, x = like.shape
-        b = bz // self.planes
-        shaped = torch.empty((b, c, self.planes, y, x), dtype=like.dtype, device=like.device)
-        z = self.inner.draw(shaped, counter)
-        return z.permute(0, 2, 1, 3, 4).reshape(bz, c, y, x)
-
-
-def sample_seed(seed: int, k: int) -> int:
-    return int(np.random.SeedSequence([int(seed), int(k)]).generate_state(1)[0])
-
-
-def schedule(steps: int, sigma_max: float = SIGMA_MAX, sigma_min: float = SIGMA_MIN):
-    return dm.karras_sigmas(steps, sigma_min=sigma_min, sigma_max=sigma_max)
+def posterior(
+    samples: int = 4, steps: int = 2, sampler: str = "ddim", seed: int = 0, sigma_max=SIGMA_MAX
+) -> Posterior:
+    """The segment stage's K-sample posterior: Karras from `sigma_max` down to SIGMA_MIN."""
+    return Posterior(SIGMA_MIN, sigma_max, steps, sampler, samples, seed)
 
 
 def predict(
@@ -194,20 +179,19 @@ def predict(
     planes = c.shape[2] if three else 1
     if three:  # slice-wise: (B, C, Z, Y, X) -> (B*Z, C, Y, X)
         c = c.permute(0, 2, 1, 3, 4).reshape(b * planes, c.shape[1], *c.shape[3:])
-    sig = schedule(steps, sigma_max)
     shape = (c.shape[0], 2 * len(model.kinds), *c.shape[2:])
-    out = []
-    for k in range(samples):
-        s = sample_seed(seed, k)
-        gen = SliceNoise(s, origins, planes) if three else dm.PositionalNoise(s, origins)
-        x = dm.initial_noise(gen, shape, float(sig[0]), device=dev)
-        with torch.no_grad():
-            x = dm.sample(sampler, den, x, sig, cond=c, generator=gen)
+
+    def noise(s):
+        return PlaneNoise(s, origins, planes) if three else dm.PositionalNoise(s, origins)
+
+    def finish(x):
         x = x.clamp(-1, 1).float().cpu()
         if three:
             x = x.reshape(b, planes, shape[1], *shape[2:]).permute(0, 2, 1, 3, 4)
-        out.append(x.numpy())
-    return np.stack(out, axis=1)
+        return x.numpy()
+
+    post = posterior(samples, steps, sampler, seed, sigma_max)
+    return np.stack(post.draw(den, shape, noise, finish, cond=c, device=dev), axis=1)
 
 
 def tile_batch(model: Model, value, tile, pad: int = 0, default: int = accel.CPU_BATCH) -> int:
