@@ -47,11 +47,10 @@ from microdiff import normalize, shards, simulate
 from microdiff.diffusion import accel, load_checkpoint, nfe, pick_device, set_threads
 from microdiff.io import ngff
 from microdiff.normalize import Normalizer
-from microdiff.provenance import write_table
 from microdiff.restore.denoise import plane_batch
 from microdiff.restore.noise_model import NoiseModel
 from microdiff.restore.stage import DEFAULT_MODEL as RESTORE_MODEL
-from microdiff.restore.stage import gather_restore, load_model, make_process, with_halo
+from microdiff.restore.stage import gather_restore, load_model, make_process
 from microdiff.segment.model import Model, tile_batch
 from microdiff.segment.stage import DEFAULT_MODEL as SEGMENT_MODEL
 from microdiff.segment.stage import PAD, segment_gather, segment_shard
@@ -102,8 +101,8 @@ def flops_per_pixel(den, channels: int, cond: int = 0, size: int = 256) -> float
     return fc.get_total_flops() / size**2
 
 
-def make_image(root: Path, size: int) -> tuple[Path, Path, Path, pd.DataFrame]:
-    """raw.ome.zarr (2 channels, uint16), norm.json and tiles.parquet of a size x size image."""
+def make_image(root: Path, size: int) -> tuple[Path, Path, pd.DataFrame]:
+    """raw.ome.zarr (2 channels, uint16), norm.json and the tile plan of a size x size image."""
     sim = simulate.simulate_image((1024, 1024), seed=0)
     reps = -(-size // 1024)
     img = np.concatenate([sim.noisy, sim.noisy[:, ::-1]], axis=1)  # mirrored: no seams
@@ -116,10 +115,7 @@ def make_image(root: Path, size: int) -> tuple[Path, Path, Path, pd.DataFrame]:
     ngff.fill_pyramid(group)
     norm = root / "norm.json"
     normalize.compute([raw], out_path=norm)
-    plan = plan_store(raw, TILE, HALO, tiles_per_shard=1 << 30)
-    plan_path = root / "tiles.parquet"
-    write_table(plan_path, plan, {})
-    return raw, norm, plan_path, plan
+    return raw, norm, plan_store(raw, TILE, HALO, tiles_per_shard=1 << 30)
 
 
 def processed_pixels(plan: pd.DataFrame, grow: int, planes: int = 1) -> int:
@@ -147,7 +143,7 @@ class Bench:
     def __init__(self, args, dev):
         self.args, self.dev = args, dev
         self.root = Path(tempfile.mkdtemp(prefix="gpu-bench-", dir=args.work))
-        self.raw, self.norm, self.plan_path, self.plan = make_image(self.root, args.size)
+        self.raw, self.norm, self.plan = make_image(self.root, args.size)
         self.mp = args.size**2 / 1e6
         self.rows = []
         self.gather_s = {}
@@ -161,12 +157,12 @@ class Bench:
         src = zarr.open_group(str(self.raw), mode="r")["0"]
         _, cfg = load_checkpoint(RESTORE_MODEL)
         noise = NoiseModel.from_json(cfg["noise"])
-        plan = with_halo(self.plan, src.shape[1:], HALO)
+        plan = shards.with_halo(self.plan, src.shape[1:], HALO)
         inference = {"halo": HALO, "samples": samples, "seed": 0}
         batch = batch or plane_batch(den, "auto", shards.tile_shape(plan), self.dev)
         inference["batch"] = batch
         norm = Normalizer.from_json(self.norm)
-        process, _ = make_process(den, noise, norm, inference, self.dev)
+        process = make_process(den, noise, norm, inference, self.dev)
         store = self.root / "restore-shard.zarr"
         times = []
         for _ in range(repeat):
@@ -182,7 +178,7 @@ class Bench:
         if gather:
             out_path = self.root / "restored.ome.zarr"
             t = time.perf_counter()
-            gather_restore(self.raw, self.plan_path, [store], RESTORE_MODEL,
+            gather_restore(self.raw, self.plan, [store], RESTORE_MODEL,
                            {"inference": inference}, out_path)  # fmt: skip
             self.gather_s["restore"] = time.perf_counter() - t
             self.clean(out_path)

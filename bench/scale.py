@@ -200,14 +200,16 @@ def run_stage(stage: str, work: Path, fast: bool, cache: Path) -> dict:
         plan = pd.read_parquet(plan_path)
         for s in sorted(plan["shard"].unique()):
             out = work / "restore" / f"shard{s:05d}.zarr"
-            restore_shard(raw, plan_path, int(s), model, norm, RESTORE, out, 1, progress=False)
+            restore_shard(raw, plan, int(s), model, norm, RESTORE, out, 1, progress=False)
     elif stage == "restore_gather":
         from microdiff.restore.stage import gather_restore
 
         model, setting = cfg["restore"]
         stores = sorted((work / "restore").glob("shard*.zarr"))
         shutil.rmtree(work / "restored.ome.zarr", ignore_errors=True)
-        gather_restore(raw, plan_path, stores, model, RESTORE, work / "restored.ome.zarr")
+        gather_restore(
+            raw, pd.read_parquet(plan_path), stores, model, RESTORE, work / "restored.ome.zarr"
+        )
     elif stage == "segment_shards":
         from microdiff.segment.stage import segment_shard
 

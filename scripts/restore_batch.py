@@ -1,5 +1,7 @@
 """Rule restore_<batch>: every shard and the gather of each sample of a batch, in one process."""
 
+import pandas as pd
+
 from microdiff.diffusion import accel
 from microdiff.jobs import each, job
 from microdiff.restore.stage import restore_image
@@ -13,7 +15,7 @@ with job(snakemake.log[0], "restore_batch") as log:
             snakemake.input.model,
             m.output.restored,
             m.params.restore,
-            plan_path=m.input.plan,
+            plan=pd.read_parquet(m.input.plan),
             threads=snakemake.threads,
             progress=False,
         )

@@ -1,12 +1,14 @@
 """Rule restore_gather: shard stores -> results/{sample}/restored.ome.zarr (NGFF)."""
 
+import pandas as pd
+
 from microdiff.jobs import job
-from microdiff.restore import gather_restore
+from microdiff.restore.stage import gather_restore
 
 with job(snakemake.log[0], "restore_gather") as log:
     prov = gather_restore(
         snakemake.input.raw,
-        snakemake.input.plan,
+        pd.read_parquet(snakemake.input.plan),
         list(snakemake.input.shards),
         snakemake.input.model,
         snakemake.params.restore,

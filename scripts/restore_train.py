@@ -1,7 +1,7 @@
 """Rule train_restore: the experiment's restore model (noise model + diffusion denoiser)."""
 
 from microdiff.jobs import job
-from microdiff.restore import train_restore
+from microdiff.restore.train import train_restore
 
 with job(snakemake.log[0], "train_restore") as log:
     cfg = train_restore(

@@ -1,5 +1,7 @@
 """Rule superres_<batch>: every shard and the gather of each sample of a batch, in one process."""
 
+import pandas as pd
+
 from microdiff.diffusion import accel
 from microdiff.jobs import each, job
 from microdiff.restore.superres_stage import superres_image
@@ -13,7 +15,7 @@ with job(snakemake.log[0], "superres_batch") as log:
             snakemake.input.model,
             m.output.superres,
             m.params.superres,
-            plan_path=m.input.plan,
+            plan=pd.read_parquet(m.input.plan),
             threads=snakemake.threads,
         )
         log.info("x%d: %s (%s); %d network evaluations per output pixel", prov["factor"],

@@ -1,5 +1,7 @@
 """Rule superres_shard: super-resolve one shard of a sample's tiles into a shard store."""
 
+import pandas as pd
+
 from microdiff.diffusion import accel
 from microdiff.jobs import job
 from microdiff.restore.superres_stage import superres_shard
@@ -8,7 +10,7 @@ with job(snakemake.log[0], "superres_shard") as log:
     accel.configure(snakemake.config.get("gpu"))
     n = superres_shard(
         snakemake.input.image,
-        snakemake.input.plan,
+        pd.read_parquet(snakemake.input.plan),
         int(snakemake.wildcards.shard),
         snakemake.input.model,
         snakemake.input.norm,

@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from microdiff.diffusion import save_checkpoint
-from microdiff.restore.stage import DEFAULT_MODEL, initial_model, pair_source, train_denoiser
+from microdiff.restore.denoise import train_denoiser
+from microdiff.restore.stage import DEFAULT_MODEL
+from microdiff.restore.train import initial_model, pair_source
 from microdiff.simulate import simulate_image
 
 PHOTONS = (3, 10, 30, 100, 300)

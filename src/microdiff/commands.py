@@ -142,7 +142,7 @@ def cmd_segment(a) -> dict:
 
 
 def cmd_restore_train(a) -> dict:
-    from .restore import train_restore
+    from .restore.train import train_restore
 
     keys = ("init", "width", "depth", "steps", "batch", "patch", "lr", "seed")
     training = {k: getattr(a, k) for k in keys}

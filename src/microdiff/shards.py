@@ -1,20 +1,23 @@
-"""Shard jobs and their gather: how every tiled stage (restore, segment, ...) runs.
+"""Shard jobs and whole-image runs: how every tiled stage (restore, superres, segment) runs.
 
-A shard job processes a batch of many tiles of one image: it reads each tile's halo box (padded
-by reflection to one common shape so tiles stack into a batch), calls the stage's `process`
-function on the batch, and writes only the tile cores into a shard store. The shard store is a
-plain Zarr array of the output's full shape whose chunks are the tile cores, so a shard writes
-whole chunks of its own tiles and nothing else. Reading the next batch and writing the previous
-one overlap with processing the current one (background threads: `prefetch`).
+A stage supplies a `process` function (a batch of tiles in, the same tiles' output out) and its
+shard store's channels; `write_shard` is the shard job. It processes a batch of many tiles of
+one image at a time: it reads each tile's halo box (padded by reflection to one common shape so
+tiles stack into a batch), calls `process` on the batch, and writes only the tile cores into a
+shard store. The shard store is a plain Zarr array of the output's full shape whose chunks are
+the tile cores, so a shard writes whole chunks of its own tiles and nothing else. Reading the
+next batch and writing the previous one overlap with processing the current one (background
+threads: `prefetch`).
 
-The gather job then copies every tile core from its shard store into the stage's NGFF output,
-builds the pyramid and writes metadata, atomically. Memory in both is bounded by batch and tile
-size, never by image size.
+The gather job (`microdiff.gather`) then reads the shard stores back into the stage's output.
+`run_whole` runs every shard job and the gather of one image in one process (batch jobs, the
+CLI). Memory is bounded by batch and tile size, never by image size.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,9 +25,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import zarr
+from tqdm import tqdm
 
+from .atomic import atomic_output
 from .io.ngff import compressor
-from .tiling import Box, iter_tiles, spatial_ndim
+from .tiling import Box, axis_names, iter_tiles, spatial_ndim
 
 # process(batch (B, C, *S) float32, origins [(global start of each padded tile)]) -> (B, C', *S*f)
 Process = Callable[[np.ndarray, list[tuple[int, ...]]], np.ndarray]
@@ -32,7 +37,7 @@ Process = Callable[[np.ndarray, list[tuple[int, ...]]], np.ndarray]
 
 def tile_shape(plan: pd.DataFrame) -> tuple[int, ...]:
     """The common padded shape of every tile's halo box in a plan."""
-    names = ("z", "y", "x")[-spatial_ndim(plan) :]
+    names = axis_names(spatial_ndim(plan))
     return tuple(int((plan[f"h{a}1"] - plan[f"h{a}0"]).max()) for a in names)
 
 
@@ -57,7 +62,7 @@ def read_padded(array, halo: Box, shape: Sequence[int], image_shape: Sequence[in
 
 def create_shard_store(path, shape: Sequence[int], dtype, plan: pd.DataFrame, factor: int = 1):
     """The full-shape, core-chunked Zarr array that one shard job fills in part."""
-    names = ("z", "y", "x")[-spatial_ndim(plan) :]
+    names = axis_names(spatial_ndim(plan))
     core = [int((plan[f"{a}1"] - plan[f"{a}0"]).max()) for a in names]
     chunks = (1, *[c * (factor if a in "yx" else 1) for c, a in zip(core, names)])
     return zarr.create_array(
@@ -110,6 +115,48 @@ def run_shard(
     return len(tiles)
 
 
+def write_shard(
+    out,
+    source,
+    plan: pd.DataFrame,
+    shard: int,
+    process: Process,
+    channels: int,
+    batch_size: int,
+    factor: int = 1,
+    attrs: dict | None = None,
+    desc: str | None = None,
+) -> int:
+    """A shard job: one shard's tiles through `process` into the new shard store `out`.
+
+    The store holds `channels` channels on the source's grid (finer by `factor` in y and x) and
+    `attrs` (how the job ran, for the gather's provenance); it is written atomically, so a killed
+    job leaves no complete-looking shard. `desc` labels a progress bar (None: no bar). Returns
+    the number of tiles processed.
+    """
+    *lead, y, x = source.shape[1:]
+    shape = (channels, *lead, y * factor, x * factor)
+    bar = tqdm(total=int((plan["shard"] == shard).sum()), disable=desc is None, file=sys.stderr,
+               desc=desc)  # fmt: skip
+    with atomic_output(out) as tmp:
+        store = create_shard_store(tmp, shape, np.float32, plan, factor)
+        if attrs:
+            store.attrs.update(attrs)
+        n = run_shard(source, plan, shard, process, store, batch_size, factor, bar.update)
+    bar.close()
+    return n
+
+
+def with_halo(plan: pd.DataFrame, shape: Sequence[int], halo: int) -> pd.DataFrame:
+    """The plan with halo boxes regrown to `halo` pixels (y, x; z keeps the plan's halo)."""
+    plan = plan.copy()
+    for a, n in zip(axis_names(spatial_ndim(plan)), shape):
+        if a in "yx":
+            plan[f"h{a}0"] = np.maximum(plan[f"{a}0"] - halo, 0)
+            plan[f"h{a}1"] = np.minimum(plan[f"{a}1"] + halo, n)
+    return plan
+
+
 def prefetch(items: Sequence, load: Callable, process: Callable, save: Callable) -> None:
     """save(item, process(*load(item)), ...) for each item, I/O overlapped with compute.
 
@@ -130,18 +177,6 @@ def prefetch(items: Sequence, load: Callable, process: Callable, save: Callable)
                 written.result()
             written = writer.submit(save, item, result, origins)
         written.result()
-
-
-def gather(shard_stores: Sequence, plan: pd.DataFrame, dst, factor: int = 1) -> None:
-    """Copy each tile core from its shard's store into `dst` (an array of the same shape)."""
-    stores = {i: zarr.open_array(str(p), mode="r") for i, p in enumerate(shard_stores)}
-    names = ("z", "y", "x")[-spatial_ndim(plan) :]
-    scale = tuple(factor if a in "yx" else 1 for a in names)
-    for row in plan.itertuples(index=False):
-        r = row._asdict()
-        core = Box(tuple(r[f"{a}0"] for a in names), tuple(r[f"{a}1"] for a in names))
-        sl = (slice(None), *core.scaled(scale).slices)
-        dst[sl] = stores[int(r["shard"])][sl]
 
 
 def run_whole(plan: pd.DataFrame, out, shard: Callable, gather: Callable):

@@ -10,18 +10,11 @@ import zarr
 from microdiff import normalize, tiling
 from microdiff.diffusion import Denoiser, UNet, save_checkpoint
 from microdiff.io import ngff
-from microdiff.provenance import write_table
-from microdiff.restore import (
-    NoiseModel,
-    fit_noise_model,
-    gather_restore,
-    restore_shard,
-    sure_loss,
-    train_restore,
-)
-from microdiff.restore.denoise import localize
+from microdiff.restore.denoise import localize, sure_loss
 from microdiff.restore.level import FINE_TUNED_LEVEL, SURE_LEVEL
-from microdiff.restore.noise_model import dither, quantization_step
+from microdiff.restore.noise_model import NoiseModel, dither, fit_noise_model, quantization_step
+from microdiff.restore.stage import gather_restore, restore_shard
+from microdiff.restore.train import train_restore
 from microdiff.simulate import simulate_image
 
 TRAINING = {"init": "none", "width": 8, "depth": 2, "steps": 80, "batch": 4, "patch": 32,
@@ -167,17 +160,15 @@ def image2d(tmp_path_factory):
 def run_stage(d, raw, model, tile, halo=16, samples=1, tag="a", tiles_per_shard=4):
     plan = tiling.plan_tiles(zarr.open_group(str(raw), mode="r")["0"].shape[1:], tile, 4,
                              tiles_per_shard=tiles_per_shard)  # fmt: skip
-    plan_path = d / f"plan-{tag}.parquet"
-    write_table(plan_path, plan, {})
     params = {"inference": {"halo": halo, "batch": 8, "samples": samples, "seed": 0},
               "superres": {}}  # fmt: skip
     stores = []
     for s in range(tiling.n_shards(plan)):
         stores.append(d / f"shard-{tag}-{s}.zarr")
-        restore_shard(raw, plan_path, s, model, d / "norm.json", params, stores[-1],
+        restore_shard(raw, plan, s, model, d / "norm.json", params, stores[-1],
                       threads=1, progress=False)  # fmt: skip
     out = d / f"restored-{tag}.ome.zarr"
-    prov = gather_restore(raw, plan_path, stores, model, params, out)
+    prov = gather_restore(raw, plan, stores, model, params, out)
     return out, prov
 
 

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from microdiff.metrics import average_precision, match
-from microdiff.segment import Params, extract, representation, stitch
-from microdiff.segment.instances import Window, best_iou, consistency
+from microdiff.segment.instances import Params, Window, best_iou, consistency, extract, stitch
 from microdiff.segment.model import Model, build, predict, summarize, train_model
+from microdiff.segment.represent import representation
 from microdiff.simulate import simulate_image
 from microdiff.tiling import iter_tiles, plan_tiles
 

@@ -4,8 +4,8 @@ merges; objects the K samples do not reproduce are dropped (in `stitch` and for 
 import numpy as np
 
 from microdiff.metrics import match
-from microdiff.segment import Params, extract, representation, stitch
-from microdiff.segment.instances import Window, drop_inconsistent
+from microdiff.segment.instances import Params, Window, drop_inconsistent, extract, stitch
+from microdiff.segment.represent import representation
 
 
 def cones(shape, centers, radius):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import zarr
 
-from microdiff import shards, tiling
+from microdiff import gather, shards, tiling
 
 
 def _run(tmp_path, img, plan, process, out_shape, factor=1, batch=3):
@@ -13,7 +13,7 @@ def _run(tmp_path, img, plan, process, out_shape, factor=1, batch=3):
         shards.run_shard(img, plan, s, process, out, batch_size=batch, factor=factor)
         stores.append(path)
     dst = np.zeros(out_shape, np.float32)
-    shards.gather(stores, plan, dst, factor)
+    gather.copy_cores(gather.ShardReader(stores, plan, factor), dst)
     return dst
 
 

@@ -9,7 +9,6 @@ import zarr
 
 from microdiff import normalize, tiling
 from microdiff.io import ngff
-from microdiff.provenance import write_table
 from microdiff.restore.superres import (
     PairPatches,
     SelfPairs,
@@ -124,17 +123,15 @@ def test_an_untrained_model_is_flagged_as_no_better_than_bicubic():
 def run_stage(d, store, tile, inference, tag):
     shape = zarr.open_group(str(store), mode="r")["0"].shape[1:]
     plan = tiling.plan_tiles(shape, tile, 4, tiles_per_shard=4)
-    plan_path = d / f"plan-{tag}.parquet"
-    write_table(plan_path, plan, {})
     params = {"inference": {"halo": 12, "batch": 16, "sampler": "dpmpp_2m", "seed": 0,
                             **inference}}  # fmt: skip
     stores = []
     for s in range(tiling.n_shards(plan)):
         stores.append(d / f"shard-{tag}-{s}.zarr")
-        superres_shard(store, plan_path, s, d / "model", d / "lr-norm.json", params, stores[-1],
+        superres_shard(store, plan, s, d / "model", d / "lr-norm.json", params, stores[-1],
                        threads=1, progress=False)  # fmt: skip
     out = d / f"sr-{tag}.ome.zarr"
-    return out, gather_superres(store, plan_path, stores, d / "model", params, out)
+    return out, gather_superres(store, plan, stores, d / "model", params, out)
 
 
 def test_stage_x2_shape_scale_uncertainty_provenance(model, test_image):

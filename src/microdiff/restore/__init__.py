@@ -56,23 +56,10 @@ is read with a halo wider than the UNet's receptive field, shifted onto a global
 pixel grid before the network so strided layers see the same pixel lattice whatever the tiling,
 and all random draws are `PositionalNoise` (keyed by global pixel position). 3D images are
 restored slice by slice (a 2D model over z).
+
+noise_model  the Poisson-Gaussian noise model and its fit
+denoise      the GAT (v domain), SURE, the denoiser's training loop and tiled posterior mean/std
+train        the restore model: noise model fit and training (self-supervised or supervised)
+stage        inference over stores: shard jobs, the gather, a whole image
+superres*    super-resolution: the method, its stage, the rules' helpers
 """
-
-from ..lazy import exports
-
-_TABLE = {
-    "NoiseModel": "noise_model",
-    "denoise_v": "denoise",
-    "fit_noise_model": "noise_model",
-    "from_v": "denoise",
-    "gather_restore": "stage",
-    "restore_shard": "stage",
-    "sure_loss": "denoise",
-    "to_v": "denoise",
-    "train_denoiser": "denoise",
-    "train_restore": "stage",
-    "vst_range": "denoise",
-    "with_halo": "stage",
-}
-__all__ = sorted(_TABLE)
-__getattr__ = exports(__name__, _TABLE)

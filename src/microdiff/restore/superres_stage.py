@@ -15,21 +15,16 @@ of the K posterior samples (same units), and the image is their mean.
 from __future__ import annotations
 
 import logging
-import sys
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
-from .. import normalize, provenance, shards
-from ..atomic import atomic_output
+from .. import gather, normalize, provenance, shards
 from ..diffusion import load_checkpoint, save_checkpoint, set_threads, train
 from ..normalize import Normalizer
+from ..tiling import plan_store
 from .denoise import localize
-from .stage import UNCERTAINTY, level0, raw_meta, with_halo, write_mean_and_std
 from .superres import (
     P_MEAN,
     P_STD,
@@ -41,6 +36,7 @@ from .superres import (
     sr_nfe,
     superres_planes,
 )
+from .train import read_sheet_pairs
 
 log = logging.getLogger("microdiff.restore")
 
@@ -48,25 +44,6 @@ log = logging.getLogger("microdiff.restore")
 MIN_EXPLAINED = 0.02
 METHOD = ("conditional diffusion super-resolution (residual over bicubic, EDM), "
           "mean of K posterior samples")  # fmt: skip
-
-
-def read_lr_hr(sheet) -> list[tuple[np.ndarray, np.ndarray]]:
-    """LR/HR pairs from a TSV with columns low, high (paths relative to the TSV)."""
-    from ..io.readers import open_image
-
-    sheet = Path(sheet)
-    table = pd.read_csv(sheet, sep="\t", dtype=str)
-    if not {"low", "high"} <= set(table.columns):
-        raise ValueError(f"{sheet}: needs columns low and high")
-    pairs = []
-    for row in table.itertuples(index=False):
-        imgs = []
-        for p in (row.low, row.high):
-            src = open_image(sheet.parent / p)
-            a = np.asarray(src.read(), np.float32)
-            imgs.append(a if "c" in src.axes else a[None])
-        pairs.append((imgs[0], imgs[1]))
-    return pairs
 
 
 def train_superres(
@@ -89,7 +66,9 @@ def train_superres(
     factor = check_factor(params["factor"])
     cond = params.get("cond", "bicubic")
     if params.get("pairs"):
-        source = PairPatches(read_lr_hr(params["pairs"]), factor, int(training["patch"]), cond)
+        source = PairPatches(
+            read_sheet_pairs(params["pairs"], ("low", "high")), factor, int(training["patch"]), cond
+        )
         mode = "supervised on LR/HR pairs"
     else:
         norms = [Normalizer.from_json(p) for p in norm_paths]
@@ -176,7 +155,7 @@ def make_process(den, cfg: dict, norm: Normalizer, inference: dict, device=None)
 
 def superres_shard(
     src,
-    plan_path,
+    plan: pd.DataFrame,
     shard: int,
     model_dir,
     norm_path,
@@ -195,34 +174,23 @@ def superres_shard(
     norm = Normalizer.from_json(norm_path)
     arr = normalize.level0(src, norm)
     den, cfg = load_model(model_dir)
-    plan = with_halo(pd.read_parquet(plan_path), arr.shape[1:], int(inference["halo"]))
+    plan = shards.with_halo(plan, arr.shape[1:], int(inference["halo"]))
     process, f = make_process(den, cfg, norm, inference, device)
-    c = arr.shape[0] * (2 if int(inference.get("samples", 1)) > 1 else 1)
-    shape = (c, *arr.shape[1:-2], arr.shape[-2] * f, arr.shape[-1] * f)
-    tiles = int((plan["shard"] == shard).sum())
-    bar = tqdm(total=tiles, disable=not progress, file=sys.stderr, desc=f"superres shard {shard}")
+    channels = arr.shape[0] * (2 if int(inference.get("samples", 1)) > 1 else 1)
     planes_per_tile = arr.shape[0] * int(np.prod(shards.tile_shape(plan)[:-2]))
     per_read = max(1, int(inference.get("batch", 16)) // planes_per_tile)
-    with atomic_output(out) as tmp:
-        store = shards.create_shard_store(tmp, shape, np.float32, plan, factor=f)
-        n = shards.run_shard(arr, plan, shard, process, store, per_read, factor=f,
-                             progress=bar.update)  # fmt: skip
-    bar.close()
-    return n
+    return shards.write_shard(
+        out, arr, plan, shard, process, channels, per_read, factor=f,
+        desc=f"superres shard {shard}" if progress else None,
+    )  # fmt: skip
 
 
-def gather_superres(src, plan_path, shard_stores: Sequence, model_dir, params: dict, out) -> dict:
+def gather_superres(src, plan: pd.DataFrame, shard_stores: Sequence, model_dir, params: dict, out):
     """Assemble the shard stores into `out` (NGFF on the finer grid, atomic, validated)."""
-    arr = level0(src)
-    axes, scale, names = raw_meta(src)
-    plan = pd.read_parquet(plan_path)
     _, cfg = load_checkpoint(model_dir)
     f = int(cfg["factor"])
     inference = params["inference"]
     k = int(inference.get("samples", 1))
-    c = arr.shape[0]
-    shape = (c, *arr.shape[1:-2], arr.shape[-2] * f, arr.shape[-1] * f)
-    out_scale = {a: v / f if a in "yx" else v for a, v in scale.items()}
     prov = provenance.record(
         "superres",
         params,
@@ -236,32 +204,23 @@ def gather_superres(src, plan_path, shard_stores: Sequence, model_dir, params: d
         nfe=sr_nfe(inference),
         seed=int(inference.get("seed", 0)),
         units="float32, the input image's intensity units",
-        uncertainty=UNCERTAINTY if k > 1 else None,
+        uncertainty=gather.UNCERTAINTY if k > 1 else None,
     )
-    write_mean_and_std(
-        out, shard_stores, plan, shape, axes, out_scale, names, prov, k, f, "superres"
-    )
+    reader = gather.ShardReader(shard_stores, plan, factor=f)
+    gather.write_image(out, reader, gather.image_meta(src).finer(f), prov, "superres")
     return prov
 
 
 def superres_image(
-    src, norm_path, model_dir, out, params: dict, tile: int = 256, plan_path=None, **kw
+    src, norm_path, model_dir, out, params: dict, tile: int = 256, plan=None, **kw
 ) -> dict:
     """Super-resolve a whole NGFF image in one process (a batch job, the CLI): every shard of
-    the tile plan `plan_path` (None: a plan of `tile`-pixel tiles), then the gather."""
-    from ..provenance import write_table
-    from ..tiling import plan_store
-
-    with tempfile.TemporaryDirectory(dir=Path(out).parent) as tmp:
-        if plan_path is None:
-            plan = plan_store(src, tile, int(params["inference"]["halo"]))
-            plan_path = Path(tmp) / "tiles.parquet"
-            write_table(plan_path, plan, {})
-        return shards.run_whole(
-            pd.read_parquet(plan_path, columns=["shard"]),
-            out,
-            lambda i, store: superres_shard(
-                src, plan_path, i, model_dir, norm_path, params, store, **kw
-            ),  # fmt: skip
-            lambda stores: gather_superres(src, plan_path, stores, model_dir, params, out),
-        )
+    the tile plan `plan` (None: a plan of `tile`-pixel tiles), then the gather."""
+    if plan is None:
+        plan = plan_store(src, tile, int(params["inference"]["halo"]))
+    return shards.run_whole(
+        plan,
+        out,
+        lambda i, store: superres_shard(src, plan, i, model_dir, norm_path, params, store, **kw),
+        lambda stores: gather_superres(src, plan, stores, model_dir, params, out),
+    )

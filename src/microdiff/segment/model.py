@@ -17,7 +17,7 @@ import torch
 
 from .. import diffusion as dm
 from ..diffusion import accel
-from ..diffusion.posterior import PlaneNoise, Posterior
+from ..diffusion.posterior import PlaneNoise, Posterior, mean_std
 from .represent import KINDS, PairSource
 
 log = logging.getLogger("microdiff.segment")
@@ -221,6 +221,6 @@ def summarize(samples: np.ndarray, n_kinds: int) -> np.ndarray:
     u = (samples + 1.0) / 2.0
     out = []
     for i in range(n_kinds):
-        fg, dist = u[:, :, 2 * i], u[:, :, 2 * i + 1]
-        out += [fg.mean(1), fg.std(1), dist.mean(1)]
+        mean, std = mean_std(u[:, :, 2 * i], 1)
+        out += [mean, std, u[:, :, 2 * i + 1].mean(1)]
     return np.stack(out, axis=1).astype(np.float32)

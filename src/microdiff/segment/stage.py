@@ -18,11 +18,12 @@ import zarr
 from .. import provenance, shipped
 from ..atomic import atomic_output
 from ..diffusion import accel
+from ..gather import ShardReader
 from ..io import ngff
 from ..io.labels import create_labels, fill_label_pyramid, set_colors, validate_labels
 from ..normalize import Normalizer, level0
-from ..shards import create_shard_store, run_shard, run_whole, tile_shape
-from ..tiling import Box, iter_tiles, spatial_ndim
+from ..shards import run_whole, tile_shape, write_shard
+from ..tiling import Box, iter_tiles
 from . import cells as cell_fallback
 from . import instances
 from .model import Model, nfe, predict, summarize, tile_batch
@@ -127,21 +128,19 @@ def segment_shard(
             parts += [mean[:, 3 * i : 3 * i + 3], u[:, :, 2 * i], u[:, :, 2 * i + 1]]
         return np.concatenate(parts, axis=1)
 
-    n_ch = len(kinds) * (3 + 2 * k)
     dev = str(next(model.denoiser.parameters()).device)
     batch_size = tile_batch(model, batch_size, tile_shape(plan), pad)  # "auto": free GPU memory
-    with atomic_output(out) as tmp:  # a killed job leaves no complete-looking shard
-        store = create_shard_store(tmp, (n_ch, *source.shape[1:]), np.float32, plan)
-        store.attrs["segment"] = {
-            "kinds": kinds,
-            "samples": k,
-            "model": model.hash,
-            "cell_model": cells.hash if cells else None,
-            "nfe": per_px,
-            "device": dev,
-            "accel": accel.describe(dev),
-        }
-        n = run_shard(source, plan, shard, process, store, batch_size=batch_size)
+    meta = {
+        "kinds": kinds,
+        "samples": k,
+        "model": model.hash,
+        "cell_model": cells.hash if cells else None,
+        "nfe": per_px,
+        "device": dev,
+        "accel": accel.describe(dev),
+    }
+    n_ch = len(kinds) * (3 + 2 * k)
+    n = write_shard(out, source, plan, shard, process, n_ch, batch_size, attrs={"segment": meta})
     log.info("shard %d: %d tiles, %d samples x %d steps%s", shard, n, k, steps,
              " (nuclei and cell models)" if cells else "")  # fmt: skip
     return {"tiles": n, "kinds": kinds, "nfe_per_pixel": per_px}
@@ -151,43 +150,13 @@ def _load(model, device) -> Model:
     return model if isinstance(model, Model) else Model.load(model, device=device)
 
 
-class ShardReader:
-    """Read any box of the full image from the shard stores (each tile core from its shard)."""
-
-    def __init__(self, stores: Sequence, plan: pd.DataFrame):
-        self.stores = [zarr.open_array(str(s), mode="r") for s in stores]
-        self.tiles = [(core, int(sh)) for (_, core, _), sh in zip(iter_tiles(plan), plan["shard"])]
-        nd = spatial_ndim(plan)
-        self.starts = np.array([c.start for c, _ in self.tiles], np.int64).reshape(-1, nd)
-        self.stops = np.array([c.stop for c, _ in self.tiles], np.int64).reshape(-1, nd)
-        self.meta = dict(self.stores[0].attrs["segment"])
-
-    def read(self, channels, box: Box) -> np.ndarray:
-        n = len(range(*channels.indices(10**9))) if isinstance(channels, slice) else len(channels)
-        out = np.zeros((n, *box.shape), np.float32)
-        hit = np.all((self.starts < box.stop) & (self.stops > box.start), axis=1)
-        for i in np.flatnonzero(hit):  # only the tiles the box meets (not a loop over all tiles)
-            core, sh = self.tiles[i]
-            lo = tuple(max(a, b) for a, b in zip(core.start, box.start))
-            hi = tuple(min(a, b) for a, b in zip(core.stop, box.stop))
-            if any(a >= b for a, b in zip(lo, hi)):
-                continue
-            part = Box(lo, hi)
-            rel = part.relative_to(box)
-            arr = self.stores[sh]
-            if isinstance(channels, slice):
-                out[(slice(None), *rel.slices)] = arr[(channels, *part.slices)]
-            else:
-                for i, c in enumerate(channels):
-                    out[(i, *rel.slices)] = arr[(c, *part.slices)]
-        return out
-
-    def window(self, kind_index: int, box: Box) -> instances.Window:
-        k = int(self.meta["samples"])
-        base = kind_index * (3 + 2 * k)
-        m = self.read(slice(base, base + 3 + 2 * k), box)
-        samples = [(m[3 + j], m[3 + k + j]) for j in range(k)]
-        return instances.Window(m[0], m[1], m[2], samples)
+def window(reader: ShardReader, kind_index: int, box: Box) -> instances.Window:
+    """One kind's probability, std, mean distance and K samples over `box`, from the shards."""
+    k = int(reader.attrs["segment"]["samples"])
+    base = kind_index * (3 + 2 * k)
+    m = reader.read(slice(base, base + 3 + 2 * k), box)
+    samples = [(m[3 + j], m[3 + k + j]) for j in range(k)]
+    return instances.Window(m[0], m[1], m[2], samples)
 
 
 def segment_gather(
@@ -204,7 +173,8 @@ def segment_gather(
     p = dict(params or {})
     want = list(p.get("kinds", ["nuclei"]))
     reader = ShardReader(shard_stores, plan)
-    kinds = list(reader.meta["kinds"])
+    meta = reader.attrs["segment"]
+    kinds = list(meta["kinds"])
     if "nuclei" not in kinds:
         raise ValueError("the segmentation model must produce nuclei")
     src = zarr.open_group(str(image), mode="r")
@@ -241,13 +211,13 @@ def segment_gather(
         "segment",
         p,
         inputs=inputs or {"image": str(image)},
-        model_hash=reader.meta.get("model"),
-        cell_model_hash=reader.meta.get("cell_model"),
-        samples=reader.meta["samples"],
-        nfe_per_pixel=reader.meta.get("nfe"),
+        model_hash=meta.get("model"),
+        cell_model_hash=meta.get("cell_model"),
+        samples=meta["samples"],
+        nfe_per_pixel=meta.get("nfe"),
         method=methods,
-        device=reader.meta.get("device"),
-        accel=reader.meta.get("accel"),
+        device=meta.get("device"),
+        accel=meta.get("accel"),
         channels=[f"{k}_{m}" for k in out_kinds for m in ("prob", "std")],
         **extra,
     )
@@ -267,13 +237,11 @@ def segment_gather(
         dst = group["0"]
         ki = {k: i for i, k in enumerate(kinds)}
         for core in cores:
-            w = reader.read(
-                [ki["nuclei"] * (3 + 2 * reader.meta["samples"]) + j for j in (0, 1)], core
-            )
+            w = reader.read([ki["nuclei"] * (3 + 2 * meta["samples"]) + j for j in (0, 1)], core)
             dst[(slice(0, 2), *core.slices)] = w
         nuc = labs["nuclei"]["0"]
         facts = instances.stitch(
-            lambda b: reader.window(ki["nuclei"], b), cores, shape, nuc, halo, ip
+            lambda b: window(reader, ki["nuclei"], b), cores, shape, nuc, halo, ip
         )
         log.info("nuclei: %d objects", len(facts["anchor"]))
         rows = [object_table(nuc, dst, 0, cores, "nuclei", facts["consistency"])]
@@ -287,7 +255,7 @@ def segment_gather(
                         np.asarray(nuc[b.slices]),
                         extra["cell_threshold"]["threshold"],
                     )
-                return reader.window(ki["cells"], b)
+                return window(reader, ki["cells"], b)
 
             cell = labs["cells"]["0"]
             cf = instances.link_cells(

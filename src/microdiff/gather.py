@@ -1,0 +1,140 @@
+"""The gather half of a tiled stage: read the shard stores back and write the stage's output.
+
+Every gather reads its shard stores through one `ShardReader`: each pixel comes from the shard
+that owns the tile core holding it. An image stage copies the tile cores into an NGFF image
+(`write_image`: the posterior mean, and its standard deviation under `uncertainty/` when the
+shards hold one); the segment stage reads windows across tile borders to stitch its labels.
+Memory is bounded by tile (or window) size, never by image size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+import zarr
+
+from .atomic import atomic_output
+from .io import ngff
+from .tiling import Box, axis_names, iter_tiles, spatial_ndim
+
+UNCERTAINTY = "uncertainty"
+
+
+class ShardReader:
+    """Read any box of a stage's output from its shard stores (each tile core from its shard).
+
+    `stores[i]` is shard i's store; boxes are on the output grid, finer than the plan's by
+    `factor` in y and x (super-resolution). `attrs`: what the first shard job recorded.
+    """
+
+    def __init__(self, stores: Sequence, plan: pd.DataFrame, factor: int = 1):
+        self.stores = [zarr.open_array(str(s), mode="r") for s in stores]
+        scale = tuple(factor if a in "yx" else 1 for a in axis_names(spatial_ndim(plan)))
+        cores = [core.scaled(scale) for _, core, _ in iter_tiles(plan)]
+        self.tiles = [(core, int(sh)) for core, sh in zip(cores, plan["shard"])]
+        nd = len(scale)
+        self.starts = np.array([c.start for c in cores], np.int64).reshape(-1, nd)
+        self.stops = np.array([c.stop for c in cores], np.int64).reshape(-1, nd)
+        self.attrs = dict(self.stores[0].attrs) if self.stores else {}
+
+    def tile(self, i: int) -> tuple[Box, np.ndarray]:
+        """Tile i's core box and all its channels, from its shard."""
+        core, sh = self.tiles[i]
+        return core, self.stores[sh][(slice(None), *core.slices)]
+
+    def read(self, channels, box: Box) -> np.ndarray:
+        """Channels (a slice or a list) of `box`, (C', *box.shape) float32."""
+        n = len(range(self.stores[0].shape[0])[channels]) if isinstance(channels, slice) else None
+        out = np.zeros((n or len(channels), *box.shape), np.float32)
+        hit = np.all((self.starts < box.stop) & (self.stops > box.start), axis=1)
+        for i in np.flatnonzero(hit):  # only the tiles the box meets (not a loop over all tiles)
+            core, sh = self.tiles[i]
+            lo = tuple(max(a, b) for a, b in zip(core.start, box.start))
+            hi = tuple(min(a, b) for a, b in zip(core.stop, box.stop))
+            if any(a >= b for a, b in zip(lo, hi)):
+                continue
+            part = Box(lo, hi)
+            rel = part.relative_to(box)
+            arr = self.stores[sh]
+            if isinstance(channels, slice):
+                out[(slice(None), *rel.slices)] = arr[(channels, *part.slices)]
+            else:
+                for j, c in enumerate(channels):
+                    out[(j, *rel.slices)] = arr[(c, *part.slices)]
+        return out
+
+
+def copy_cores(reader: ShardReader, dst) -> None:
+    """Copy each tile core from its shard's store into `dst` (an array of the output's shape)."""
+    for i in range(len(reader.tiles)):
+        core, block = reader.tile(i)
+        dst[(slice(None), *core.slices)] = block
+
+
+def accel_of(reader: ShardReader) -> dict | None:
+    """How the shard jobs ran the network (device, bf16, ...; `diffusion.accel.describe`)."""
+    return reader.attrs.get("accel")
+
+
+class _Split:
+    """A write target that sends the first `c` channels to `a` and the rest to `b`."""
+
+    def __init__(self, a, b, c: int):
+        self.a, self.b, self.c = a, b, c
+
+    def __setitem__(self, sl, value):
+        self.a[sl] = value[: self.c]
+        if self.b is not None:
+            self.b[sl] = value[self.c :]
+
+
+def write_image(out, reader: ShardReader, meta: ImageMeta, prov: dict, name: str) -> None:
+    """The shards' image as NGFF `out` (atomic, validated), float32 of `meta`'s shape holding
+    the posterior mean; shards with twice its channels hold the standard deviations after the
+    means, written to `out/uncertainty/`."""
+    shape, axes, scale, names = meta
+    c = shape[0]
+    with atomic_output(out) as tmp:
+        group = ngff.create_image(
+            tmp, shape, np.float32, axes, scale, names, attrs={"microdiff": prov}, name=name
+        )
+        unc = None
+        if reader.stores[0].shape[0] > c:
+            unc = ngff.create_image(
+                Path(tmp) / UNCERTAINTY, shape, np.float32, axes, scale,
+                [f"{n} posterior std" for n in names], attrs={"microdiff": prov},
+                name="posterior std",
+            )  # fmt: skip
+        copy_cores(reader, _Split(group["0"], None if unc is None else unc["0"], c))
+        for g in [group] + ([unc] if unc is not None else []):
+            ngff.fill_pyramid(g)
+            ngff.set_display_windows(g)
+        ngff.validate(tmp)
+        if unc is not None:
+            ngff.validate(Path(tmp) / UNCERTAINTY)
+
+
+class ImageMeta(NamedTuple):
+    shape: tuple[int, ...]  # level 0, (C, [Z,] Y, X)
+    axes: str
+    scale: dict[str, float]
+    names: list[str]  # channel names
+
+    def finer(self, factor: int) -> ImageMeta:
+        """The same image on a grid finer by `factor` in y and x (super-resolution)."""
+        *lead, y, x = self.shape
+        scale = {a: v / factor if a in "yx" else v for a, v in self.scale.items()}
+        return ImageMeta((*lead, y * factor, x * factor), self.axes, scale, self.names)
+
+
+def image_meta(image) -> ImageMeta:
+    """Level 0's shape, the axes, scale and channel names of an NGFF image."""
+    g = zarr.open_group(str(image), mode="r")
+    ms = g.attrs["multiscales"][0]
+    axes = "".join(a["name"] for a in ms["axes"])
+    names = [ch["label"] for ch in g.attrs.get("omero", {}).get("channels", [])]
+    return ImageMeta(tuple(g["0"].shape), axes, ngff.level0_scale(g), names)
