@@ -48,8 +48,11 @@ class ShardReader:
 
     def read(self, channels, box: Box) -> np.ndarray:
         """Channels (a slice or a list) of `box`, (C', *box.shape) float32."""
-        n = len(range(self.stores[0].shape[0])[channels]) if isinstance(channels, slice) else None
-        out = np.zeros((n or len(channels), *box.shape), np.float32)
+        if isinstance(channels, slice):
+            n = len(range(self.stores[0].shape[0])[channels])
+        else:
+            n = len(channels)
+        out = np.zeros((n, *box.shape), np.float32)
         hit = np.all((self.starts < box.stop) & (self.stops > box.start), axis=1)
         for i in np.flatnonzero(hit):  # only the tiles the box meets (not a loop over all tiles)
             core, sh = self.tiles[i]
