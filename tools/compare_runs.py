@@ -40,13 +40,32 @@ def strip(obj):
     return obj
 
 
+def changed_keys(a, b, path="") -> list[str]:
+    """The key paths at which two JSON values differ (`created` left out)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b) - VOLATILE):
+            if k not in a or k not in b:
+                out.append(f"{path}/{k} ({'added' if k not in a else 'removed'})")
+            else:
+                out += changed_keys(a[k], b[k], f"{path}/{k}")
+        return out
+    return [] if a == b else [path or "/"]
+
+
+def json_diff(a, b) -> str | None:
+    keys = changed_keys(strip(a), strip(b))
+    return f"metadata differs at {', '.join(keys[:4])}" if keys else None
+
+
 def same_parquet(a: Path, b: Path) -> str | None:
     import pyarrow.parquet as pq
 
     from microdiff.provenance import read_table_provenance
 
-    if strip(read_table_provenance(a)) != strip(read_table_provenance(b)):
-        return "provenance differs"
+    why = json_diff(read_table_provenance(a), read_table_provenance(b))
+    if why:
+        return "provenance " + why
     if pq.read_schema(a).remove_metadata() != pq.read_schema(b).remove_metadata():
         return "schema differs"
     try:
@@ -59,8 +78,7 @@ def same_parquet(a: Path, b: Path) -> str | None:
 def compare_file(a: Path, b: Path) -> str | None:
     """None when `a` and `b` hold the same output, else what differs."""
     if a.name in ZARR_META or a.suffix == ".json":
-        same = strip(json.loads(a.read_text())) == strip(json.loads(b.read_text()))
-        return None if same else "metadata differs"
+        return json_diff(json.loads(a.read_text()), json.loads(b.read_text()))
     if a.suffix == ".parquet":
         return same_parquet(a, b)
     return None if a.read_bytes() == b.read_bytes() else "bytes differ"
