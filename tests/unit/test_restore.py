@@ -10,7 +10,7 @@ import zarr
 from microdiff import normalize, tiling
 from microdiff.diffusion import Denoiser, UNet, save_checkpoint
 from microdiff.io import ngff
-from microdiff.restore.denoise import localize, sure_loss
+from microdiff.restore.denoise import localize, sure_loss, train_denoiser
 from microdiff.restore.level import FINE_TUNED_LEVEL, SURE_LEVEL
 from microdiff.restore.noise_model import NoiseModel, dither, fit_noise_model, quantization_step
 from microdiff.restore.stage import gather_restore, restore_shard
@@ -170,6 +170,36 @@ def run_stage(d, raw, model, tile, halo=16, samples=1, tag="a", tiles_per_shard=
     out = d / f"restored-{tag}.ome.zarr"
     prov = gather_restore(raw, plan, stores, model, params, out)
     return out, prov
+
+
+def test_killed_restore_training_resumes_to_identical_weights(tmp_path):
+    """Restore training runs on the engine's loop: checkpoints and exact resume."""
+
+    def source(fail_at=None):
+        calls = []
+
+        def sample(n, rng):
+            calls.append(1)
+            if fail_at is not None and len(calls) > fail_at:
+                raise KeyboardInterrupt
+            y = torch.from_numpy(rng.normal(0.5, 0.2, (n, 1, 16, 16)).astype(np.float32))
+            return y, torch.full((n,), 0.2), None
+
+        return sample
+
+    def run(path, src, resume=False):
+        torch.manual_seed(0)
+        den = localize(Denoiser(UNet(1, width=8, depth=2)))
+        return train_denoiser(den, src, 6, batch=2, progress=False, checkpoint_path=path,
+                              checkpoint_every=2, resume=resume)  # fmt: skip
+
+    full, full_losses = run(tmp_path / "full", source())
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "cut", source(fail_at=3))
+    resumed, losses = run(tmp_path / "cut", source(), resume=True)
+    assert losses == full_losses
+    for (k, v), w in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(v, w), k
 
 
 def test_stage_2d_denoises_with_provenance(image2d):

@@ -30,7 +30,7 @@ from .schedules import (
     sigmas_from,
     ve_sigmas,
 )
-from .train import TrainResult, edm_loss, train
+from .train import EDMLoss, TrainResult, edm_loss, train
 from .unet import UNet
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "Compose",
     "Denoiser",
     "DistillResult",
+    "EDMLoss",
     "Downsample",
     "GaussianDenoiser",
     "GaussianMixtureDenoiser",

@@ -12,26 +12,20 @@ step land on the same point,
 (at t = 0 simply the teacher's two-step result), and the student regresses it with the EDM
 weight (sigma^2 + sd^2) / (sigma sd)^2. The student starts as a copy of the teacher (or from a
 given network); `rounds` > 1 repeats the halving with the last student as teacher (2N -> N ->
-N/2 ...). Randomness of step k comes from `train.step_generators(seed, k)`, as in `train`.
+N/2 ...). Each round is the engine's one loop (`train.train`) with `DistillLoss`.
 """
 
 from __future__ import annotations
 
 import copy
-import logging
-import sys
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
-from tqdm import tqdm
 
 from .device import pick_device, set_threads
 from .precond import sigma_tensor
 from .schedules import check_sigmas
-from .train import _next_batch, step_generators
-
-log = logging.getLogger("microdiff.diffusion")
+from .train import train
 
 
 @dataclass
@@ -65,42 +59,27 @@ def teacher_target(teacher, x, s, m, t, cond=None) -> torch.Tensor:
         return (xt - r * x) / (1.0 - r)
 
 
-def _round(teacher, student, source, sigmas, steps, batch, lr, ema, seed, dev, bar, losses):
-    s_all = sigmas.to(torch.float32)
-    n = (s_all.numel() - 1) // 2  # student steps
-    opt = torch.optim.AdamW(student.parameters(), lr=lr)
-    ema_model = copy.deepcopy(student).eval().requires_grad_(False)
-    sd = float(getattr(student, "sigma_data", 0.5))
-    it = None
-    for k in range(steps):
-        rng, gen = step_generators(seed, k)
-        (x0, cond), it = _next_batch(source, batch, rng, it)
-        x0 = x0.to(dev, torch.float32)
-        cond = None if cond is None else cond.to(dev, torch.float32)
-        i = torch.randint(0, n, (x0.shape[0],), generator=gen)
-        eps = torch.randn(x0.shape, generator=gen).to(dev)
-        s, m, t = (sigma_tensor(s_all[2 * i + j].to(dev), x0) for j in range(3))
+@dataclass
+class DistillLoss:
+    """The student's loss for `train`: on (x0, cond) batches, a student step s -> t drawn
+    uniformly from the student's schedule, x_s = x0 + s eps, and the EDM-weighted squared
+    error to the teacher's two-step target (`teacher_target`)."""
+
+    teacher: object
+    sigmas: torch.Tensor  # the teacher's schedule (2N steps ending at 0)
+
+    def __call__(self, student, batch, generator) -> torch.Tensor:
+        x0, cond = batch
+        s_all = self.sigmas.to(torch.float32)
+        n = (s_all.numel() - 1) // 2  # student steps
+        i = torch.randint(0, n, (x0.shape[0],), generator=generator)
+        eps = torch.randn(x0.shape, generator=generator).to(x0.device)
+        s, m, t = (sigma_tensor(s_all[2 * i + j].to(x0.device), x0) for j in range(3))
         x = x0 + s * eps
-        target = teacher_target(teacher, x, s, m, t, cond)
+        target = teacher_target(self.teacher, x, s, m, t, cond)
+        sd = float(getattr(student, "sigma_data", 0.5))
         weight = (s**2 + sd**2) / (s * sd) ** 2
-        loss = (weight * (student(x, s.reshape(-1), cond) - target) ** 2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
-        opt.step()
-        beta = min(ema, (k + 2) / (k + 11))
-        with torch.no_grad():
-            for pe, pm in zip(ema_model.parameters(), student.parameters()):
-                pe.lerp_(pm, 1.0 - beta)
-            for be, bm in zip(ema_model.buffers(), student.buffers()):
-                be.copy_(bm)
-        losses.append(float(loss.detach()))
-        bar.update(1)
-        if (k + 1) % 50 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-            log.info("distill %d->%d steps: step %d loss %.5f", 2 * n, n, k + 1,
-                     np.mean(losses[-50:]))  # fmt: skip
-    return ema_model
+        return (weight * (student(x, s.reshape(-1), cond) - target) ** 2).mean()
 
 
 def distill(
@@ -140,16 +119,30 @@ def distill(
     student = student.to(dev).train().requires_grad_(True)
     losses: list[float] = []
     schedules = [sig.tolist()]
-    bar = tqdm(total=steps * rounds, disable=not progress, file=sys.stderr, desc="distill")
     for r in range(rounds):
-        ema_student = _round(teacher, student, source, sig, steps, batch, lr, ema, seed + r,
-                             dev, bar, losses)  # fmt: skip
+        n = (sig.numel() - 1) // 2
+        result = train(
+            student,
+            source,
+            steps,
+            batch=batch,
+            lr=lr,
+            ema=ema,
+            seed=seed + r,
+            loss=DistillLoss(teacher, sig),
+            weight_decay=0.01,
+            checkpoint_every=0,
+            progress=progress,
+            device=dev,
+            desc=f"distill {2 * n}->{n} steps",
+        )
+        losses += result.losses
+        ema_student = result.denoiser
         sig = halve(sig)
         schedules.append(sig.tolist())
         if r + 1 < rounds:  # the next round's teacher is this round's student
             teacher = ema_student.requires_grad_(False)
             student = copy.deepcopy(ema_student).train().requires_grad_(True)
-    bar.close()
     cfg = {"method": "progressive distillation (Salimans & Ho 2022), DDIM",
            "rounds": rounds, "steps_per_round": steps, "batch": batch, "lr": lr, "ema": ema,
            "seed": seed, "schedules": schedules}  # fmt: skip

@@ -1,12 +1,19 @@
-"""Training by denoising score matching with EDM weighting (Karras et al. 2022).
+"""The engine's one training loop: AdamW, gradient-norm clipping, an EMA of the weights, a
+learning-rate warm-up (and optional cosine decay), checkpoints and exact resume.
 
-Per step: sigma ~ exp(N(P_mean, P_std^2)) per patch, x = x0 + sigma eps, loss
-lambda(sigma) |D(x, sigma, cond) - x0|^2 with lambda = (sigma^2 + sd^2) / (sigma sd)^2; AdamW,
-gradient-norm clipping, EMA of the weights (with a short warm-up of the decay), bf16 autocast on
-CUDA only. All randomness of step k comes from generators seeded by (seed, k), so a run killed and
-resumed from its checkpoint (`resume=True`) gives exactly the weights of an uninterrupted run (on
-CPU). The checkpoint holds the EMA weights as the model, and the raw weights, optimizer state and
-step as its training state.
+What is learned is the loss passed in: a callable `loss(model, batch, generator) -> scalar`
+computing one batch's loss from the batch the patch source drew (tensors on the training
+device) and the step's torch generator. `EDMLoss` (the default) is denoising score matching
+with EDM weighting (Karras et al. 2022): sigma ~ exp(N(P_mean, P_std^2)) per patch,
+x = x0 + sigma eps, loss lambda(sigma) |D(x, sigma, cond) - x0|^2 with
+lambda = (sigma^2 + sd^2) / (sigma sd)^2, bf16 autocast on CUDA. Restore training passes its
+SURE / supervised loss (`restore.denoise.RestoreLoss`), progressive distillation the teacher's
+two-step target (`distill.DistillLoss`).
+
+All randomness of step k comes from generators seeded by (seed, k), so a run killed and resumed
+from its checkpoint (`resume=True`) gives exactly the weights of an uninterrupted run (on CPU).
+The checkpoint holds the EMA weights as the model, and the raw weights, optimizer state and step
+as its training state.
 """
 
 from __future__ import annotations
@@ -14,8 +21,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import math
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +37,9 @@ from .device import pick_device, set_threads
 from .precond import Denoiser
 
 log = logging.getLogger("microdiff.diffusion")
+
+# loss(model, batch, generator) -> scalar tensor; batch: the source's tuple on the device
+Loss = Callable[[torch.nn.Module, tuple, torch.Generator], torch.Tensor]
 
 
 @dataclass
@@ -63,7 +75,25 @@ def edm_loss(
     return (weight * (d.float() - x0) ** 2).mean()
 
 
+@dataclass(frozen=True)
+class EDMLoss:
+    """Denoising score matching on (x0, cond) batches, bf16 autocast on CUDA (`edm_loss`)."""
+
+    p_mean: float = -1.2
+    p_std: float = 1.2
+
+    @property
+    def config(self) -> dict:
+        return {"p_mean": self.p_mean, "p_std": self.p_std}
+
+    def __call__(self, model, batch, generator) -> torch.Tensor:
+        x0, cond = batch
+        cuda = x0.device.type == "cuda"
+        return edm_loss(model, x0, cond, generator, self.p_mean, self.p_std, autocast=cuda)
+
+
 def _next_batch(source, n, rng, it):
+    """A batch from `source` (see `train`) and the iterator to continue an iterable with."""
     if hasattr(source, "sample"):
         return source.sample(n, rng), it
     if callable(source):
@@ -74,8 +104,21 @@ def _next_batch(source, n, rng, it):
     return next(it), it
 
 
+def _to(batch, dev) -> tuple:
+    return tuple(None if t is None else t.to(dev, torch.float32) for t in batch)
+
+
+def lr_factor(k: int, steps: int, warmup: int, decay_to: float | None) -> float:
+    """The learning rate of step k over the base: linear warm-up over `warmup` steps, then
+    constant, or with `decay_to` a cosine from 1 at step 0 to `decay_to` at the last step."""
+    f = min(1.0, (k + 1) / warmup) if warmup else 1.0
+    if decay_to is not None:
+        f *= decay_to + (1.0 - decay_to) * 0.5 * (1.0 + math.cos(math.pi * k / max(steps, 1)))
+    return f
+
+
 def train(
-    denoiser: Denoiser,
+    denoiser: torch.nn.Module,
     patch_source,
     steps: int,
     batch: int = 16,
@@ -88,23 +131,30 @@ def train(
     progress: bool = True,
     device=None,
     resume: bool = False,
+    loss: Loss | None = None,
     p_mean: float = -1.2,
     p_std: float = 1.2,
     weight_decay: float = 0.0,
     grad_clip: float = 1.0,
     warmup: int = 0,
+    decay_to: float | None = None,
     threads: int | None = None,
     config: dict | None = None,
+    callback: Callable[[int, torch.nn.Module], None] | None = None,
+    desc: str = "train",
 ) -> TrainResult:
     """Train `denoiser` for `steps` optimizer steps in total (counting resumed ones).
 
-    `patch_source`: an object with `sample(n, rng) -> (x0, cond)` (e.g. `ZarrPatchSource`), a
-    callable with that signature, or an iterable of (x0, cond) batches (not exactly resumable).
+    `patch_source`: an object with `sample(n, rng) -> batch` (a tuple of tensors or None; (x0,
+    cond) for the EDM loss), a callable with that signature, or an iterable of batches (not
+    exactly resumable). `loss`: see the module docstring; default `EDMLoss(p_mean, p_std)`.
     Writes a checkpoint every `checkpoint_every` steps and at the end when `checkpoint_path` is
-    given; with `resume=True` an existing checkpoint there is continued.
+    given; with `resume=True` an existing checkpoint there is continued. `callback(k,
+    ema_model)` runs every `log_every` steps (diagnostics).
     """
     set_threads(threads)
     dev = pick_device(device or "auto")
+    loss_fn = EDMLoss(p_mean, p_std) if loss is None else loss
     model = denoiser.to(dev).train()
     ema_model = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -125,12 +175,13 @@ def train(
         lr=lr,
         ema=ema,
         seed=seed,
-        p_mean=p_mean,
-        p_std=p_std,
+        **getattr(loss_fn, "config", {}),
         weight_decay=weight_decay,
         grad_clip=grad_clip,
         warmup=warmup,
     )
+    if decay_to is not None:
+        hparams["decay_to"] = decay_to
     cfg = dict(config or {})
     cfg.setdefault("data_hash", getattr(patch_source, "data_hash", None))
 
@@ -146,27 +197,17 @@ def train(
         }
         save_checkpoint(ckpt, ema_model, cfg, extra_state=extra)
 
-    it, bar = (
-        None,
-        tqdm(
-            total=steps,
-            initial=start,
-            disable=not progress,
-            file=sys.stderr,
-            desc="train",
-            dynamic_ncols=True,
-        ),
-    )
+    it = None
+    bar = tqdm(total=steps, initial=start, disable=not progress, file=sys.stderr, desc=desc,
+               dynamic_ncols=True)  # fmt: skip
     for k in range(start, steps):
         rng, gen = step_generators(seed, k)
-        (x0, cond), it = _next_batch(patch_source, batch, rng, it)
-        x0 = x0.to(dev, torch.float32)
-        cond = None if cond is None else cond.to(dev, torch.float32)
+        data, it = _next_batch(patch_source, batch, rng, it)
         for g in opt.param_groups:
-            g["lr"] = lr * min(1.0, (k + 1) / warmup) if warmup else lr
-        loss = edm_loss(model, x0, cond, gen, p_mean, p_std, autocast=dev.type == "cuda")
+            g["lr"] = lr * lr_factor(k, steps, warmup, decay_to)
+        value = loss_fn(model, _to(data, dev), gen)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        value.backward()
         if grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         opt.step()
@@ -176,12 +217,14 @@ def train(
                 pe.lerp_(pm, 1.0 - beta)
             for be, bm in zip(ema_model.buffers(), model.buffers()):
                 be.copy_(bm)
-        losses.append(float(loss.detach()))
+        losses.append(float(value.detach()))
         bar.update(1)
         if log_every and (k + 1) % log_every == 0:
             recent = float(np.mean(losses[-log_every:]))
             bar.set_postfix(loss=f"{recent:.4f}")
-            log.info("step %d loss %.5f", k + 1, recent)
+            log.info("%s: step %d loss %.5f", desc, k + 1, recent)
+            if callback is not None:
+                callback(k + 1, ema_model)
         if checkpoint_every and (k + 1) % checkpoint_every == 0 and k + 1 < steps:
             checkpoint(k + 1)
     bar.close()

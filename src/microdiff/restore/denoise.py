@@ -35,19 +35,16 @@ delta. With w = sigma^2 this is the homoscedastic SURE above.
 
 from __future__ import annotations
 
-import copy
 import logging
-import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
-from tqdm import tqdm
 
-from ..diffusion import Denoiser, PositionalNoise, accel, pick_device, set_threads
-from ..diffusion.train import step_generators
+from ..diffusion import Denoiser, PositionalNoise, accel, pick_device, train
 from .noise_model import NoiseModel
 
 log = logging.getLogger("microdiff.restore")
@@ -167,6 +164,26 @@ def augment(patch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.ascontiguousarray(patch)
 
 
+@dataclass(frozen=True)
+class RestoreLoss:
+    """`sure_loss` as the engine's training loss, on the batches of a restore `Source`:
+    (y, sigma, x or None[, var or None]). The supervised loss (x given) runs under bf16 autocast
+    on CUDA; SURE stays float32 (its divergence is a finite difference over a 1e-3 probe, below
+    bf16's rounding)."""
+
+    p_exact: float = 0.0
+
+    @property
+    def config(self) -> dict:
+        return {"p_exact": self.p_exact}
+
+    def __call__(self, model, batch, generator) -> torch.Tensor:
+        y, sigma, x, *var = batch
+        var = var[0] if var else None
+        with accel.autocast(y.device, bf16=x is not None):
+            return sure_loss(model, y, sigma, x, generator, p_exact=self.p_exact, var=var)
+
+
 def train_denoiser(
     den: Denoiser,
     source: Source,
@@ -181,46 +198,43 @@ def train_denoiser(
     progress: bool = True,
     log_every: int = 50,
     callback: Callable[[int, Denoiser], None] | None = None,
+    checkpoint_path=None,
+    checkpoint_every: int = 0,
+    resume: bool = False,
+    config: dict | None = None,
 ) -> tuple[Denoiser, list[float]]:
     """Train `den` in place on `source` for `steps` AdamW steps; returns (EMA model, losses).
 
-    Step k draws everything from generators seeded by (seed, k): the same call gives the same
-    weights on CPU. `callback(k, ema_model)`, if given, runs after every `log_every` steps
-    (diagnostics, e.g. the true error on images with a clean target).
+    The engine's loop (`diffusion.train`) with `RestoreLoss`, a 50-step warm-up and a cosine
+    decay of the learning rate to 10%: step k draws everything from generators seeded by (seed,
+    k), so the same call gives the same weights on CPU, and with `checkpoint_path` a killed run
+    resumes exactly (`resume`). `callback(k, ema_model)`, if given, runs after every
+    `log_every` steps (diagnostics, e.g. the true error on images with a clean target).
     """
-    set_threads(threads)
-    dev = pick_device(device or "auto")
-    model = den.to(dev).train()
-    ema_model = copy.deepcopy(model).eval().requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    losses = []
-    bar = tqdm(total=steps, disable=not progress, file=sys.stderr, desc="train restore")
-    for k in range(steps):
-        rng, gen = step_generators(seed, k)
-        y, sigma, x, *var = source(batch, rng)
-        y, sigma = y.to(dev), sigma.to(dev)
-        x = None if x is None else x.to(dev)
-        var = var[0].to(dev) if var and var[0] is not None else None
-        for g in opt.param_groups:  # short warm-up, cosine decay to 10%
-            warm = min(1.0, (k + 1) / 50)
-            g["lr"] = lr * warm * (0.55 + 0.45 * np.cos(np.pi * k / max(steps, 1)))
-        loss = sure_loss(model, y, sigma, x, gen, p_exact=p_exact, var=var)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        beta = min(ema, (k + 2) / (k + 11))
-        with torch.no_grad():
-            for pe, pm in zip(ema_model.parameters(), model.parameters()):
-                pe.lerp_(pm, 1.0 - beta)
-        losses.append(float(loss.detach()))
-        bar.update(1)
-        if log_every and (k + 1) % log_every == 0:
-            log.info("step %d loss %.5f", k + 1, float(np.mean(losses[-log_every:])))
-            if callback is not None:
-                callback(k + 1, ema_model)
-    bar.close()
-    return ema_model.cpu(), losses
+    result = train(
+        den,
+        source,
+        steps,
+        batch=batch,
+        lr=lr,
+        ema=ema,
+        seed=seed,
+        loss=RestoreLoss(p_exact),
+        weight_decay=0.01,
+        warmup=50,
+        decay_to=0.1,
+        checkpoint_path=checkpoint_path,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+        config=config,
+        log_every=log_every,
+        progress=progress,
+        device=device,
+        threads=threads,
+        callback=callback,
+        desc="train restore",
+    )
+    return result.denoiser.cpu(), result.losses
 
 
 def _align_pad(x: torch.Tensor, origins: Sequence[Sequence[int]], m: int):
