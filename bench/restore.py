@@ -40,13 +40,12 @@ import torch
 from skimage.metrics import structural_similarity
 from skimage.restoration import denoise_nl_means
 
-from microdiff.diffusion import Denoiser, UNet
+from microdiff.diffusion import Denoiser, build
 from microdiff.diffusion.train import step_generators
 from microdiff.restore.denoise import (
     augment,
     denoise_v,
     from_v,
-    localize,
     to_v,
     train_denoiser,
     variance_map,
@@ -121,7 +120,7 @@ def patches(imgs: Images, clean: list | None, patch: int, hetero: bool = True):
 
 def network() -> Denoiser:
     torch.manual_seed(0)
-    return localize(Denoiser(UNet(1, width=16, depth=3)))
+    return build(1, width=16, depth=3, local=True)
 
 
 def train_n2v(imgs: Images, steps: int, batch=8, patch=64, lr=1e-3, frac=0.02) -> Denoiser:

@@ -24,9 +24,8 @@ import torch
 
 from microdiff.diffusion import (
     SAMPLERS,
-    Denoiser,
     GaussianMixtureDenoiser,
-    UNet,
+    build,
     initial_noise,
     karras_sigmas,
     nfe,
@@ -123,7 +122,7 @@ def table_trained(train_steps: int, sigma_y: float = 0.2, n_post: int = 4) -> No
     train_data = nuclei_patches(24, seed=100)
     test = torch.from_numpy(nuclei_patches(2, seed=900))
     torch.manual_seed(0)
-    den = Denoiser(UNet(1, width=16, depth=3, blocks_per_level=1), sigma_data=0.25)
+    den = build(1, width=16, depth=3, sigma_data=0.25)
     t0 = time.time()
     res = train(
         den,

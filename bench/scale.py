@@ -127,20 +127,20 @@ def tiny_models(cache: Path) -> dict[str, Path]:
     """Untrained width-4, depth-2 restore and segment checkpoints (the --fast setting)."""
     import torch
 
-    from microdiff.diffusion import Denoiser, UNet, read_config, save_checkpoint
-    from microdiff.restore.denoise import localize
+    from microdiff.diffusion import build as build_network
+    from microdiff.diffusion import read_config, save_checkpoint
     from microdiff.restore.stage import DEFAULT_MODEL
     from microdiff.segment.model import build
 
     out = {"restore": cache / "tiny_restore", "segment": cache / "tiny_segment"}
     torch.manual_seed(0)
     if not (out["restore"] / "config.json").exists():
-        den = localize(Denoiser(UNet(in_channels=1, width=4, depth=2)))
+        den = build_network(1, width=4, depth=2, local=True)
         noise = read_config(DEFAULT_MODEL)["noise"]
         save_checkpoint(out["restore"], den, {"task": "restore", "noise": noise, "mode": "tiny"})
     if not (out["segment"] / "config.json").exists():
         den = build(width=4, depth=2)
-        seg = {"kinds": ["nuclei"], "cond_channels": 1, "local": True}
+        seg = {"kinds": ["nuclei"], "cond_channels": 1}
         save_checkpoint(out["segment"], den, {"task": "segment", "segment": seg})
     return out
 

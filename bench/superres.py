@@ -35,7 +35,6 @@ from skimage.metrics import structural_similarity
 from microdiff.diffusion import UNet, train
 from microdiff.diffusion.train import step_generators
 from microdiff.normalize import Normalizer
-from microdiff.restore.denoise import localize
 from microdiff.restore.superres import (
     P_MEAN,
     P_STD,
@@ -113,8 +112,7 @@ class CNN(torch.nn.Module):
     def __init__(self):
         super().__init__()
         torch.manual_seed(1)
-        self.net = UNet(1, cond_channels=1, width=16, depth=3)
-        localize(self)
+        self.net = UNet(1, cond_channels=1, width=16, depth=3, local=True)
 
     def forward(self, up):
         zero = torch.zeros(up.shape[0])

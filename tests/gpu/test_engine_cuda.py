@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from microdiff.diffusion import Denoiser, UNet, karras_sigmas, pick_device, sample, train
+from microdiff.diffusion import build, karras_sigmas, pick_device, sample, train
 
 
 class Blobs:
@@ -23,7 +23,7 @@ def test_pick_device_prefers_cuda(cuda):
 
 
 def test_bf16_training_lowers_loss_and_samples(cuda):
-    den = Denoiser(UNet(1, width=16, depth=3), sigma_data=0.5)
+    den = build(1, width=16, depth=3)
     res = train(den, Blobs(), steps=200, batch=32, lr=2e-3, seed=0, device=cuda, progress=False)
     assert np.mean(res.losses[-20:]) < 0.5 * np.mean(res.losses[:20])
     d = res.denoiser.to(cuda)
@@ -34,7 +34,7 @@ def test_bf16_training_lowers_loss_and_samples(cuda):
 
 def test_cuda_matches_cpu_in_fp32(cuda):
     torch.manual_seed(0)
-    den = Denoiser(UNet(1, width=8, depth=2), sigma_data=0.5).eval()
+    den = build(1, width=8, depth=2).eval()
     x = torch.randn(2, 1, 32, 32)
     with torch.no_grad():
         cpu = den(x, 1.0)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from microdiff.diffusion import Denoiser, UNet, accel
+from microdiff.diffusion import Denoiser, accel, build
 
 
 @pytest.fixture(autouse=True)
@@ -16,7 +16,7 @@ def default_settings():
 
 def small(cond: int = 0, seed: int = 0) -> Denoiser:
     torch.manual_seed(seed)
-    den = Denoiser(UNet(1, cond_channels=cond, width=8, depth=2), sigma_data=0.5).eval()
+    den = build(1, cond, width=8, depth=2).eval()
     for p in den.parameters():  # the UNet zero-initialises its last layers: make them matter
         torch.nn.init.normal_(p, std=0.2)
     return den

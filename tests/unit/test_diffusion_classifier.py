@@ -110,7 +110,7 @@ def test_trained_on_simulator_crops_beats_chance_and_checkpoint_roundtrip(tmp_pa
     out2, _ = dc.classify_crops(den, Xt, classes, **kw)
     pd.testing.assert_frame_equal(out, out2)
     with pytest.raises(ValueError, match="not a diffusion classifier"):
-        from microdiff.diffusion import Denoiser, UNet, save_checkpoint
+        from microdiff.diffusion import build, save_checkpoint
 
-        save_checkpoint(tmp_path / "other", Denoiser(UNet(width=8, depth=1)), {"task": "x"})
+        save_checkpoint(tmp_path / "other", build(width=8, depth=1), {"task": "x"})
         dc.load_classifier(tmp_path / "other")

@@ -8,10 +8,9 @@ import torch
 import zarr
 
 from microdiff.diffusion import (
-    Denoiser,
     PositionalNoise,
-    UNet,
     ZarrPatchSource,
+    build,
     edm_loss,
     initial_noise,
     karras_sigmas,
@@ -39,9 +38,7 @@ def toy_images(n, size=16, seed=0):
 
 
 def tiny(cond_channels=0, dims=2):
-    return Denoiser(
-        UNet(1, cond_channels=cond_channels, width=8, depth=2, dims=dims), sigma_data=0.5
-    )
+    return build(1, cond_channels, width=8, depth=2, dims=dims)
 
 
 class ToySource:
@@ -67,7 +64,7 @@ def test_unet_shapes_2d_3d_and_cond():
     d3 = tiny(dims=3)
     x3 = torch.randn(2, 1, 5, 12, 12)
     assert d3(x3, 0.5).shape == x3.shape
-    att = Denoiser(UNet(2, width=8, depth=3, attention=True))
+    att = build(2, width=8, depth=3, attention=True)
     assert att(torch.randn(1, 2, 16, 16), 2.0).shape == (1, 2, 16, 16)
     assert pick_device("auto").type in ("cpu", "cuda")
 
@@ -125,7 +122,7 @@ def test_training_lowers_loss_and_sampling_is_repeatable(tmp_path):
 
 def test_checkpoint_round_trip_exact(tmp_path):
     torch.manual_seed(1)
-    den = Denoiser(UNet(2, cond_channels=1, width=8, depth=2, blocks_per_level=2), 0.3)
+    den = build(2, 1, width=8, depth=2, sigma_data=0.3, blocks_per_level=2)
     with torch.no_grad():
         for p in den.parameters():
             p.add_(torch.randn_like(p) * 0.1)
@@ -197,3 +194,25 @@ def test_zarr_patch_source(tmp_path):
     x0, cond = next(iter(noisy))
     assert x0.shape == (8, 2, 8, 12) and cond.shape == x0.shape and not torch.equal(x0, cond)
     assert src.data_hash != noisy.data_hash and len(src.data_hash) == 16
+
+
+def test_local_network_loads_local(tmp_path):
+    """`local` is an option of the network, recorded in the checkpoint and applied on load;
+    configs from before the key take the loader's `local=`."""
+    torch.manual_seed(0)
+    den = build(1, width=8, depth=2, local=True)
+    with torch.no_grad():  # the UNet zero-initialises its last layers: make them matter
+        for p in den.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    cfg = save_checkpoint(tmp_path / "m", den)
+    assert cfg["architecture"]["local"] is True
+    back, _ = load_checkpoint(tmp_path / "m")
+    x = torch.randn(1, 1, 32, 32)
+    whole = back(x, 0.5)
+    assert not any(isinstance(m, torch.nn.GroupNorm) for m in back.modules())
+    assert torch.equal(whole, den(x, 0.5))
+    old = json.loads((tmp_path / "m" / "config.json").read_text())
+    del old["architecture"]["local"]
+    (tmp_path / "m" / "config.json").write_text(json.dumps(old))
+    assert torch.equal(load_checkpoint(tmp_path / "m", local=True)[0](x, 0.5), whole)
+    assert not torch.equal(load_checkpoint(tmp_path / "m")[0](x, 0.5), whole)

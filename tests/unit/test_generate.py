@@ -194,7 +194,7 @@ def test_realism_tells_noise_from_images_but_not_images_from_themselves(annotate
 
 
 def test_wrong_checkpoint_is_refused(tmp_path):
-    den = dm.Denoiser(dm.UNet(1, cond_channels=1, width=4, depth=1))
+    den = dm.build(1, 1, width=4, depth=1)
     dm.save_checkpoint(tmp_path / "ck", den, {"task": "segment"})
     with pytest.raises(ValueError, match="not a generate checkpoint"):
         g.Generator.load(tmp_path / "ck", device="cpu")

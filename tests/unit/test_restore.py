@@ -8,9 +8,9 @@ import torch
 import zarr
 
 from microdiff import normalize, tiling
-from microdiff.diffusion import Denoiser, UNet, save_checkpoint
+from microdiff.diffusion import build, save_checkpoint
 from microdiff.io import ngff
-from microdiff.restore.denoise import localize, sure_loss, train_denoiser
+from microdiff.restore.denoise import sure_loss, train_denoiser
 from microdiff.restore.level import FINE_TUNED_LEVEL, SURE_LEVEL
 from microdiff.restore.noise_model import NoiseModel, dither, fit_noise_model, quantization_step
 from microdiff.restore.stage import gather_restore, restore_shard
@@ -189,7 +189,7 @@ def test_killed_restore_training_resumes_to_identical_weights(tmp_path):
 
     def run(path, src, resume=False):
         torch.manual_seed(0)
-        den = localize(Denoiser(UNet(1, width=8, depth=2)))
+        den = build(1, width=8, depth=2, local=True)
         return train_denoiser(den, src, 6, batch=2, progress=False, checkpoint_path=path,
                               checkpoint_every=2, resume=resume)  # fmt: skip
 
@@ -267,7 +267,7 @@ def test_cpu_fallback_without_cuda(image2d, monkeypatch):
 
 def test_shipped_default_used_as_is(tmp_path, image2d):
     d, raw, _, _ = image2d
-    den = localize(Denoiser(UNet(1, width=8, depth=2)))
+    den = build(1, width=8, depth=2, local=True)
     default = save_checkpoint(tmp_path / "default", den, {"task": "restore"})
     cfg = train_restore([raw], [d / "norm.json"], {"train": False, "training": TRAINING},
                         tmp_path / "m", progress=False, default=tmp_path / "default")  # fmt: skip

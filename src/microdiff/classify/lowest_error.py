@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..diffusion import Denoiser, UNet, load_checkpoint, pick_device, set_threads
+from ..diffusion import Denoiser, build, load_checkpoint, pick_device, set_threads
 from .crops import experiment_crops, labelled, train_on_crops
 
 log = logging.getLogger("microdiff.classify")
@@ -40,8 +40,7 @@ TASK = "classify-diffusion"
 
 def build_denoiser(channels: int, n_classes: int, width: int = 32, depth: int = 3) -> Denoiser:
     """A class-conditional EDM denoiser: UNet with one one-hot plane per class as conditioning."""
-    net = UNet(in_channels=channels, cond_channels=n_classes, width=width, depth=depth)
-    return Denoiser(net, sigma_data=0.5)
+    return build(channels, n_classes, width, depth)
 
 
 def one_hot_planes(classes, n_classes: int, shape: Sequence[int]) -> torch.Tensor:

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..diffusion import Denoiser, UNet, load_checkpoint, pick_device, set_threads
+from ..diffusion import Denoiser, UNet, build, load_checkpoint, pick_device, set_threads
 from .crops import train_on_crops
 
 log = logging.getLogger("microdiff.classify.represent")
@@ -34,7 +34,7 @@ SIGMAS = (0.1, 0.3)
 
 def build_denoiser(channels: int, width: int = 16, depth: int = 3) -> Denoiser:
     """The unconditional EDM denoiser the representation comes from."""
-    return Denoiser(UNet(in_channels=channels, width=width, depth=depth), sigma_data=0.5)
+    return build(channels, width=width, depth=depth)
 
 
 def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:

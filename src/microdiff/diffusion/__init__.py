@@ -15,6 +15,7 @@ from .data import ZarrPatchSource, random_flips
 from .device import pick_device, set_threads
 from .distill import DistillResult, distill, halve
 from .guidance import DPS, Blur, Compose, Downsample, LinearOperator, Mask
+from .network import build
 from .noise import PositionalNoise, draw_noise, initial_noise
 from .precond import Denoiser
 from .samplers import SAMPLERS, ddim_invert, nfe, sample
@@ -51,6 +52,7 @@ __all__ = [
     "UNet",
     "ZarrPatchSource",
     "alpha_bar_from_sigma",
+    "build",
     "ddim_invert",
     "ddpm_alphas_bar",
     "ddpm_betas",

@@ -1,7 +1,8 @@
 """Checkpoints: a directory holding a state_dict and a JSON config; never pickled code.
 
-    <path>/config.json      architecture (UNet kwargs), sigma_data, data_hash, params_hash,
-                            microdiff_version, created, plus the caller's entries
+    <path>/config.json      architecture (UNet kwargs, `local` among them), sigma_data,
+                            data_hash, params_hash, microdiff_version, created, plus the
+                            caller's entries
     <path>/weights.pt       torch.save of the Denoiser's state_dict (tensors only)
     <path>/train_state.pt   optional: raw weights, optimizer state, step, ... (for resuming)
 
@@ -21,8 +22,8 @@ import torch
 
 from .. import __version__
 from ..atomic import atomic_output
+from .network import from_config
 from .precond import Denoiser
-from .unet import UNet
 
 FORMAT = "microdiff.checkpoint/1"
 CONFIG, WEIGHTS, TRAIN_STATE = "config.json", "weights.pt", "train_state.pt"
@@ -96,15 +97,16 @@ def _mismatch(model_state: dict, state: dict) -> list[str]:
     return problems
 
 
-def load_checkpoint(path, device="cpu") -> tuple[Denoiser, dict]:
-    """Rebuild the denoiser from `<path>/config.json` and load `<path>/weights.pt` into it."""
+def load_checkpoint(path, device="cpu", local: bool | None = None) -> tuple[Denoiser, dict]:
+    """Rebuild the denoiser from `<path>/config.json` (`network.from_config`) and load
+    `<path>/weights.pt` into it. `local`: whether the network is local when the config predates
+    the `local` key (a recorded value always wins)."""
     path = Path(path)
     cfg = read_config(path)
     try:
-        net = UNet(**cfg["architecture"])
+        den = from_config(cfg["architecture"], cfg.get("sigma_data", 0.5), local)
     except (TypeError, ValueError) as e:
         raise ValueError(f"{path / CONFIG}: architecture cannot be built: {e}") from e
-    den = Denoiser(net, sigma_data=cfg.get("sigma_data", 0.5))
     wfile = path / WEIGHTS
     if not wfile.is_file():
         raise FileNotFoundError(f"checkpoint {path}: {wfile} is missing")

@@ -5,6 +5,11 @@ scale-and-shift from a Fourier embedding of c_noise (Ho et al. 2020; Karras et a
 conditioning channels concatenated to the input, one skip connection per resolution level, and
 optional single-head self-attention at the lowest resolution (off by default).
 
+Local networks (`local=True`): GroupNorm normalizes by statistics over the whole input, so a
+pixel's output depends on where a tile grid falls. A local network keeps every norm's learned
+per-channel scale and shift but drops the statistics (`Affine`, same parameter names): a pixel
+sees only its receptive field, and tiled inference equals whole-image inference.
+
 3D: `dims=3` uses true 3D convolutions (Conv3d) and downsamples all three axes by 2 per level; it is
 not slice-wise. Inputs of any spatial size are accepted: they are padded (replicate) to a multiple
 of 2^(depth-1) and the output is cropped back.
@@ -27,6 +32,23 @@ def _groups(ch: int, most: int = 8) -> int:
     return max(g for g in range(1, most + 1) if ch % g == 0)
 
 
+class Affine(nn.Module):
+    """GroupNorm's learned per-channel scale and shift without its statistics."""
+
+    def __init__(self, ch: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(ch))
+        self.bias = nn.Parameter(torch.zeros(ch))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        return x * self.weight.view(shape) + self.bias.view(shape)
+
+
+def _norm(ch: int, local: bool) -> nn.Module:
+    return Affine(ch) if local else nn.GroupNorm(_groups(ch), ch)
+
+
 class FourierEmbedding(nn.Module):
     """Fixed sinusoidal features of a scalar per batch element (c_noise = ln(sigma) / 4, which
     spans about [-2, 1.5]); frequencies geometric from 1 to `max_freq`."""
@@ -43,13 +65,13 @@ class FourierEmbedding(nn.Module):
 
 
 class ResBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, emb: int, dims: int):
+    def __init__(self, cin: int, cout: int, emb: int, dims: int, local: bool):
         super().__init__()
         conv = _conv(dims)
-        self.norm1 = nn.GroupNorm(_groups(cin), cin)
+        self.norm1 = _norm(cin, local)
         self.conv1 = conv(cin, cout, 3, padding=1)
         self.emb = nn.Linear(emb, 2 * cout)
-        self.norm2 = nn.GroupNorm(_groups(cout), cout)
+        self.norm2 = _norm(cout, local)
         self.conv2 = conv(cout, cout, 3, padding=1)
         nn.init.zeros_(self.conv2.weight)
         nn.init.zeros_(self.conv2.bias)
@@ -66,9 +88,9 @@ class ResBlock(nn.Module):
 class Attention(nn.Module):
     """Single-head self-attention over all spatial positions (lowest resolution only)."""
 
-    def __init__(self, ch: int):
+    def __init__(self, ch: int, local: bool):
         super().__init__()
-        self.norm = nn.GroupNorm(_groups(ch), ch)
+        self.norm = _norm(ch, local)
         self.qkv = nn.Linear(ch, 3 * ch)
         self.out = nn.Linear(ch, ch)
         nn.init.zeros_(self.out.weight)
@@ -88,7 +110,8 @@ class UNet(nn.Module):
     in_channels: image channels; cond_channels: conditioning channels concatenated to the input
     (0 for none); out_channels: usually = in_channels. width: channels at full resolution; depth:
     number of resolution levels; blocks_per_level: residual blocks per level; channel_mult:
-    per-level width multipliers (default 1, 2, 4, 4, ...); dims: 2 or 3 (3D convolutions).
+    per-level width multipliers (default 1, 2, 4, 4, ...); dims: 2 or 3 (3D convolutions);
+    local: norms without statistics (`Affine`; see the module docstring).
     `config` holds the constructor arguments (JSON), enough to rebuild the network.
     """
 
@@ -103,6 +126,7 @@ class UNet(nn.Module):
         dims: int = 2,
         attention: bool = False,
         channel_mult: list[int] | None = None,
+        local: bool = False,
     ):
         super().__init__()
         out_channels = in_channels if out_channels is None else out_channels
@@ -123,6 +147,7 @@ class UNet(nn.Module):
             dims=dims,
             attention=attention,
             channel_mult=mult,
+            local=bool(local),
         )
         self.dims, self.cond_channels, self.multiple = dims, cond_channels, 2 ** (depth - 1)
         conv = _conv(dims)
@@ -136,25 +161,25 @@ class UNet(nn.Module):
         for i, ch in enumerate(chs):
             blocks = nn.ModuleList()
             for _ in range(blocks_per_level):
-                blocks.append(ResBlock(c, ch, emb, dims))
+                blocks.append(ResBlock(c, ch, emb, dims, local))
                 c = ch
             self.down.append(blocks)
             if i < depth - 1:
                 self.downsample.append(conv(c, c, 3, stride=2, padding=1))
-        self.mid1 = ResBlock(c, c, emb, dims)
-        self.attn = Attention(c) if attention else nn.Identity()
-        self.mid2 = ResBlock(c, c, emb, dims)
+        self.mid1 = ResBlock(c, c, emb, dims, local)
+        self.attn = Attention(c, local) if attention else nn.Identity()
+        self.mid2 = ResBlock(c, c, emb, dims, local)
         self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
         for i in reversed(range(depth)):
             blocks = nn.ModuleList()
             for j in range(blocks_per_level):
-                blocks.append(ResBlock(c + chs[i] if j == 0 else chs[i], chs[i], emb, dims))
+                blocks.append(ResBlock(c + chs[i] if j == 0 else chs[i], chs[i], emb, dims, local))
                 c = chs[i]
             self.up.append(blocks)
             if i > 0:
                 self.upsample.append(conv(c, chs[i - 1], 3, padding=1))
                 c = chs[i - 1]
-        self.out_norm = nn.GroupNorm(_groups(c), c)
+        self.out_norm = _norm(c, local)
         self.out = conv(c, out_channels, 3, padding=1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)

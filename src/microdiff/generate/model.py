@@ -106,8 +106,7 @@ class PairPatches:
 
 
 def build(channels: int = 1, n_classes: int = 0, width: int = 32, depth: int = 3) -> dm.Denoiser:
-    net = dm.UNet(in_channels=channels, cond_channels=3 + n_classes, width=width, depth=depth)
-    return dm.Denoiser(net, sigma_data=0.5)
+    return dm.build(channels, 3 + n_classes, width, depth)
 
 
 def train_generator(

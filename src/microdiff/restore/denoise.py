@@ -54,33 +54,6 @@ log = logging.getLogger("microdiff.restore")
 Source = Callable[[int, np.random.Generator], tuple]
 
 
-class Affine(torch.nn.Module):
-    """GroupNorm's learned per-channel scale and shift without its statistics.
-
-    GroupNorm normalizes by statistics over the whole tile, so a pixel's output would depend on
-    where the tile grid falls. With every GroupNorm replaced by this (same parameter names, so
-    checkpoints keep the engine's format), the network is local: a pixel sees only its receptive
-    field, and tiled inference matches whole-image inference.
-    """
-
-    def __init__(self, norm: torch.nn.GroupNorm):
-        super().__init__()
-        self.weight, self.bias = norm.weight, norm.bias
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = (1, -1) + (1,) * (x.ndim - 2)
-        return x * self.weight.view(shape) + self.bias.view(shape)
-
-
-def localize(den: Denoiser) -> Denoiser:
-    """Replace every GroupNorm of `den`'s network by `Affine` (in place); returns `den`."""
-    for module in list(den.modules()):
-        for name, child in list(module.named_children()):
-            if isinstance(child, torch.nn.GroupNorm):
-                setattr(module, name, Affine(child))
-    return den
-
-
 def vst_range(noise: NoiseModel, low: Sequence[float], high: Sequence[float]):
     """Per channel (f(low), f(high)) and the noise sigma in the normalized domain v."""
     f_lo = np.array([float(noise.forward(np.float32(lo), c)) for c, lo in enumerate(low)])

@@ -25,7 +25,6 @@ from ..tiling import plan_store
 from .denoise import (
     denoise_v,
     from_v,
-    localize,
     plane_batch,
     std_from_v,
     to_v,
@@ -38,9 +37,8 @@ DEFAULT_MODEL = shipped.RESTORE
 
 
 def load_model(path) -> tuple[Denoiser, dict]:
-    """A restore checkpoint, its network made local (see `denoise.Affine`)."""
-    den, cfg = load_checkpoint(path)
-    return localize(den), cfg
+    """A restore checkpoint; its network is local (configs that predate the key included)."""
+    return load_checkpoint(path, local=True)
 
 
 def eval_scale(inference: dict, cfg: dict) -> float:

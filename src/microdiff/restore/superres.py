@@ -10,7 +10,7 @@ in zero-shot SR, Shocher, Cohen & Irani 2018, which assumes its structures look 
 two scales), or LR/HR pairs named in the config (`PairPatches`: aligned patches of two images
 whose grids differ by f).
 
-Model. The engine's UNet, made local (GroupNorm statistics dropped, `denoise.localize`), is an
+Model. The engine's network, local (GroupNorm statistics dropped, `diffusion.unet`), is an
 EDM denoiser of the residual r = (x - up(y)) * gain conditioned on up(y), the bicubic (or
 nearest) upsampling of the LR plane onto the HR grid (SR3, Saharia et al. 2022, with the
 residual target of SRDiff, Li et al. 2022); `gain` scales the residual to standard deviation
@@ -38,11 +38,11 @@ import torch
 import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 
-from ..diffusion import Denoiser, UNet, accel, nfe, pick_device
+from ..diffusion import Denoiser, accel, build, nfe, pick_device
 from ..diffusion.posterior import PlaneNoise, Posterior, mean_std
 from ..provenance import stable_hash
 from ..tiling import read_box, sample_patch_boxes
-from .denoise import augment, localize
+from .denoise import augment
 
 log = logging.getLogger("microdiff.restore")
 
@@ -92,8 +92,7 @@ def upsample(lr: torch.Tensor, factor: int, mode: str = "bicubic") -> torch.Tens
 def network(training: dict) -> Denoiser:
     """A fresh local conditional UNet denoiser (1 image + 1 condition channel)."""
     torch.manual_seed(int(training.get("seed", 0)))
-    unet = UNet(1, cond_channels=1, width=int(training["width"]), depth=int(training["depth"]))
-    return localize(Denoiser(unet))
+    return build(1, 1, int(training["width"]), int(training["depth"]), local=True)
 
 
 @torch.no_grad()

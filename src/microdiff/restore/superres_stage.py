@@ -24,7 +24,6 @@ from .. import gather, normalize, provenance, shards
 from ..diffusion import load_checkpoint, save_checkpoint, set_threads, train
 from ..normalize import Normalizer
 from ..tiling import plan_store
-from .denoise import localize
 from .superres import (
     P_MEAN,
     P_STD,
@@ -122,10 +121,10 @@ def train_superres(
 
 
 def load_model(path):
-    den, cfg = load_checkpoint(path)
+    den, cfg = load_checkpoint(path, local=True)  # local even where the config predates the key
     if cfg.get("task") != "superres":
         raise ValueError(f"{path}: not a super-resolution model (task {cfg.get('task')!r})")
-    return localize(den), cfg
+    return den, cfg
 
 
 def make_process(den, cfg: dict, norm: Normalizer, inference: dict, device=None):

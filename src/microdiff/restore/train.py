@@ -17,10 +17,10 @@ import pandas as pd
 import torch
 
 from .. import normalize, provenance
-from ..diffusion import Denoiser, UNet, save_checkpoint, set_threads
+from ..diffusion import Denoiser, build, save_checkpoint, set_threads
 from ..normalize import Normalizer
 from ..tiling import read_box, sample_patch_boxes
-from .denoise import augment, localize, to_v, train_denoiser, variance_map, vst_range
+from .denoise import augment, to_v, train_denoiser, variance_map, vst_range
 from .level import recorded_level
 from .noise_model import NoiseModel, fit_noise_model
 from .stage import DEFAULT_MODEL, load_model
@@ -144,21 +144,17 @@ def pair_source(pairs, patch: int):
     return sample, noise
 
 
-def architecture(training: dict) -> dict:
-    return {"in_channels": 1, "width": int(training["width"]), "depth": int(training["depth"])}
-
 
 def initial_model(training: dict, default=DEFAULT_MODEL) -> tuple[Denoiser, str]:
     """The shipped default when asked for and its architecture matches, else a fresh network."""
-    want = UNet(**architecture(training)).config
-    if training.get("init", "default") == "default" and (Path(default) / "config.json").is_file():
-        den, cfg = load_model(default)
-        if cfg["architecture"] == want:
-            return den, f"fine-tuned from the shipped default ({cfg['params_hash']})"
-        log.info("shipped default has another architecture: training from scratch")
     with torch.random.fork_rng(devices=[]):  # seeded init: the same config gives the same model
         torch.manual_seed(int(training.get("seed", 0)))
-        fresh = localize(Denoiser(UNet(**want)))
+        fresh = build(1, width=int(training["width"]), depth=int(training["depth"]), local=True)
+    if training.get("init", "default") == "default" and (Path(default) / "config.json").is_file():
+        den, cfg = load_model(default)
+        if den.net.config == fresh.net.config:
+            return den, f"fine-tuned from the shipped default ({cfg['params_hash']})"
+        log.info("shipped default has another architecture: training from scratch")
     return fresh, "trained from scratch"
 
 

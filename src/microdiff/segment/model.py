@@ -37,13 +37,10 @@ def build(
     depth: int = 3,
     sigma_data: float = SIGMA_DATA,
 ) -> dm.Denoiser:
-    """A fresh conditional denoiser for `kinds` (2 output channels per kind). Its GroupNorms
-    keep their scale and shift but drop their statistics (`restore.denoise.localize`), so the
-    network is local and tiled inference matches whole-image inference."""
-    from ..restore.denoise import localize
-
-    net = dm.UNet(in_channels=2 * len(kinds), cond_channels=cond_channels, width=width, depth=depth)
-    return localize(dm.Denoiser(net, sigma_data=sigma_data))
+    """A fresh conditional denoiser for `kinds` (2 output channels per kind), local (norms
+    without statistics, see `diffusion.unet`), so tiled inference matches whole-image
+    inference."""
+    return dm.build(2 * len(kinds), cond_channels, width, depth, sigma_data, local=True)
 
 
 def train_model(
@@ -93,7 +90,6 @@ def train_model(
             "cond_channels": images[0].shape[0],
             "representation": "fg+dist",
             "slicewise": True,
-            "local": True,
         },
         **(extra_config or {}),
     }
@@ -127,14 +123,13 @@ class Model:
 
     @classmethod
     def load(cls, path, device="auto") -> Model:
-        den, cfg = dm.load_checkpoint(Path(path), device=dm.pick_device(device))
+        cfg = dm.read_config(path)
         seg = cfg.get("segment")
         if cfg.get("task") != TASK or not seg:
             raise ValueError(f"{path} is not a segmentation checkpoint (task {cfg.get('task')!r})")
-        if seg.get("local"):
-            from ..restore.denoise import localize
-
-            den = localize(den)
+        # configs from before the architecture recorded `local` said it here
+        local = bool(seg.get("local"))
+        den, cfg = dm.load_checkpoint(Path(path), device=dm.pick_device(device), local=local)
         student = (cfg.get("distilled") or {}).get("student_steps")
         kinds, cond = tuple(seg["kinds"]), int(seg["cond_channels"])
         return cls(den, kinds, cond, cfg.get("params_hash"), student)
