@@ -40,10 +40,9 @@ import torch
 from skimage.metrics import structural_similarity
 from skimage.restoration import denoise_nl_means
 
-from microdiff.diffusion import Denoiser, build
+from microdiff.diffusion import Denoiser, augment, build
 from microdiff.diffusion.train import step_generators
 from microdiff.restore.denoise import (
-    augment,
     denoise_v,
     from_v,
     to_v,

@@ -1,15 +1,14 @@
-"""UNet, preconditioning, training, checkpoints and the zarr patch source."""
+"""UNet, preconditioning, training, checkpoints, local networks, augmentation."""
 
 import json
 
 import numpy as np
 import pytest
 import torch
-import zarr
 
 from microdiff.diffusion import (
     PositionalNoise,
-    ZarrPatchSource,
+    augment,
     build,
     edm_loss,
     initial_noise,
@@ -17,7 +16,6 @@ from microdiff.diffusion import (
     load_checkpoint,
     load_train_state,
     pick_device,
-    random_flips,
     read_config,
     sample,
     save_checkpoint,
@@ -175,27 +173,6 @@ def test_killed_training_resumes_to_identical_weights(tmp_path):
             assert torch.equal(v, w), k
 
 
-def test_zarr_patch_source(tmp_path):
-    img = np.concatenate([toy_images(1, 48, seed=1)[0], toy_images(1, 48, seed=2)[0]])  # (2,48,48)
-    store = zarr.create_array(
-        tmp_path / "a.zarr", shape=img.shape, chunks=(2, 16, 16), dtype="float32"
-    )
-    store[:] = img
-    src = ZarrPatchSource(
-        [store, img], patch=16, target_channels=[0], cond_channels=[1], transform=random_flips
-    )
-    x0, cond = src.sample(5, np.random.default_rng(0))
-    assert x0.shape == (5, 1, 16, 16) and cond.shape == (5, 1, 16, 16)
-    x0b, _ = src.sample(5, np.random.default_rng(0))
-    assert torch.equal(x0, x0b)
-    noisy = ZarrPatchSource(
-        [img], patch=(8, 12), cond_fn=lambda t, rng: t + rng.normal(0, 0.1, t.shape)
-    )
-    x0, cond = next(iter(noisy))
-    assert x0.shape == (8, 2, 8, 12) and cond.shape == x0.shape and not torch.equal(x0, cond)
-    assert src.data_hash != noisy.data_hash and len(src.data_hash) == 16
-
-
 def test_local_network_loads_local(tmp_path):
     """`local` is an option of the network, recorded in the checkpoint and applied on load;
     configs from before the key take the loader's `local=`."""
@@ -216,3 +193,15 @@ def test_local_network_loads_local(tmp_path):
     (tmp_path / "m" / "config.json").write_text(json.dumps(old))
     assert torch.equal(load_checkpoint(tmp_path / "m", local=True)[0](x, 0.5), whole)
     assert not torch.equal(load_checkpoint(tmp_path / "m")[0](x, 0.5), whole)
+
+
+def test_augment_moves_patch_and_condition_together():
+    x = np.arange(2 * 6 * 6, dtype=np.float32).reshape(2, 6, 6)
+    seen = set()
+    for seed in range(40):
+        a, c = augment(x, np.random.default_rng(seed), x[:1] * 2)
+        assert np.array_equal(c, a[:1] * 2) and a.flags.c_contiguous
+        seen.add(a.tobytes())
+    assert len(seen) == 8  # the dihedral group of the square
+    wide = np.zeros((1, 4, 6))
+    assert all(augment(wide, np.random.default_rng(s)).shape == wide.shape for s in range(8))

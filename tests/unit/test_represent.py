@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from microdiff.classify import represent as rp
+from microdiff.classify.crops import dihedral
 from microdiff.metrics import average_precision
 from microdiff.segment.bright import BrightParams, segment_bright
 
@@ -17,9 +18,9 @@ def denoiser():
 
 def test_dihedral_views_are_the_eight_symmetries():
     x = torch.arange(16.0).reshape(1, 1, 4, 4)
-    views = [rp.dihedral(x, k) for k in range(8)]
+    views = [dihedral(x, k) for k in range(8)]
     assert len({tuple(v.flatten().tolist()) for v in views}) == 8
-    assert torch.equal(rp.dihedral(rp.dihedral(rp.dihedral(rp.dihedral(x, 1), 1), 1), 1), x)
+    assert torch.equal(dihedral(dihedral(dihedral(dihedral(x, 1), 1), 1), 1), x)
 
 
 def test_embedding_does_not_depend_on_the_batch(denoiser, rng):

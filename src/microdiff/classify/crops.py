@@ -3,8 +3,11 @@ statistics, for the diffusion classifiers."""
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pandas as pd
+import torch
 
 
 def object_crops(image, centroids: np.ndarray, size: int = 32, normalizer=None) -> np.ndarray:
@@ -60,12 +63,28 @@ def labelled(table: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     return table.drop(columns=["class"], errors="ignore").merge(lab, on=["sample", "id"])
 
 
-def train_on_crops(denoiser, source, config: dict, steps: int, batch: int, lr: float, **kw):
+def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """View k (0-7) of a crop under the dihedral group: k % 4 quarter turns, a flip when k >= 4
+    (the torch form of `diffusion.augment` for crops held as tensors)."""
+    x = x.flip(-1) if k >= 4 else x
+    return torch.rot90(x, k % 4, dims=(-2, -1))
+
+
+def hash_arrays(*arrays) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:16]
+
+
+def train_on_crops(denoiser, source, crops, config: dict, steps: int, batch: int, lr: float, **kw):
     """Both diffusion classifiers' training: the engine's one loop on a crop source, without
     periodic checkpoints (the runs are short) and a warm-up of a tenth of the steps (at most
-    100). `kw`: seed, checkpoint_path, threads, device, progress."""
+    100); the config gains the crops' size, channels and count. `kw`: seed, checkpoint_path,
+    threads, device, progress."""
     from ..diffusion import train
 
+    shape = {"crop_size": int(crops.shape[-1]), "channels": int(crops.shape[1])}
     return train(
         denoiser,
         source,
@@ -75,6 +94,16 @@ def train_on_crops(denoiser, source, config: dict, steps: int, batch: int, lr: f
         checkpoint_every=0,
         log_every=max(steps // 20, 1),
         warmup=min(100, steps // 10),
-        config=config,
+        config={"task": config["task"], **shape, "n_train": len(crops), **config},
         **{"progress": False, **kw},
     )
+
+
+def load_task(path, task: str, what: str, device="cpu"):
+    """The checkpoint at `path` (denoiser, config), refused unless its task is `task`."""
+    from ..diffusion import load_checkpoint
+
+    den, cfg = load_checkpoint(path, device=device)
+    if cfg.get("task") != task:
+        raise ValueError(f"{path}: not a {what} checkpoint (task {cfg.get('task')})")
+    return den, cfg

@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..diffusion import Denoiser, build, load_checkpoint, pick_device, set_threads
-from .crops import experiment_crops, labelled, train_on_crops
+from ..diffusion import Denoiser, build, pick_device, set_threads
+from .crops import dihedral, experiment_crops, hash_arrays, labelled, load_task, train_on_crops
 
 log = logging.getLogger("microdiff.classify")
 
@@ -61,29 +61,15 @@ class CropSource:
         self.n_classes = n_classes
         self.by_class = [np.flatnonzero(self.y == k) for k in range(n_classes)]
         self.present = [k for k in range(n_classes) if len(self.by_class[k])]
-        self.data_hash = _hash_array(self.crops.numpy(), self.y)
+        self.data_hash = hash_arrays(self.crops.numpy(), self.y)
 
     def sample(self, n: int, rng: np.random.Generator):
         ks = rng.choice(self.present, n)
         idx = np.array([rng.choice(self.by_class[k]) for k in ks])
         x = self.crops[idx]
         rot, flip = rng.integers(0, 4, n), rng.integers(0, 2, n)
-        x = torch.stack(
-            [
-                torch.rot90(xi.flip(-1) if f else xi, int(r), dims=(-2, -1))
-                for xi, r, f in zip(x, rot, flip)
-            ]
-        )
+        x = torch.stack([dihedral(xi, int(r) + 4 * int(f)) for xi, r, f in zip(x, rot, flip)])
         return x, one_hot_planes(ks, self.n_classes, x.shape[-2:])
-
-
-def _hash_array(*arrays) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    for a in arrays:
-        h.update(np.ascontiguousarray(a).tobytes())
-    return h.hexdigest()[:16]
 
 
 def train_classifier(
@@ -115,15 +101,13 @@ def train_classifier(
     config = {
         "task": TASK,
         "classes": classes,
-        "crop_size": int(crops.shape[-1]),
-        "channels": int(crops.shape[1]),
-        "n_train": int(len(yi)),
         "class_counts": {str(c): int((yi == i).sum()) for i, c in enumerate(classes)},
         **(extra or {}),
     }
     return train_on_crops(
         den,
         CropSource(crops, yi, len(classes)),
+        crops,
         config,
         steps,
         batch,
@@ -138,10 +122,7 @@ def train_classifier(
 
 def load_classifier(path, device="cpu") -> tuple[Denoiser, dict]:
     """A checkpoint written by `train_classifier` (refuses other tasks' checkpoints)."""
-    den, cfg = load_checkpoint(path, device=device)
-    if cfg.get("task") != TASK:
-        raise ValueError(f"{path}: not a diffusion classifier checkpoint (task {cfg.get('task')})")
-    return den, cfg
+    return load_task(path, TASK, "diffusion classifier", device)
 
 
 def noise_levels(n: int = 8, sigma_min: float = 0.05, sigma_max: float = 2.0) -> np.ndarray:

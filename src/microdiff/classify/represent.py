@@ -23,8 +23,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..diffusion import Denoiser, UNet, build, load_checkpoint, pick_device, set_threads
-from .crops import train_on_crops
+from ..diffusion import Denoiser, UNet, build, pick_device, set_threads
+from .crops import dihedral, hash_arrays, load_task, train_on_crops
 
 log = logging.getLogger("microdiff.classify.represent")
 
@@ -37,22 +37,14 @@ def build_denoiser(channels: int, width: int = 16, depth: int = 3) -> Denoiser:
     return build(channels, width=width, depth=depth)
 
 
-def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
-    """View k (0-7) of the dihedral group: k % 4 quarter turns, a flip when k >= 4."""
-    x = x.flip(-1) if k >= 4 else x
-    return torch.rot90(x, k % 4, dims=(-2, -1))
-
-
 class AugmentedCrops:
     """Training batches (x0, None): crops drawn uniformly, a random dihedral view each, and a
     per-channel jitter v -> a v + b (a in 1 +- `contrast`, b in +- `brightness`)."""
 
     def __init__(self, crops: np.ndarray, brightness: float = 0.05, contrast: float = 0.05):
-        from .lowest_error import _hash_array
-
         self.crops = torch.as_tensor(np.asarray(crops, np.float32))
         self.brightness, self.contrast = float(brightness), float(contrast)
-        self.data_hash = _hash_array(self.crops.numpy())
+        self.data_hash = hash_arrays(self.crops.numpy())
 
     def sample(self, n: int, rng: np.random.Generator):
         idx = rng.integers(0, len(self.crops), n)
@@ -85,14 +77,12 @@ def train_representation(
     den = build_denoiser(crops.shape[1], width, depth)
     config = {
         "task": TASK,
-        "crop_size": int(crops.shape[-1]),
-        "channels": int(crops.shape[1]),
-        "n_train": int(len(crops)),
         **(extra or {}),
     }
     return train_on_crops(
         den,
         AugmentedCrops(crops, jitter, jitter),
+        crops,
         config,
         steps,
         batch,
@@ -105,10 +95,7 @@ def train_representation(
 
 
 def load_representation(path, device="cpu") -> tuple[Denoiser, dict]:
-    den, cfg = load_checkpoint(path, device=device)
-    if cfg.get("task") != TASK:
-        raise ValueError(f"{path}: not a representation checkpoint (task {cfg.get('task')})")
-    return den, cfg
+    return load_task(path, TASK, "representation", device)
 
 
 def _blocks(net: UNet) -> list[torch.nn.Module]:

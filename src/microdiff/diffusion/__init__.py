@@ -10,8 +10,8 @@ few-step students (Salimans & Ho 2022).
 """
 
 from .analytic import GaussianDenoiser, GaussianMixtureDenoiser
+from .augment import augment
 from .checkpoint import load_checkpoint, load_train_state, params_hash, read_config, save_checkpoint
-from .data import ZarrPatchSource, random_flips
 from .device import pick_device, set_threads
 from .distill import DistillResult, distill, halve
 from .guidance import DPS, Blur, Compose, Downsample, LinearOperator, Mask
@@ -50,8 +50,8 @@ __all__ = [
     "PositionalNoise",
     "TrainResult",
     "UNet",
-    "ZarrPatchSource",
     "alpha_bar_from_sigma",
+    "augment",
     "build",
     "ddim_invert",
     "ddpm_alphas_bar",
@@ -70,7 +70,6 @@ __all__ = [
     "nfe",
     "params_hash",
     "pick_device",
-    "random_flips",
     "read_config",
     "sample",
     "save_checkpoint",

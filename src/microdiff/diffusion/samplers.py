@@ -153,15 +153,9 @@ def _check_sde(sde):
 def sample_euler_maruyama(
     denoiser, x, sigmas, cond=None, generator=None, callback=None, guidance=None, sde: str = "ve"
 ):
-    """Reverse-time SDE by Euler-Maruyama, VE (dx = sqrt(d sigma^2/dt) dw) or VP."""
-    _check_sde(sde)
-    sig = _sigmas(sigmas)
-    for i, (s, t) in enumerate(zip(sig[:-1], sig[1:])):
-        d = _denoise(denoiser, x, s, cond, guidance)
-        x_new = d if t == 0 else _em_step(x, d, s, t, sde, _noise(generator, x, i))
-        _report(callback, i, x_new, s, t, d)
-        x = x_new
-    return x
+    """Reverse-time SDE by Euler-Maruyama, VE (dx = sqrt(d sigma^2/dt) dw) or VP: the
+    predictor-corrector sampler without corrector steps."""
+    return sample_pc(denoiser, x, sigmas, cond, generator, callback, guidance, sde, 0)
 
 
 def sample_pc(

@@ -96,12 +96,9 @@ class PairPatches:
             t, c = self.data[int(rng.choice(len(self.data), p=self.p))]
             box = sample_patch_boxes(t.shape[1:], self.patch, 1, rng)[0]
             t, c = t[(slice(None), *box.slices)], c[(slice(None), *box.slices)]
-            k = int(rng.integers(4))
-            t, c = np.rot90(t, k, axes=(1, 2)), np.rot90(c, k, axes=(1, 2))
-            if rng.random() < 0.5:
-                t, c = t[:, :, ::-1], c[:, :, ::-1]
-            ts.append(np.ascontiguousarray(t, np.float32))
-            cs.append(np.ascontiguousarray(c, np.float32))
+            t, c = dm.augment(t, rng, c)
+            ts.append(t.astype(np.float32, copy=False))
+            cs.append(c.astype(np.float32, copy=False))
         return torch.from_numpy(np.stack(ts)), torch.from_numpy(np.stack(cs))
 
 

@@ -126,17 +126,6 @@ def sure_loss(
     return (weight * per).mean()
 
 
-def augment(patch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Random flips and a random 90-degree rotation of the last two axes."""
-    if rng.random() < 0.5:
-        patch = patch[..., ::-1, :]
-    if rng.random() < 0.5:
-        patch = patch[..., ::-1]
-    if patch.shape[-1] == patch.shape[-2]:
-        patch = np.rot90(patch, int(rng.integers(4)), axes=(-2, -1))
-    return np.ascontiguousarray(patch)
-
-
 @dataclass(frozen=True)
 class RestoreLoss:
     """`sure_loss` as the engine's training loss, on the batches of a restore `Source`:

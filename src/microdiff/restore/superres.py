@@ -38,11 +38,10 @@ import torch
 import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter
 
-from ..diffusion import Denoiser, accel, build, nfe, pick_device
+from ..diffusion import Denoiser, accel, augment, build, nfe, pick_device
 from ..diffusion.posterior import PlaneNoise, Posterior, mean_std
 from ..provenance import stable_hash
 from ..tiling import read_box, sample_patch_boxes
-from .denoise import augment
 
 log = logging.getLogger("microdiff.restore")
 

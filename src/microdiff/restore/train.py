@@ -17,10 +17,10 @@ import pandas as pd
 import torch
 
 from .. import normalize, provenance
-from ..diffusion import Denoiser, build, save_checkpoint, set_threads
+from ..diffusion import Denoiser, augment, build, save_checkpoint, set_threads
 from ..normalize import Normalizer
 from ..tiling import read_box, sample_patch_boxes
-from .denoise import augment, to_v, train_denoiser, variance_map, vst_range
+from .denoise import to_v, train_denoiser, variance_map, vst_range
 from .level import recorded_level
 from .noise_model import NoiseModel, fit_noise_model
 from .stage import DEFAULT_MODEL, load_model

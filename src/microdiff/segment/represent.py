@@ -112,18 +112,18 @@ class PairSource:
 
 
 def augment(target: np.ndarray, cond: np.ndarray, rng: np.random.Generator):
-    """Flips, a 90-degree rotation, intensity jitter of the condition (per channel)."""
-    k = int(rng.integers(4))
-    target, cond = np.rot90(target, k, axes=(1, 2)), np.rot90(cond, k, axes=(1, 2))
-    if rng.random() < 0.5:
-        target, cond = target[:, :, ::-1], cond[:, :, ::-1]
-    cond = np.ascontiguousarray(cond, dtype=np.float32)
+    """Flips and a 90-degree rotation (the engine's `augment`), intensity jitter of the
+    condition (per channel)."""
+    from ..diffusion.augment import augment as flip_rotate
+
+    target, cond = flip_rotate(target, rng, cond)
+    cond = cond.astype(np.float32, copy=False)
     for c in range(cond.shape[0]):
         gamma = float(np.exp(rng.normal(0, 0.2)))
         ch = np.clip(cond[c], 0, None) ** gamma
         cond[c] = ch * float(np.exp(rng.normal(0, 0.2))) + float(rng.normal(0, 0.05))
     cond += rng.normal(0, 0.02, cond.shape).astype(np.float32)
-    return np.ascontiguousarray(target), cond
+    return target, cond
 
 
 class MixedSource:
