@@ -109,7 +109,7 @@ def test_trained_on_simulator_crops_beats_chance_and_checkpoint_roundtrip(tmp_pa
     # same checkpoint, same seed: the same answer
     out2, _ = dc.classify_crops(den, Xt, classes, **kw)
     pd.testing.assert_frame_equal(out, out2)
-    with pytest.raises(ValueError, match="not a diffusion classifier"):
+    with pytest.raises(ValueError, match="not a classify-diffusion checkpoint"):
         from microdiff.diffusion import build, save_checkpoint
 
         save_checkpoint(tmp_path / "other", build(width=8, depth=1), {"task": "x"})

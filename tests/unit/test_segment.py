@@ -153,7 +153,7 @@ def test_training_writes_a_loadable_checkpoint(tmp_path):
     assert model.kinds == ("nuclei",) and model.cond_channels == 1
     s = predict(model, img[None, :, :32, :32], [(0, 0)], samples=2, steps=2)
     assert s.shape == (1, 2, 2, 32, 32)
-    with pytest.raises(ValueError, match="not a segmentation checkpoint"):
+    with pytest.raises(ValueError, match="not a segment checkpoint"):
         from microdiff.diffusion import save_checkpoint
 
         save_checkpoint(tmp_path / "other", build(), {"task": "restore"})

@@ -4,10 +4,13 @@ statistics, for the diffusion classifiers."""
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 
 def object_crops(image, centroids: np.ndarray, size: int = 32, normalizer=None) -> np.ndarray:
@@ -67,7 +70,7 @@ def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
     """View k (0-7) of a crop under the dihedral group: k % 4 quarter turns, a flip when k >= 4
     (the torch form of `diffusion.augment` for crops held as tensors)."""
     x = x.flip(-1) if k >= 4 else x
-    return torch.rot90(x, k % 4, dims=(-2, -1))
+    return x.rot90(k % 4, dims=(-2, -1))
 
 
 def hash_arrays(*arrays) -> str:
@@ -97,13 +100,3 @@ def train_on_crops(denoiser, source, crops, config: dict, steps: int, batch: int
         config={"task": config["task"], **shape, "n_train": len(crops), **config},
         **{"progress": False, **kw},
     )
-
-
-def load_task(path, task: str, what: str, device="cpu"):
-    """The checkpoint at `path` (denoiser, config), refused unless its task is `task`."""
-    from ..diffusion import load_checkpoint
-
-    den, cfg = load_checkpoint(path, device=device)
-    if cfg.get("task") != task:
-        raise ValueError(f"{path}: not a {what} checkpoint (task {cfg.get('task')})")
-    return den, cfg

@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..diffusion import Denoiser, build, pick_device, set_threads
-from .crops import dihedral, experiment_crops, hash_arrays, labelled, load_task, train_on_crops
+from ..diffusion import Denoiser, build, load_checkpoint, pick_device, set_threads
+from .crops import dihedral, experiment_crops, hash_arrays, labelled, train_on_crops
 
 log = logging.getLogger("microdiff.classify")
 
@@ -122,7 +122,7 @@ def train_classifier(
 
 def load_classifier(path, device="cpu") -> tuple[Denoiser, dict]:
     """A checkpoint written by `train_classifier` (refuses other tasks' checkpoints)."""
-    return load_task(path, TASK, "diffusion classifier", device)
+    return load_checkpoint(path, device, task=TASK)
 
 
 def noise_levels(n: int = 8, sigma_min: float = 0.05, sigma_max: float = 2.0) -> np.ndarray:

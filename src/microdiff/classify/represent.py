@@ -23,8 +23,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..diffusion import Denoiser, UNet, build, pick_device, set_threads
-from .crops import dihedral, hash_arrays, load_task, train_on_crops
+from ..diffusion import Denoiser, UNet, build, load_checkpoint, pick_device, set_threads
+from .crops import dihedral, hash_arrays, train_on_crops
 
 log = logging.getLogger("microdiff.classify.represent")
 
@@ -95,7 +95,7 @@ def train_representation(
 
 
 def load_representation(path, device="cpu") -> tuple[Denoiser, dict]:
-    return load_task(path, TASK, "representation", device)
+    return load_checkpoint(path, device, task=TASK)
 
 
 def _blocks(net: UNet) -> list[torch.nn.Module]:

@@ -7,6 +7,15 @@ Meng & Ermon 2021), reverse SDE Euler-Maruyama and predictor-corrector (Song et 
 Heun (Karras et al. 2022), DPM-Solver++(2M) (Lu et al. 2022); SDEdit starts (Meng et al. 2022);
 DPS guidance for linear inverse problems (Chung et al. 2023); progressive distillation to
 few-step students (Salimans & Ho 2022).
+
+One network factory: every stage builds its denoiser with `network.build` (EDM preconditioning
+around a `UNet`; `local=True` drops the norms' statistics so tiled inference equals whole-image
+inference); a checkpoint records those options and `load_checkpoint` rebuilds the same network
+(`local=` covers configs written before the option was recorded). One training loop:
+`train.train` (AdamW, clipping, EMA, warm-up/cosine decay, checkpoints, exact resume, seeded
+per-step generators) takes the loss as an argument: EDM denoising score matching by default,
+restore's SURE / supervised loss and progressive distillation's target are losses passed in. One
+augmentation of training patches: `augment`.
 """
 
 from .analytic import GaussianDenoiser, GaussianMixtureDenoiser

@@ -97,12 +97,16 @@ def _mismatch(model_state: dict, state: dict) -> list[str]:
     return problems
 
 
-def load_checkpoint(path, device="cpu", local: bool | None = None) -> tuple[Denoiser, dict]:
+def load_checkpoint(
+    path, device="cpu", local: bool | None = None, task: str | None = None
+) -> tuple[Denoiser, dict]:
     """Rebuild the denoiser from `<path>/config.json` (`network.from_config`) and load
     `<path>/weights.pt` into it. `local`: whether the network is local when the config predates
-    the `local` key (a recorded value always wins)."""
+    the `local` key (a recorded value always wins). `task`: refuse a checkpoint of another task."""
     path = Path(path)
     cfg = read_config(path)
+    if task is not None and cfg.get("task") != task:
+        raise ValueError(f"{path}: not a {task} checkpoint (task {cfg.get('task')!r})")
     try:
         den = from_config(cfg["architecture"], cfg.get("sigma_data", 0.5), local)
     except (TypeError, ValueError) as e:

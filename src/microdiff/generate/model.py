@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -169,10 +168,8 @@ class Generator:
 
     @classmethod
     def load(cls, path, device="auto") -> Generator:
-        den, cfg = dm.load_checkpoint(Path(path), device=dm.pick_device(device))
-        g = cfg.get("generate")
-        if cfg.get("task") != TASK or not g:
-            raise ValueError(f"{path} is not a generate checkpoint (task {cfg.get('task')!r})")
+        den, cfg = dm.load_checkpoint(path, dm.pick_device(device), task=TASK)
+        g = cfg[TASK]
         return cls(
             den.eval(), int(g["channels"]), int(g["n_classes"]), list(g["channel_names"]),
             cfg.get("params_hash"),

@@ -121,10 +121,7 @@ def train_superres(
 
 
 def load_model(path):
-    den, cfg = load_checkpoint(path, local=True)  # local even where the config predates the key
-    if cfg.get("task") != "superres":
-        raise ValueError(f"{path}: not a super-resolution model (task {cfg.get('task')!r})")
-    return den, cfg
+    return load_checkpoint(path, local=True, task="superres")  # local: configs predating the key
 
 
 def make_process(den, cfg: dict, norm: Normalizer, inference: dict, device=None):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -123,13 +122,10 @@ class Model:
 
     @classmethod
     def load(cls, path, device="auto") -> Model:
-        cfg = dm.read_config(path)
-        seg = cfg.get("segment")
-        if cfg.get("task") != TASK or not seg:
-            raise ValueError(f"{path} is not a segmentation checkpoint (task {cfg.get('task')!r})")
-        # configs from before the architecture recorded `local` said it here
-        local = bool(seg.get("local"))
-        den, cfg = dm.load_checkpoint(Path(path), device=dm.pick_device(device), local=local)
+        # configs from before the architecture recorded `local` said it in their section
+        local = bool((dm.read_config(path).get(TASK) or {}).get("local"))
+        den, cfg = dm.load_checkpoint(path, dm.pick_device(device), local=local, task=TASK)
+        seg = cfg[TASK]
         student = (cfg.get("distilled") or {}).get("student_steps")
         kinds, cond = tuple(seg["kinds"]), int(seg["cond_channels"])
         return cls(den, kinds, cond, cfg.get("params_hash"), student)
