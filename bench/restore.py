@@ -40,8 +40,7 @@ import torch
 from skimage.metrics import structural_similarity
 from skimage.restoration import denoise_nl_means
 
-from microdiff.diffusion import Denoiser, augment, build
-from microdiff.diffusion.train import step_generators
+from microdiff.diffusion import Denoiser, augment, build, train
 from microdiff.restore.denoise import (
     denoise_v,
     from_v,
@@ -123,13 +122,12 @@ def network() -> Denoiser:
 
 
 def train_n2v(imgs: Images, steps: int, batch=8, patch=64, lr=1e-3, frac=0.02) -> Denoiser:
-    """Blind-spot training of the same network at the data's noise level."""
-    den = network().train()
-    opt = torch.optim.AdamW(den.parameters(), lr=lr)
+    """Blind-spot training of the same network at the data's noise level, on the engine's loop
+    (its raw weights: no EMA, as N2V)."""
     source = patches(imgs, None, patch)
-    for k in range(steps):
-        rng, _ = step_generators(1, k)
-        y, sig, *_ = source(batch, rng)
+
+    def blind_spots(n, rng):
+        y, sig, *_ = source(n, rng)
         mask = torch.from_numpy(rng.random(y.shape) < frac)
         # each masked pixel takes a random neighbour's value (5x5, not itself)
         dy = rng.integers(-2, 3, y.shape)
@@ -139,18 +137,17 @@ def train_n2v(imgs: Images, steps: int, batch=8, patch=64, lr=1e-3, frac=0.02) -
         yy, xx = np.meshgrid(np.arange(patch), np.arange(patch), indexing="ij")
         src_y = np.clip(yy[None, None] + dy, 0, patch - 1)
         src_x = np.clip(xx[None, None] + dx, 0, patch - 1)
-        bi = np.arange(batch)[:, None, None, None]
+        bi = np.arange(n)[:, None, None, None]
         moved = torch.from_numpy(y.numpy()[bi, 0, src_y, src_x])
-        inp = torch.where(mask, moved, y)
-        for g in opt.param_groups:
-            g["lr"] = lr * min(1.0, (k + 1) / 50) * (0.55 + 0.45 * np.cos(np.pi * k / steps))
-        d = den(inp, sig)
-        loss = (((d - y) ** 2) * mask).sum() / mask.sum().clamp_min(1)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(den.parameters(), 1.0)
-        opt.step()
-    return den.eval()
+        return torch.where(mask, moved, y), sig, y, mask
+
+    def masked_mse(den, batch, generator):
+        inp, sig, y, mask = batch
+        return (((den(inp, sig) - y) ** 2) * mask).sum() / mask.sum().clamp_min(1)
+
+    result = train(network(), blind_spots, steps, batch=batch, lr=lr, seed=1, loss=masked_mse,
+                   weight_decay=0.01, warmup=50, decay_to=0.1, progress=False)  # fmt: skip
+    return result.model.cpu().eval()
 
 
 def run_net(den, imgs: Images, flips: bool = False, scale: float = 1.0):

@@ -73,20 +73,15 @@ def train_unet(images, labels, steps, batch, width, device, patch=64, seed=0):
     """The single-pass baseline: the same UNet regresses the representation (MSE), 1 NFE."""
     src = PairSource(images, labels, patch=patch)
     den = build(("nuclei",), images[0].shape[0], width, 3)
-    net = den.net.to(device).train()
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
-    rng = np.random.default_rng(seed)
-    zero = torch.zeros(1, device=device)
-    for k in range(steps):
-        t, c = src.sample(batch, rng)
-        t, c = t.to(device), c.to(device)
-        for g in opt.param_groups:
-            g["lr"] = 1e-3 * min(1.0, (k + 1) / 100)
-        loss = ((net(torch.zeros_like(t), zero, c) - t) ** 2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return net.eval()
+
+    def mse(net, batch, generator):
+        t, c = batch
+        return ((net(torch.zeros_like(t), torch.zeros(1, device=t.device), c) - t) ** 2).mean()
+
+    result = dm.train(den.net, src, steps, batch=batch, lr=1e-3, seed=seed, loss=mse,
+                      weight_decay=0.01, grad_clip=0.0, warmup=100, device=device,
+                      progress=False)  # fmt: skip
+    return result.model.eval()
 
 
 def trained_steps(path) -> int:

@@ -33,7 +33,6 @@ import torch
 from skimage.metrics import structural_similarity
 
 from microdiff.diffusion import UNet, train
-from microdiff.diffusion.train import step_generators
 from microdiff.normalize import Normalizer
 from microdiff.restore.superres import (
     P_MEAN,
@@ -124,19 +123,14 @@ def train_cnn(src, steps, batch=8, lr=1e-3):
     initialisation (gradient spikes, output ~ 0, i.e. bicubic); at 1e-3 with a cosine decay to
     55% it learns (sim, 150 steps: MSE 0.64 of the residual's variance).
     """
-    model = CNN().train()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    for k in range(steps):
-        rng, _ = step_generators(0, k)
-        x0, up = src.sample(batch, rng)
-        for g in opt.param_groups:
-            g["lr"] = lr * min(1.0, (k + 1) / 30) * (0.55 + 0.45 * np.cos(np.pi * k / steps))
-        loss = ((model(up) - x0) ** 2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-    return model.eval()
+
+    def mse(model, batch, generator):
+        x0, up = batch
+        return ((model(up) - x0) ** 2).mean()
+
+    result = train(CNN(), src, steps, batch=batch, lr=lr, loss=mse, weight_decay=0.01,
+                   warmup=30, decay_to=0.1, progress=False)  # fmt: skip
+    return result.model.cpu().eval()
 
 
 def main():

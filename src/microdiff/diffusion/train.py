@@ -105,7 +105,11 @@ def _next_batch(source, n, rng, it):
 
 
 def _to(batch, dev) -> tuple:
-    return tuple(None if t is None else t.to(dev, torch.float32) for t in batch)
+    """The batch on `dev`, floating tensors as float32."""
+    return tuple(
+        None if t is None else t.to(dev, torch.float32) if t.is_floating_point() else t.to(dev)
+        for t in batch
+    )
 
 
 def lr_factor(k: int, steps: int, warmup: int, decay_to: float | None) -> float:
