@@ -93,8 +93,8 @@ def sr_rows(a):
     den = network({"width": 16, "depth": 3, "seed": 0})
     gain = src.calibrate(den.sigma_data)
     t0 = time.perf_counter()
-    den = dm.train(den, src, a.sr_steps, batch=8, lr=1e-3, warmup=30, p_mean=P_MEAN,
-                   p_std=P_STD, progress=False).denoiser.eval()  # fmt: skip
+    den = dm.train(den, src, a.sr_steps, batch=8, lr=1e-3, warmup=30,
+                   loss=dm.EDMLoss(P_MEAN, P_STD), progress=False).denoiser.eval()  # fmt: skip
     print(f"# SR model: {a.sr_steps} steps in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     hr = [srbench.crop(im) for im in srbench.sim_images([100, 101])]
     lr = np.stack([srbench.degrade(h, srbench.F, srbench.PSF) for h in hr])

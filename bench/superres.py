@@ -32,7 +32,7 @@ import tifffile
 import torch
 from skimage.metrics import structural_similarity
 
-from microdiff.diffusion import UNet, train
+from microdiff.diffusion import EDMLoss, UNet, train
 from microdiff.normalize import Normalizer
 from microdiff.restore.superres import (
     P_MEAN,
@@ -149,8 +149,8 @@ def main():
         t0 = time.perf_counter()
         den = network({"width": 16, "depth": 3, "seed": 0})
         gain = src.calibrate(den.sigma_data)
-        den = train(den, src, args.steps, batch=8, lr=1e-3, warmup=30, p_mean=P_MEAN,
-                    p_std=P_STD, progress=False).denoiser.eval()  # fmt: skip
+        den = train(den, src, args.steps, batch=8, lr=1e-3, warmup=30,
+                    loss=EDMLoss(P_MEAN, P_STD), progress=False).denoiser.eval()  # fmt: skip
         t_diff = time.perf_counter() - t0
         share = explained(den, src)
         t0 = time.perf_counter()

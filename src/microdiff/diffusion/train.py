@@ -136,8 +136,6 @@ def train(
     device=None,
     resume: bool = False,
     loss: Loss | None = None,
-    p_mean: float = -1.2,
-    p_std: float = 1.2,
     weight_decay: float = 0.0,
     grad_clip: float = 1.0,
     warmup: int = 0,
@@ -151,14 +149,14 @@ def train(
 
     `patch_source`: an object with `sample(n, rng) -> batch` (a tuple of tensors or None; (x0,
     cond) for the EDM loss), a callable with that signature, or an iterable of batches (not
-    exactly resumable). `loss`: see the module docstring; default `EDMLoss(p_mean, p_std)`.
+    exactly resumable). `loss`: see the module docstring; default `EDMLoss()`.
     Writes a checkpoint every `checkpoint_every` steps and at the end when `checkpoint_path` is
     given; with `resume=True` an existing checkpoint there is continued. `callback(k,
     ema_model)` runs every `log_every` steps (diagnostics).
     """
     set_threads(threads)
     dev = pick_device(device or "auto")
-    loss_fn = EDMLoss(p_mean, p_std) if loss is None else loss
+    loss_fn = EDMLoss() if loss is None else loss
     model = denoiser.to(dev).train()
     ema_model = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .. import gather, normalize, provenance, shards
-from ..diffusion import load_checkpoint, save_checkpoint, set_threads, train
+from ..diffusion import EDMLoss, load_checkpoint, save_checkpoint, set_threads, train
 from ..normalize import Normalizer
 from ..tiling import plan_store
 from .superres import (
@@ -86,8 +86,7 @@ def train_superres(
         lr=float(training["lr"]),
         seed=int(training.get("seed", 0)),
         warmup=min(50, int(training["steps"]) // 10),
-        p_mean=P_MEAN,
-        p_std=P_STD,
+        loss=EDMLoss(P_MEAN, P_STD),
         progress=progress,
         device=device,
         threads=threads,
