@@ -58,6 +58,18 @@ def _sigmas(sigmas) -> list[float]:
     return check_sigmas(sigmas).tolist()
 
 
+def _run(denoiser, x, sigmas, cond, callback, guidance, step):
+    """The loop of the one-evaluation-per-step samplers: D at each sigma s, then
+    `step(i, x, d, s, t)` to the next sigma t > 0; the step to t = 0 returns D (Tweedie)."""
+    sig = _sigmas(sigmas)
+    for i, (s, t) in enumerate(zip(sig[:-1], sig[1:])):
+        d = _denoise(denoiser, x, s, cond, guidance)
+        x_new = d if t == 0 else step(i, x, d, s, t)
+        _report(callback, i, x_new, s, t, d)
+        x = x_new
+    return x
+
+
 def sample_ddpm(
     denoiser,
     x,
@@ -71,46 +83,37 @@ def sample_ddpm(
     """DDPM ancestral sampling. `variance`: 'posterior' (beta tilde) or 'beta' (upper bound)."""
     if variance not in ("posterior", "beta"):
         raise ValueError(f"variance must be 'posterior' or 'beta', not {variance!r}")
-    sig = _sigmas(sigmas)
-    for i, (s, t) in enumerate(zip(sig[:-1], sig[1:])):
-        d = _denoise(denoiser, x, s, cond, guidance)
-        if t == 0:
-            x_new = d
-        else:
-            ab_s, ab_t = 1 / (1 + s * s), 1 / (1 + t * t)
-            one_m_ab_s, one_m_ab_t = s * s * ab_s, t * t * ab_t
-            beta = (s * s - t * t) * ab_s  # 1 - abar_s / abar_t
-            alpha = 1 - beta
-            xv = x * math.sqrt(ab_s)
-            mean = (math.sqrt(ab_t) * beta / one_m_ab_s) * d + (
-                math.sqrt(alpha) * one_m_ab_t / one_m_ab_s
-            ) * xv
-            var = beta * one_m_ab_t / one_m_ab_s if variance == "posterior" else beta
-            xv = mean + math.sqrt(var) * _noise(generator, x, i)
-            x_new = xv / math.sqrt(ab_t)
-        _report(callback, i, x_new, s, t, d)
-        x = x_new
-    return x
+
+    def step(i, x, d, s, t):
+        ab_s, ab_t = 1 / (1 + s * s), 1 / (1 + t * t)
+        one_m_ab_s, one_m_ab_t = s * s * ab_s, t * t * ab_t
+        beta = (s * s - t * t) * ab_s  # 1 - abar_s / abar_t
+        alpha = 1 - beta
+        xv = x * math.sqrt(ab_s)
+        mean = (math.sqrt(ab_t) * beta / one_m_ab_s) * d + (
+            math.sqrt(alpha) * one_m_ab_t / one_m_ab_s
+        ) * xv
+        var = beta * one_m_ab_t / one_m_ab_s if variance == "posterior" else beta
+        xv = mean + math.sqrt(var) * _noise(generator, x, i)
+        return xv / math.sqrt(ab_t)
+
+    return _run(denoiser, x, sigmas, cond, callback, guidance, step)
 
 
 def sample_ddim(
     denoiser, x, sigmas, cond=None, generator=None, callback=None, guidance=None, eta: float = 0.0
 ):
     """DDIM: x_t = x0 + sqrt(t^2 - c^2) eps_hat + c z, c = eta * t sqrt(s^2 - t^2) / s."""
-    sig = _sigmas(sigmas)
-    for i, (s, t) in enumerate(zip(sig[:-1], sig[1:])):
-        d = _denoise(denoiser, x, s, cond, guidance)
-        if t == 0:
-            x_new = d
-        else:
-            eps = (x - d) / s
-            c = eta * t * math.sqrt(s * s - t * t) / s
-            x_new = d + math.sqrt(max(t * t - c * c, 0.0)) * eps
-            if c > 0:
-                x_new = x_new + c * _noise(generator, x, i)
-        _report(callback, i, x_new, s, t, d)
-        x = x_new
-    return x
+
+    def step(i, x, d, s, t):
+        eps = (x - d) / s
+        c = eta * t * math.sqrt(s * s - t * t) / s
+        x_new = d + math.sqrt(max(t * t - c * c, 0.0)) * eps
+        if c > 0:
+            x_new = x_new + c * _noise(generator, x, i)
+        return x_new
+
+    return _run(denoiser, x, sigmas, cond, callback, guidance, step)
 
 
 def ddim_invert(denoiser, x, sigmas, cond=None, fixed_point_iters: int = 0, guidance=None):
@@ -178,25 +181,21 @@ def sample_pc(
     `adaptive` Song et al.'s e = 2 (snr |z| / |g|)^2 per batch element.
     """
     _check_sde(sde)
-    sig = _sigmas(sigmas)
-    for i, (s, t) in enumerate(zip(sig[:-1], sig[1:])):
-        d = _denoise(denoiser, x, s, cond, guidance)
-        if t == 0:
-            x_new = d
-        else:
-            x_new = _em_step(x, d, s, t, sde, _noise(generator, x, i))
-            for j in range(corrector_steps):
-                g = (_denoise(denoiser, x_new, t, cond, guidance) - x_new) / (t * t)
-                z = _noise(generator, x_new, i, 1 + j)
-                if adaptive:
-                    ratio = z.flatten(1).norm(dim=1) / g.flatten(1).norm(dim=1).clamp_min(1e-12)
-                    e = (2 * (snr * ratio) ** 2).view(-1, *([1] * (x.ndim - 1)))
-                else:
-                    e = torch.tensor(2 * (snr * t) ** 2, dtype=x.dtype, device=x.device)
-                x_new = x_new + e * g + (2 * e).sqrt() * z
-        _report(callback, i, x_new, s, t, d)
-        x = x_new
-    return x
+
+    def step(i, x, d, s, t):
+        x_new = _em_step(x, d, s, t, sde, _noise(generator, x, i))
+        for j in range(corrector_steps):
+            g = (_denoise(denoiser, x_new, t, cond, guidance) - x_new) / (t * t)
+            z = _noise(generator, x_new, i, 1 + j)
+            if adaptive:
+                ratio = z.flatten(1).norm(dim=1) / g.flatten(1).norm(dim=1).clamp_min(1e-12)
+                e = (2 * (snr * ratio) ** 2).view(-1, *([1] * (x.ndim - 1)))
+            else:
+                e = torch.tensor(2 * (snr * t) ** 2, dtype=x.dtype, device=x.device)
+            x_new = x_new + e * g + (2 * e).sqrt() * z
+        return x_new
+
+    return _run(denoiser, x, sigmas, cond, callback, guidance, step)
 
 
 def sample_heun(
@@ -234,23 +233,18 @@ def sample_heun(
 def sample_dpmpp_2m(denoiser, x, sigmas, cond=None, generator=None, callback=None, guidance=None):
     """DPM-Solver++(2M): second-order multistep in lambda = -log sigma with data prediction.
     The first step is first order (DDIM); the step to sigma = 0 returns the denoised estimate."""
-    sig = _sigmas(sigmas)
-    d_old, h_old = None, None
-    for i, (s, t) in enumerate(zip(sig[:-1], sig[1:])):
-        d = _denoise(denoiser, x, s, cond, guidance)
-        if t == 0:
-            x_new = d
-        else:
-            h = math.log(s) - math.log(t)
-            dd = d
-            if d_old is not None:
-                r = h_old / h
-                dd = (1 + 1 / (2 * r)) * d - (1 / (2 * r)) * d_old
-            x_new = (t / s) * x - math.expm1(-h) * dd
-            d_old, h_old = d, h
-        _report(callback, i, x_new, s, t, d)
-        x = x_new
-    return x
+    last = {}  # the previous step's d and h
+
+    def step(i, x, d, s, t):
+        h = math.log(s) - math.log(t)
+        dd = d
+        if last:
+            r = last["h"] / h
+            dd = (1 + 1 / (2 * r)) * d - (1 / (2 * r)) * last["d"]
+        last.update(d=d, h=h)
+        return (t / s) * x - math.expm1(-h) * dd
+
+    return _run(denoiser, x, sigmas, cond, callback, guidance, step)
 
 
 SAMPLERS: dict[str, Callable] = {
