@@ -77,9 +77,9 @@ def test_temperature_fits_confidence():
 def test_holdout_split_by_group_and_stratified():
     groups = np.repeat(["a", "b", "c", "d"], 5)
     y = np.tile([0, 1, 0, 1, 1], 4)
-    train, test = dc.holdout_split(groups, y, 0.25, seed=0)
+    train, test = cropping.holdout_split(groups, y, 0.25, seed=0)
     assert test.sum() == 5 and len(set(groups[test])) == 1 and not (train & test).any()
-    train1, test1 = dc.holdout_split(np.zeros(20), y, 0.25, seed=0)
+    train1, test1 = cropping.holdout_split(np.zeros(20), y, 0.25, seed=0)
     assert test1.sum() == 2 + 3 and set(y[test1]) == {0, 1}
 
 

@@ -4,6 +4,7 @@ statistics, for the diffusion classifiers."""
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -78,6 +79,37 @@ def hash_arrays(*arrays) -> str:
     for a in arrays:
         h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()[:16]
+
+
+def holdout_split(groups: np.ndarray, y: np.ndarray, fraction: float = 0.25, seed: int = 0):
+    """(train, test) boolean masks for the diffusion classifier's held-out metrics.
+
+    With two or more groups (samples, images) whole groups are held out (about `fraction` of
+    them, at least one, chosen by the seeded generator); with one group a stratified
+    `fraction` of the objects.
+    """
+    groups, y = np.asarray(groups), np.asarray(y)
+    rng = np.random.default_rng(seed)
+    names = np.unique(groups)
+    test = np.zeros(len(y), bool)
+    if len(names) >= 2:
+        n = max(1, int(round(fraction * len(names))))
+        test = np.isin(groups, rng.choice(names, min(n, len(names) - 1), replace=False))
+    else:
+        for k in np.unique(y):
+            idx = np.flatnonzero(y == k)
+            n = int(math.floor(fraction * len(idx)))
+            test[rng.choice(idx, n, replace=False)] = True
+    return ~test, test
+
+
+def heldout_config(lab: pd.DataFrame, test: np.ndarray) -> dict:
+    """The checkpoint config's record of the objects held out for the classify stage's
+    metrics (and how they were chosen)."""
+    return {
+        "heldout": lab.loc[test, ["sample", "id"]].values.tolist(),
+        "holdout": "sample" if lab["sample"].nunique() >= 2 else "stratified-objects",
+    }
 
 
 def train_on_crops(denoiser, source, crops, config: dict, steps: int, batch: int, lr: float, **kw):

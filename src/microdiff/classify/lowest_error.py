@@ -23,7 +23,6 @@ sample's statistics (`normalize.Normalizer`) and mapped to about [-1, 1].
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -31,7 +30,15 @@ import pandas as pd
 import torch
 
 from ..diffusion import Denoiser, build, load_checkpoint, pick_device, set_threads
-from .crops import dihedral, experiment_crops, hash_arrays, labelled, train_on_crops
+from .crops import (
+    dihedral,
+    experiment_crops,
+    hash_arrays,
+    heldout_config,
+    holdout_split,
+    labelled,
+    train_on_crops,
+)
 
 log = logging.getLogger("microdiff.classify")
 
@@ -251,28 +258,6 @@ def classify_crops(
     return out, info
 
 
-def holdout_split(groups: np.ndarray, y: np.ndarray, fraction: float = 0.25, seed: int = 0):
-    """(train, test) boolean masks for the diffusion classifier's held-out metrics.
-
-    With two or more groups (samples, images) whole groups are held out (about `fraction` of
-    them, at least one, chosen by the seeded generator); with one group a stratified
-    `fraction` of the objects.
-    """
-    groups, y = np.asarray(groups), np.asarray(y)
-    rng = np.random.default_rng(seed)
-    names = np.unique(groups)
-    test = np.zeros(len(y), bool)
-    if len(names) >= 2:
-        n = max(1, int(round(fraction * len(names))))
-        test = np.isin(groups, rng.choice(names, min(n, len(names) - 1), replace=False))
-    else:
-        for k in np.unique(y):
-            idx = np.flatnonzero(y == k)
-            n = int(math.floor(fraction * len(idx)))
-            test[rng.choice(idx, n, replace=False)] = True
-    return ~test, test
-
-
 # -- an experiment's objects (the workflow's diffusion classifier rules) ----------------------
 
 
@@ -301,10 +286,6 @@ def train_experiment(
     crops = experiment_crops(fit, images, norms, int(params.get("crop", 32)))
     log.info("training on %d crops of %d classes; %d held out", len(fit), len(classes),
              int(test_mask.sum()))  # fmt: skip
-    extra = {
-        "heldout": lab.loc[test_mask, ["sample", "id"]].values.tolist(),
-        "holdout": "sample" if lab["sample"].nunique() >= 2 else "stratified-objects",
-    }
     return train_classifier(
         crops,
         fit["class"].to_numpy(),
@@ -318,7 +299,7 @@ def train_experiment(
         checkpoint_path=checkpoint_path,
         threads=threads,
         device=device,
-        extra=extra,
+        extra=heldout_config(lab, test_mask),
     )
 
 

@@ -200,8 +200,7 @@ def train_experiment(
     for its metrics are chosen here (as `lowest_error.train_experiment` does) and recorded in
     the checkpoint config, so the light classifier never sees them. At most `max_train` objects
     (a seeded subset) are training crops."""
-    from .crops import experiment_crops, labelled
-    from .lowest_error import holdout_split
+    from .crops import experiment_crops, heldout_config, holdout_split, labelled
 
     lab = labelled(table, labels) if labels is not None else table.iloc[:0].assign(**{"class": ""})
     if labels is not None and lab.empty:
@@ -218,10 +217,6 @@ def train_experiment(
     crops = experiment_crops(rows, images, norms, int(params.get("crop", 32)))
     log.info("representation: %d crops (labels not used); %d labelled objects held out for "
              "the metrics", len(crops), int(test.sum()))  # fmt: skip
-    extra = {
-        "heldout": lab.loc[test, ["sample", "id"]].values.tolist(),
-        "holdout": "sample" if lab["sample"].nunique() >= 2 else "stratified-objects",
-    }
     return train_representation(
         crops,
         steps=int(params.get("steps", 2000)),
@@ -232,7 +227,7 @@ def train_experiment(
         seed=seed,
         checkpoint_path=checkpoint_path,
         threads=threads,
-        extra=extra,
+        extra=heldout_config(lab, test),
     )
 
 
@@ -249,8 +244,7 @@ def classify_experiment(
 
     import pandas as pd
 
-    from .crops import experiment_crops, labelled
-    from .lowest_error import holdout_split
+    from .crops import experiment_crops, holdout_split, labelled
     from .tabular import KEYS, feature_columns, scores
 
     den, cfg = load_representation(checkpoint, device=pick_device("auto"))
