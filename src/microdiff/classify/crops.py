@@ -1,5 +1,6 @@
 """Object crops: fixed-size windows around object centroids, normalised with the sample's
-statistics, for the diffusion classifiers."""
+statistics, and what the two diffusion classifiers (`lowest_error`, `represent`) share about
+them: dihedral views, the held-out split, hashing and the training call."""
 
 from __future__ import annotations
 
@@ -129,6 +130,6 @@ def train_on_crops(denoiser, source, crops, config: dict, steps: int, batch: int
         checkpoint_every=0,
         log_every=max(steps // 20, 1),
         warmup=min(100, steps // 10),
-        config={"task": config["task"], **shape, "n_train": len(crops), **config},
+        config={**shape, "n_train": len(crops), **config},
         **{"progress": False, **kw},
     )
