@@ -144,7 +144,6 @@ def pair_source(pairs, patch: int):
     return sample, noise
 
 
-
 def initial_model(training: dict, default=DEFAULT_MODEL) -> tuple[Denoiser, str]:
     """The shipped default when asked for and its architecture matches, else a fresh network."""
     with torch.random.fork_rng(devices=[]):  # seeded init: the same config gives the same model
