@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-import math
 import sys
 import warnings
 from collections.abc import Callable
@@ -112,13 +111,14 @@ def _to(batch, dev) -> tuple:
     )
 
 
-def lr_factor(k: int, steps: int, warmup: int, decay_to: float | None) -> float:
-    """The learning rate of step k over the base: linear warm-up over `warmup` steps, then
-    constant, or with `decay_to` a cosine from 1 at step 0 to `decay_to` at the last step."""
-    f = min(1.0, (k + 1) / warmup) if warmup else 1.0
+def learning_rate(lr: float, k: int, steps: int, warmup: int, decay_to: float | None) -> float:
+    """The learning rate of step k: `lr` after a linear warm-up over `warmup` steps, times, with
+    `decay_to`, a cosine from 1 at step 0 down to `decay_to` at step `steps`."""
+    rate = lr * min(1.0, (k + 1) / warmup) if warmup else lr
     if decay_to is not None:
-        f *= decay_to + (1.0 - decay_to) * 0.5 * (1.0 + math.cos(math.pi * k / max(steps, 1)))
-    return f
+        half = (1.0 - decay_to) / 2
+        rate *= (1.0 - half) + half * np.cos(np.pi * k / max(steps, 1))
+    return float(rate)
 
 
 def train(
@@ -206,7 +206,7 @@ def train(
         rng, gen = step_generators(seed, k)
         data, it = _next_batch(patch_source, batch, rng, it)
         for g in opt.param_groups:
-            g["lr"] = lr * lr_factor(k, steps, warmup, decay_to)
+            g["lr"] = learning_rate(lr, k, steps, warmup, decay_to)
         value = loss_fn(model, _to(data, dev), gen)
         opt.zero_grad(set_to_none=True)
         value.backward()
