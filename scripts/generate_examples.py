@@ -1,15 +1,14 @@
 """Rule generate_examples: whole-image samples of the generate model for the report."""
 
 from microdiff.diffusion import accel, set_threads
-from microdiff.generate import examples
-from microdiff.generate.workflow import load_for_stage
+from microdiff.generate import examples, load_inputs
 from microdiff.jobs import job
 
 with job(snakemake.log[0], "generate_examples") as log:
     set_threads(snakemake.threads)
     accel.configure(snakemake.config.get("gpu"))
     params = snakemake.params.generate
-    annotated = load_for_stage(list(snakemake.input.annotated), params)
+    annotated = load_inputs(list(snakemake.input.annotated), params)
     out = examples(
         snakemake.input.model,
         annotated,

@@ -1,15 +1,14 @@
 """Rule generate_pairs: synthetic image/mask pairs (OME-Zarr) and their manifest (parquet)."""
 
 from microdiff.diffusion import accel, set_threads
-from microdiff.generate import generate_pairs
-from microdiff.generate.workflow import load_for_stage
+from microdiff.generate import generate_pairs, load_inputs
 from microdiff.jobs import job
 
 with job(snakemake.log[0], "generate_pairs") as log:
     set_threads(snakemake.threads)
     accel.configure(snakemake.config.get("gpu"))
     params = snakemake.params.generate
-    annotated = load_for_stage(list(snakemake.input.annotated), params)
+    annotated = load_inputs(list(snakemake.input.annotated), params)
     table = generate_pairs(
         snakemake.input.model,
         annotated,

@@ -21,8 +21,8 @@ NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 COLUMNS = ["sample", "path", "channels", "pixel_size", "axes", "scene"]
 _EXTENSIONS = (".ome.tiff", ".ome.tif", ".ome.zarr", ".tiff", ".tif", ".zarr")
 _EXTENSIONS += (".png", ".jpg", ".jpeg", ".nd2", ".czi", ".lif")
-# Folders the workflow itself writes beside the per-sample ones under results/: a sample of that
-# name would mix its outputs with the experiment's.
+# Folders the workflow itself writes beside the per-sample ones: a sample of that name would mix
+# its outputs with the experiment's.
 RESERVED = ("experiment", "report", "synthetic", "models", "logs", "benchmarks")
 # A sample name ends up in file names with suffixes of up to ~40 characters plus a temporary
 # tag; 100 keeps every path component well under the usual 255-byte limit.
@@ -39,8 +39,8 @@ def _check_name(name: str, where: str) -> None:
     if name.lower() in RESERVED:
         raise InputError(
             where,
-            f"sample name {name!r} is reserved: the workflow writes results/{name.lower()}/ "
-            f"itself (reserved: {', '.join(RESERVED)})",
+            f"sample name {name!r} is reserved: the workflow writes a folder {name.lower()}/ "
+            f"of its own beside the samples' (reserved: {', '.join(RESERVED)})",
         )
     if len(name) > MAX_NAME:
         raise InputError(

@@ -35,7 +35,7 @@ def test_sheet_paths_relative_to_sheet(tmp_path):
         ("sample\tpath\tpixel_size\nA\ta.tif\tinf\n", "row 2: pixel_size 'inf' is not a pos"),
         ("sample\tpath\tpixel_size\nA\ta.tif\tnan\n", "row 2: pixel_size 'nan' is not a pos"),
         ("sample\tpath\nexperiment\ta.tif\n", "row 2: sample name 'experiment' is reserved"),
-        ("sample\tpath\nReport\ta.tif\n", "reserved: the workflow writes results/report/"),
+        ("sample\tpath\nReport\ta.tif\n", "reserved: the workflow writes a folder report/"),
         ("sample\tpath\n" + "a" * 101 + "\ta.tif\n", "is 101 characters; at most 100"),
         ("sample\tpath\nA\ta.tif\tx\n", "row 2: 3 fields but the header has 2"),
         ("sample\tpath\n\nA\ta.tif\n\nA\ta.tif\n", r"on rows \[3, 5\]"),

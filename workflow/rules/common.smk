@@ -2,6 +2,8 @@
 import re
 from types import SimpleNamespace
 
+import pandas as pd
+
 import microdiff
 from microdiff import samples as sample_sheet
 from microdiff.checks import check_config
@@ -66,6 +68,33 @@ def flat(rows, side, name, flag=None):
         for p in value if isinstance(value, list) else [value]:
             out.append(flag(p) if flag else p)
     return out
+
+
+# The workflow's layout: the paths more than one stage file names (the package knows none).
+DEMO_IMAGE = "data/demo/images/{sample}.ome.tif"
+GENERATE_MODEL = "models/generate"
+SYNTHETIC_PAIRS = "results/synthetic/pairs"
+SYNTHETIC_MANIFEST = "results/synthetic/manifest.parquet"
+SYNTHETIC_EXAMPLES = "results/synthetic/examples.png"
+
+
+def demo_images(samples):
+    """The demo's simulated images (their truth labels and object tables lie beside them)."""
+    return [DEMO_IMAGE.format(sample=s) for s in samples]
+
+
+def image_store(sample, restored):
+    """The image a stage reads: the restored one when `restored` (and the restore stage is
+    enabled), else the raw one."""
+    return f"results/{sample}/{'restored' if restored else 'raw'}.ome.zarr"
+
+
+def shard_stores(wildcards, pattern):
+    """The shard stores of one sample, one per shard of its tile plan: `pattern` with the sample
+    and the shard number filled in."""
+    shards = pd.read_parquet(get_tile_plan(wildcards), columns=["shard"])["shard"]
+    n = int(shards.max()) + 1 if len(shards) else 0
+    return [pattern.format(sample=wildcards.sample, shard=i) for i in range(n)]
 
 
 def get_image(wildcards):

@@ -4,17 +4,31 @@
 # sampled for each (generate_pairs: results/synthetic/pairs/pair-NNNN.ome.zarr + manifest.parquet);
 # whole-image samples go to the report (generate_examples). With generate.train_segment the
 # segment stage's train_segment mixes the pairs into its training (see segment.smk).
-from microdiff.generate import workflow as generate_wf
+from microdiff.generate import settings as generate_settings
 
-if generate_wf.enabled(config):
+
+def generate_inputs():
+    """The files the annotated pairs come from: a pairs TSV (generate.pairs, else
+    segment.pairs), or with the demo its simulated images (truth labels and classes beside)."""
+    table = config["generate"].get("pairs") or (config.get("segment") or {}).get("pairs")
+    if table:
+        return [table]
+    if not config["input"].get("demo"):
+        raise ValueError(
+            "generate needs generate.pairs (or segment.pairs) unless the input is the demo"
+        )
+    return demo_images(SAMPLES.index)
+
+
+if generate_settings.enabled(config):
 
     rule train_generate:
         input:
-            generate_wf.annotated_inputs(config, SAMPLES.index),
+            generate_inputs(),
         output:
-            directory(generate_wf.MODEL),
+            directory(GENERATE_MODEL),
         params:
-            generate=generate_wf.training_params(config),
+            generate=generate_settings.training_params(config),
         log:
             "logs/train_generate/train.log",
         benchmark:
@@ -29,13 +43,13 @@ if generate_wf.enabled(config):
 
     rule generate_pairs:
         input:
-            model=generate_wf.MODEL,
-            annotated=generate_wf.annotated_inputs(config, SAMPLES.index),
+            model=GENERATE_MODEL,
+            annotated=generate_inputs(),
         output:
-            pairs=directory(generate_wf.PAIRS),
-            manifest=generate_wf.MANIFEST,
+            pairs=directory(SYNTHETIC_PAIRS),
+            manifest=SYNTHETIC_MANIFEST,
         params:
-            generate=generate_wf.output_params(config),
+            generate=generate_settings.output_params(config),
         log:
             "logs/generate_pairs/pairs.log",
         benchmark:
@@ -50,16 +64,16 @@ if generate_wf.enabled(config):
 
     rule generate_examples:
         input:
-            model=generate_wf.MODEL,
-            annotated=generate_wf.annotated_inputs(config, SAMPLES.index),
+            model=GENERATE_MODEL,
+            annotated=generate_inputs(),
         output:
             report(
-                generate_wf.EXAMPLES,
+                SYNTHETIC_EXAMPLES,
                 category="Synthetic data",
                 caption="../report/generate.rst",
             ),
         params:
-            generate=generate_wf.examples_params(config),
+            generate=generate_settings.examples_params(config),
         log:
             "logs/generate_examples/examples.log",
         benchmark:
@@ -72,4 +86,4 @@ if generate_wf.enabled(config):
         script:
             "../../scripts/generate_examples.py"
 
-    FINAL_TARGETS.extend([generate_wf.MANIFEST, generate_wf.EXAMPLES])
+    FINAL_TARGETS.extend([SYNTHETIC_MANIFEST, SYNTHETIC_EXAMPLES])

@@ -5,7 +5,10 @@
 # inference.samples > 1. Training parameters live in train_restore's params only, inference
 # parameters in the shard and gather rules only, so changing the sampler, steps or K never
 # retrains. restore.enabled: false skips the stage (later stages then read raw.ome.zarr).
-from microdiff.restore import workflow as restore_wf
+from microdiff.restore import settings as restore_settings
+
+RESTORE_SHARD = "results/{sample}/restore/shard-{shard}.zarr"
+SUPERRES_SHARD = "results/{sample}/superres/shard-{shard}.zarr"
 
 if config.get("restore", {}).get("enabled", False):
 
@@ -16,11 +19,11 @@ if config.get("restore", {}).get("enabled", False):
         input:
             raw=expand("results/{sample}/raw.ome.zarr", sample=SAMPLES.index),
             norm=lambda wc: [get_norm(s) for s in SAMPLES.itertuples()],
-            pairs=restore_wf.pair_files(config["restore"]),
+            pairs=restore_settings.pair_files(config["restore"]),
         output:
             directory("models/restore"),
         params:
-            restore=restore_wf.training_params(config["restore"]),
+            restore=restore_settings.training_params(config["restore"]),
         log:
             "logs/train_restore/experiment.log",
         benchmark:
@@ -40,9 +43,9 @@ if config.get("restore", {}).get("enabled", False):
             norm=get_norm,
             model="models/restore",
         output:
-            temp(directory("results/{sample}/restore/shard-{shard}.zarr")),
+            temp(directory(RESTORE_SHARD)),
         params:
-            restore=restore_wf.inference_params(config["restore"]),
+            restore=restore_settings.inference_params(config["restore"]),
         log:
             "logs/restore_shard/{sample}-{shard}.log",
         benchmark:
@@ -60,11 +63,11 @@ if config.get("restore", {}).get("enabled", False):
             raw="results/{sample}/raw.ome.zarr",
             plan=get_tile_plan,
             model="models/restore",
-            shards=lambda wc: restore_wf.shard_stores(wc.sample, get_tile_plan(wc)),
+            shards=lambda wc: shard_stores(wc, RESTORE_SHARD),
         output:
             directory("results/{sample}/restored.ome.zarr"),
         params:
-            restore=restore_wf.inference_params(config["restore"]),
+            restore=restore_settings.inference_params(config["restore"]),
         log:
             "logs/restore_gather/{sample}.log",
         benchmark:
@@ -96,7 +99,7 @@ if config.get("restore", {}).get("enabled", False):
             output:
                 restored=flat(_rows, "output", "restored", directory),
             params:
-                restore=restore_wf.inference_params(config["restore"]),
+                restore=restore_settings.inference_params(config["restore"]),
                 members=_rows,
             log:
                 f"logs/restore_batch/{batch}.log",
@@ -122,6 +125,12 @@ if config.get("restore", {}).get("enabled", False):
 # train_superres's params only, so changing the sampler, steps or K never retrains.
 from microdiff.restore import superres_workflow as superres_wf
 
+
+def superres_image(sample):
+    """What SR reads: the restored image when the restore stage is enabled, else the raw one."""
+    return image_store(sample, config.get("restore", {}).get("enabled", False))
+
+
 if superres_wf.enabled(config):
 
     wildcard_constraints:
@@ -129,7 +138,7 @@ if superres_wf.enabled(config):
 
     rule train_superres:
         input:
-            images=lambda wc: [superres_wf.input_store(config, s) for s in SAMPLES.index],
+            images=lambda wc: [superres_image(s) for s in SAMPLES.index],
             norm=lambda wc: [get_norm(s) for s in SAMPLES.itertuples()],
             pairs=superres_wf.pair_files(config),
         output:
@@ -150,12 +159,12 @@ if superres_wf.enabled(config):
 
     rule superres_shard:
         input:
-            image=lambda wc: superres_wf.input_store(config, wc.sample),
+            image=lambda wc: superres_image(wc.sample),
             plan=get_tile_plan,
             norm=get_norm,
             model="models/superres",
         output:
-            temp(directory("results/{sample}/superres/shard-{shard}.zarr")),
+            temp(directory(SUPERRES_SHARD)),
         params:
             superres=superres_wf.inference_params(config),
         log:
@@ -172,10 +181,10 @@ if superres_wf.enabled(config):
 
     rule superres_gather:
         input:
-            image=lambda wc: superres_wf.input_store(config, wc.sample),
+            image=lambda wc: superres_image(wc.sample),
             plan=get_tile_plan,
             model="models/superres",
-            shards=lambda wc: superres_wf.shard_stores(wc.sample, get_tile_plan(wc)),
+            shards=lambda wc: shard_stores(wc, SUPERRES_SHARD),
         output:
             directory("results/{sample}/superres.ome.zarr"),
         params:
@@ -195,7 +204,7 @@ if superres_wf.enabled(config):
     for batch, members in BATCHES.items():
         _rows = per_sample(
             members,
-            input={"image": lambda w: superres_wf.input_store(config, w.sample),
+            input={"image": lambda w: superres_image(w.sample),
                    "plan": "results/{sample}/tiles.parquet", "norm": get_norm},  # fmt: skip
             output={"superres": "results/{sample}/superres.ome.zarr"},
         )

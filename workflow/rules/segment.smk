@@ -2,9 +2,53 @@
 # times per tile batch (GPU rules), with the shipped cell model beside a nuclei-only model
 # (segment.cell_model); the gather stitches instances into NGFF labels. segment.method bright
 # replaces both with one per-sample rule (segment_bright: threshold + watershed of dark cells
-# on a bright background, non-diffusion). Helpers live in microdiff.segment.workflow.
-from microdiff.segment import workflow as segment_wf
-from microdiff.generate import workflow as generate_wf
+# on a bright background, non-diffusion).
+from microdiff import shipped
+from microdiff.generate import settings as generate_settings
+from microdiff.segment import settings as segment_settings
+
+SEGMENT_TRAINED = "models/segment_nuclei"
+SEGMENT_SHARD = "results/{sample}/segment_shards/{shard}.zarr"
+
+
+def segment_image(sample):
+    """The stage's input: restored when asked for and the restore stage is enabled, else raw."""
+    restore = config.get("restore") or {}
+    wants = config["segment"].get("input", "raw") == "restored"
+    return image_store(sample, bool(wants and restore.get("enabled")))
+
+
+def segment_model():
+    """A file that stands for the model: the trained checkpoint's config or the shipped one
+    (`segment.shipped`: the nuclei model, or its one-step distilled student)."""
+    if segment_settings.training(config):
+        return f"{SEGMENT_TRAINED}/config.json"
+    return str(shipped.SEGMENT[config["segment"].get("shipped", "nuclei")] / "config.json")
+
+
+def segment_cell_model():
+    """{"cell_model": its config file} when cells are wanted and the model makes none (the
+    shipped nuclei models, or a trained one without cells): `segment.cell_model` shipped (the
+    shipped cell model) or a checkpoint dir; {} with `none` (the non-diffusion fallback)."""
+    seg = config["segment"]
+    choice = seg.get("cell_model", "shipped")
+    if "cells" not in seg.get("kinds", []) or choice in (None, "none"):
+        return {}
+    if segment_settings.training(config):  # trained with cells (demo truth, or a cells column)
+        return {}
+    path = shipped.SEGMENT_CELLS if choice == "shipped" else choice
+    return {"cell_model": f"{path}/config.json"}
+
+
+def segment_train_inputs():
+    """The pairs table, or (demo) the simulated images whose truth labels train the model."""
+    if config["segment"].get("pairs"):
+        return [config["segment"]["pairs"]]
+    if not config["input"].get("demo"):
+        raise ValueError("segment.train needs segment.pairs unless the input is the demo")
+    return demo_images(SAMPLES.index)
+
+
 
 if config["segment"]["enabled"]:
     FINAL_TARGETS += expand(
@@ -13,17 +57,21 @@ if config["segment"]["enabled"]:
         name=["segmentation.ome.zarr", "segments.parquet"],
     )
 
-if segment_wf.training(config) and config["segment"].get("method", "diffusion") == "diffusion":
+if segment_settings.training(config) and config["segment"].get("method", "diffusion") == "diffusion":
+    # generate.train_segment: the synthetic pairs mixed into training (only then named in the
+    # rule's input and params, so a workflow without them keeps its model)
+    _ratio = generate_settings.segment_ratio(config)
+    _mix = {} if _ratio is None else {"manifest": SYNTHETIC_MANIFEST, "ratio": _ratio}
 
     rule train_segment:
         input:
-            images=segment_wf.train_inputs(config, SAMPLES.index),
-            **generate_wf.segment_inputs(config),
+            images=segment_train_inputs(),
+            **({"synthetic": SYNTHETIC_MANIFEST} if _mix else {}),
         output:
-            segment_wf.model(config),
+            segment_model(),
         params:
-            segment=segment_wf.training_params(config),
-            **generate_wf.segment_train_params(config),
+            segment=segment_settings.training_params(config),
+            **({"synthetic": _mix} if _mix else {}),
         log:
             "logs/train_segment/train.log",
         benchmark:
@@ -41,13 +89,13 @@ SEGMENT_OUTPUT = {
     "image": "results/{sample}/segmentation.ome.zarr",
     "table": "results/{sample}/segments.parquet",
 }
-SEGMENT_INPUT = {"image": lambda w: segment_wf.image(config, w.sample), "norm": get_norm}
+SEGMENT_INPUT = {"image": lambda w: segment_image(w.sample), "norm": get_norm}
 
 if config["segment"].get("method", "diffusion") == "bright":
 
     rule segment_bright:
         input:
-            image=lambda w: segment_wf.image(config, w.sample),
+            image=lambda w: segment_image(w.sample),
             norm=get_norm,
         output:
             image=directory("results/{sample}/segmentation.ome.zarr"),
@@ -97,13 +145,13 @@ else:
 
     rule segment_shard:
         input:
-            image=lambda w: segment_wf.image(config, w.sample),
+            image=lambda w: segment_image(w.sample),
             norm=get_norm,
             plan=get_tile_plan,
-            model=segment_wf.model(config),
-            **segment_wf.cell_model(config),
+            model=segment_model(),
+            **segment_cell_model(),
         output:
-            temp(directory("results/{sample}/segment_shards/{shard}.zarr")),
+            temp(directory(SEGMENT_SHARD)),
         params:
             segment=config["segment"],
         log:
@@ -121,10 +169,10 @@ else:
 
     rule segment_gather:
         input:
-            image=lambda w: segment_wf.image(config, w.sample),
+            image=lambda w: segment_image(w.sample),
             norm=get_norm,
             plan=get_tile_plan,
-            shards=lambda w: segment_wf.shard_stores(get_tile_plan(w), w.sample),
+            shards=lambda w: shard_stores(w, SEGMENT_SHARD),
         output:
             image=directory("results/{sample}/segmentation.ome.zarr"),
             table="results/{sample}/segments.parquet",
@@ -156,8 +204,8 @@ else:
                 image=flat(_rows, "input", "image"),
                 norm=flat(_rows, "input", "norm"),
                 plan=flat(_rows, "input", "plan"),
-                model=segment_wf.model(config),
-                **segment_wf.cell_model(config),
+                model=segment_model(),
+                **segment_cell_model(),
             output:
                 image=flat(_rows, "output", "image", directory),
                 table=flat(_rows, "output", "table"),

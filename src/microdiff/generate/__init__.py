@@ -22,6 +22,7 @@ _TABLE = {
     "examples": "stage",
     "generate_pairs": "stage",
     "load_annotated": "stage",
+    "load_inputs": "stage",
     "read_pairs": "stage",
     "sample_layout": "masks",
     "synthesize": "model",

@@ -122,6 +122,28 @@ def load_annotated_rows(rows, channels: Sequence | None = None) -> dict:
     }
 
 
+def input_rows(inputs, classes: bool = True) -> list[tuple[str, str, str | None]]:
+    """(image, nuclei labels, class table or None) per annotated pair, from the stage's inputs:
+    one pairs TSV (see `table_rows`), or the demo's simulated images (the truth labels and
+    object table `simulate.write_sample` writes beside them)."""
+    inputs = [str(i) for i in inputs]
+    if len(inputs) == 1 and inputs[0].endswith((".tsv", ".txt")):
+        return table_rows(inputs[0], classes)
+    rows = []
+    for img in inputs:
+        p = Path(img)
+        name, truth = p.name.split(".")[0], p.parent.parent / "truth"
+        table = truth / f"{name}_objects.csv"
+        rows.append((img, str(truth / f"{name}_nuclei.tif"), str(table) if classes else None))
+    return rows
+
+
+def load_inputs(inputs, params: dict) -> dict:
+    """The annotated pairs of the stage's inputs (`input_rows`) with the rule's params."""
+    rows = input_rows(inputs, classes=params.get("classes", True))
+    return load_annotated_rows(rows, params.get("channels"))
+
+
 def write_pair(path, image: np.ndarray, labels: np.ndarray, classes, attrs: dict, names) -> None:
     """One NGFF image (c, y, x) float32 with labels/nuclei, validated."""
     group = ngff.create_image(

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-from . import workflow
+from . import settings
 
 
 def enabled(config: dict) -> bool:
     return bool(config.get("restore", {}).get("superres", {}).get("enabled", False))
-
-
-def input_store(config: dict, sample: str) -> str:
-    """What SR reads: the restored image when the restore stage is enabled, else the raw one."""
-    if config.get("restore", {}).get("enabled", False):
-        return f"results/{sample}/restored.ome.zarr"
-    return f"results/{sample}/raw.ome.zarr"
 
 
 def training_params(config: dict) -> dict:
@@ -30,8 +23,4 @@ def inference_params(config: dict) -> dict:
 
 def pair_files(config: dict) -> list[str]:
     """The LR/HR sheet and the images it names (changing them retrains)."""
-    return workflow.sheet_files(config["restore"]["superres"].get("pairs"), ("low", "high"))
-
-
-def shard_stores(sample: str, plan_path) -> list[str]:
-    return workflow.shard_stores(sample, plan_path, kind="superres")
+    return settings.sheet_files(config["restore"]["superres"].get("pairs"), ("low", "high"))

@@ -1,4 +1,5 @@
-"""Pure helpers the restore rules call (kept here so the .smk files hold rules only)."""
+"""What the restore rules take from the config: the settings that retrain the model, the ones
+that only change inference, and the training pairs' files."""
 
 from __future__ import annotations
 
@@ -45,10 +46,3 @@ def sheet_files(sheet, columns) -> list[str]:
 
 def pair_files(restore: dict) -> list[str]:
     return sheet_files(restore.get("pairs"), ("noisy", "clean"))
-
-
-def shard_stores(sample: str, plan_path, kind: str = "restore") -> list[str]:
-    """The shard stores of one sample, one per shard of its tile plan."""
-    plan = pd.read_parquet(plan_path, columns=["shard"])
-    n = int(plan["shard"].max()) + 1 if len(plan) else 0
-    return [f"results/{sample}/{kind}/shard-{i}.zarr" for i in range(n)]
