@@ -9,6 +9,7 @@ import zarr
 
 from .atomic import atomic_output
 from .errors import InputError
+from .io import ngff
 
 
 def sample_table(samples: dict[str, dict]) -> pd.DataFrame:
@@ -21,19 +22,17 @@ def sample_table(samples: dict[str, dict]) -> pd.DataFrame:
     rows = []
     for name, paths in samples.items():
         group = zarr.open_group(str(paths["raw"]), mode="r")
-        arr, ms = group["0"], group.attrs["multiscales"][0]
-        axes = "".join(a["name"] for a in ms["axes"])
-        scale = ms["datasets"][0]["coordinateTransformations"][0]["scale"]
+        arr = ngff.level0(group)
         plan = pd.read_parquet(paths["tiles"], columns=["tile", "shard"])
         with open(paths["norm"]) as fh:
             norm = json.load(fh)
         row = {"sample": name, **{k: str(v) for k, v in (paths.get("source") or {}).items()}}
         row |= {
-            "axes": axes,
+            "axes": ngff.axis_letters(group),
             "shape": "x".join(map(str, arr.shape)),
             "dtype": str(arr.dtype),
-            "channels": ",".join(ch["label"] for ch in group.attrs["omero"]["channels"]),
-            "pixel_size_um": scale[-1],
+            "channels": ",".join(ngff.channel_labels(group.attrs)),
+            "pixel_size_um": ngff.level0_scale(group)["x"],
             "megapixels": round(arr.size / arr.shape[0] / 1e6, 3),
             "tiles": len(plan),
             "shards": int(plan["shard"].nunique()),

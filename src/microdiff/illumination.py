@@ -87,7 +87,7 @@ def estimate(stores: Sequence, params: dict | None = None, out=None, channel_nam
     p = {**DEFAULTS, **(params or {})}
     p.pop("enabled", None)
     groups = [zarr.open_group(str(s), mode="r") for s in stores]
-    arrays = [g["0"] for g in groups]
+    arrays = [ngff.level0(g) for g in groups]
     n_c = {a.shape[0] for a in arrays}
     if len(n_c) != 1:
         raise ValueError(f"channel counts differ between images: {sorted(n_c)}")
@@ -97,10 +97,8 @@ def estimate(stores: Sequence, params: dict | None = None, out=None, channel_nam
                     sorted(shapes))  # fmt: skip
     stack, planes = sample_stack(arrays, int(p["working_size"]), int(p["max_images"]),
                                  int(p["seed"]))  # fmt: skip
-    names = channel_names or [
-        c.get("label", f"ch{i}")
-        for i, c in enumerate(groups[0].attrs.get("omero", {}).get("channels", []))
-    ]
+    channels = ngff.channels(groups[0].attrs)
+    names = channel_names or [c.get("label", f"ch{i}") for i, c in enumerate(channels)]
     names = list(names) + [f"ch{i}" for i in range(len(names), stack.shape[0])]
     flats, darks, fits = [], [], []
     for c in range(stack.shape[0]):
@@ -230,7 +228,7 @@ def level0(store, profiles: Profiles | None = None):
     """Level 0 of an NGFF image (path or group): corrected on the fly when `profiles` are given
     and the image is an ingested one, else the stored array."""
     group = store if isinstance(store, zarr.Group) else zarr.open_group(str(store), mode="r")
-    arr = group["0"]
+    arr = ngff.level0(group)
     if profiles is None or not _is_ingested(group):
         return arr
     return Corrected(arr, profiles)

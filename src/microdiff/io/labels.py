@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 import zarr
 
+from ..tiling import axis_names
 from .ngff import BAND_PIXELS, NGFF_VERSION, create_levels, iter_bands, multiscales
 
 
@@ -31,7 +32,7 @@ def create_labels(
 ) -> dict[str, zarr.Group]:
     """Create `labels/<name>` for each name under an NGFF image group; returns the groups."""
     shape = tuple(int(s) for s in shape)
-    axes = "zyx"[-len(shape) :]
+    axes = "".join(axis_names(len(shape)))
     chunks = tuple(chunks) if chunks else label_chunks(shape)
     root = image_group.require_group("labels")
     root.attrs["labels"] = list(names)

@@ -1,4 +1,5 @@
-"""OME-Zarr (NGFF 0.4) writing: streamed level 0, a streamed 2x pyramid, validated metadata.
+"""OME-Zarr (NGFF 0.4) writing: streamed level 0, a streamed 2x pyramid, validated metadata;
+and reading the metadata of NGFF 0.4 and 0.5 groups (`metadata` and the helpers below it).
 
 We write NGFF 0.4 (Zarr v2 format), the version today's viewers (napari, Fiji, neuroglancer,
 ome-zarr-py) read; `zarr_reader.open_zarr` also reads 0.5. Images are (c, [z,] y, x); chunks
@@ -51,7 +52,7 @@ def _dtype_window(dtype) -> dict:
 
 def set_display_windows(group: zarr.Group) -> None:
     """Set each channel's display window to the 0.1-99.9 percentiles of the smallest level."""
-    last = group[str(len(group.attrs["multiscales"][0]["datasets"]) - 1)]
+    last = group[level_paths(group)[-1]]
     small = np.asarray(last[:])
     omero = dict(group.attrs["omero"])
     for c, ch in enumerate(omero["channels"]):
@@ -100,11 +101,56 @@ def level_scales(axes: str, scale: dict[str, float], n_levels: int) -> list[list
     return out
 
 
+# -- reading: the one place that knows where NGFF keeps its metadata ---------------------------
+
+
+def metadata(attrs) -> dict:
+    """The NGFF metadata of a group's attributes: under "ome" (NGFF 0.5) or at the top level
+    (0.4); multiscales, omero, labels, plate and well are read from it."""
+    ome = attrs.get("ome")
+    return ome if isinstance(ome, dict) else dict(attrs)
+
+
+def multiscale(group: zarr.Group) -> dict:
+    """The first multiscale image of an NGFF image group."""
+    return metadata(group.attrs)["multiscales"][0]
+
+
+def level_paths(group: zarr.Group) -> list[str]:
+    """The pyramid levels' array paths, full resolution first."""
+    return [d["path"] for d in multiscale(group)["datasets"]]
+
+
+def level0(group: zarr.Group) -> zarr.Array:
+    """The full-resolution array of an NGFF image group."""
+    return group[level_paths(group)[0]]
+
+
+def axis_letters(group: zarr.Group) -> str:
+    """The image's axes as a string of their names ("czyx", "cyx")."""
+    return "".join(a["name"] for a in multiscale(group)["axes"])
+
+
 def level0_scale(group: zarr.Group) -> dict[str, float]:
     """{axis name: scale} of level 0 of a multiscale image group."""
-    ms = group.attrs["multiscales"][0]
+    ms = multiscale(group)
     scale = ms["datasets"][0]["coordinateTransformations"][0]["scale"]
     return {a["name"]: float(v) for a, v in zip(ms["axes"], scale)}
+
+
+def axis_unit(group: zarr.Group, axis: str) -> str | None:
+    """The unit of one axis (None when the metadata gives none)."""
+    return next((a.get("unit") for a in multiscale(group)["axes"] if a["name"] == axis), None)
+
+
+def channels(attrs) -> list[dict]:
+    """The omero channel entries (label, color, window) of an image group's attributes."""
+    return (metadata(attrs).get("omero") or {}).get("channels", [])
+
+
+def channel_labels(attrs) -> list[str]:
+    """The omero channel labels of an image group's attributes ("" where a channel has none)."""
+    return [ch.get("label", "") for ch in channels(attrs)]
 
 
 def pyramid_shapes(shape: Sequence[int]) -> list[tuple[int, ...]]:

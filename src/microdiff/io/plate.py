@@ -15,14 +15,9 @@ import zarr
 
 from ..atomic import atomic_output
 from ..errors import InputError
+from . import ngff
 
 PLATE_COLUMNS = ["plate", "well", "row", "column", "field"]
-
-
-def _meta(attrs: dict, key: str) -> dict | None:
-    if "ome" in attrs and key in attrs["ome"]:
-        return attrs["ome"][key]
-    return attrs.get(key)
 
 
 def well_name(row: str, column: str) -> str:
@@ -37,7 +32,7 @@ def fields(path) -> list[dict]:
         root = zarr.open_group(path, mode="r")
     except Exception as err:
         raise InputError(path, f"not a readable Zarr plate ({type(err).__name__}: {err})") from err
-    plate = _meta(dict(root.attrs), "plate")
+    plate = ngff.metadata(root.attrs).get("plate")
     if not plate or "wells" not in plate:
         raise InputError(path, "Zarr group without NGFF HCS 'plate' metadata")
     rows = [r["name"] for r in plate["rows"]]
@@ -51,7 +46,7 @@ def fields(path) -> list[dict]:
             else w["path"].split("/")
         )
         try:
-            well = _meta(dict(root[w["path"]].attrs), "well")
+            well = ngff.metadata(root[w["path"]].attrs).get("well")
         except KeyError:
             raise InputError(f"{path}/{w['path']}", "well listed in the plate is missing") from None
         for image in (well or {}).get("images", []):
@@ -91,8 +86,8 @@ def _copy_image(src, dst) -> None:
     for meta in (".zattrs", ".zgroup"):
         shutil.copy2(src / meta, dst / meta)
     group = zarr.open_group(str(src), mode="r")
-    for ds in group.attrs["multiscales"][0]["datasets"]:
-        shutil.copytree(src / ds["path"], dst / ds["path"])
+    for level in ngff.level_paths(group):
+        shutil.copytree(src / level, dst / level)
 
 
 def write_plate(out, table: pd.DataFrame, name: str = "plate") -> None:

@@ -13,14 +13,16 @@ import os
 import zarr
 
 from ..errors import AxesUnknown, InputError
+from . import ngff
 from .readers import ImageSource, _check_array, _check_axes
 
 SPARSE_ENV = "MICRODIFF_ALLOW_SPARSE_ZARR"
 
 
 def _ngff_meta(path: str, attrs: dict) -> dict | None:
-    """The NGFF image metadata of a group's attributes (0.5 under "ome", 0.4 at top level)."""
-    meta = attrs.get("ome") if isinstance(attrs.get("ome"), dict) else attrs
+    """The NGFF image metadata of a group's attributes (`ngff.metadata`), its multiscales
+    checked; None without multiscales."""
+    meta = ngff.metadata(attrs)
     if "multiscales" not in meta:
         return None
     ms = meta["multiscales"]

@@ -5,14 +5,15 @@ from __future__ import annotations
 import numpy as np
 import zarr
 
+from ..io import ngff
 from .common import plt
 
 
 def profiles_figure(path):
     """One row per channel: flat-field (mean 1) and dark-field (raw units), with colour bars."""
     group = zarr.open_group(str(path), mode="r")
-    data = np.asarray(group["0"][...], np.float32)
-    labels = [c["label"] for c in group.attrs["omero"]["channels"]]
+    data = np.asarray(ngff.level0(group)[...], np.float32)
+    labels = ngff.channel_labels(group.attrs)
     n = data.shape[0] // 2
     fig, axes = plt.subplots(n, 2, figsize=(7, 3.2 * n), squeeze=False)
     for c in range(n):

@@ -19,6 +19,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from ..io import ngff
+from ..tiling import axis_names
 from .common import full_shape, pixel_size, plt, read_window
 from .figures import noise_curve
 
@@ -41,9 +43,8 @@ def _name(label: str, c: int) -> str:
 def channel_names(raw) -> list[str]:
     import zarr
 
-    attrs = zarr.open_group(str(raw), mode="r").attrs
-    omero = attrs.get("omero") or attrs.get("ome", {}).get("omero", {})
-    return [_name(ch.get("label", ""), c) for c, ch in enumerate(omero.get("channels", []))]
+    labels = ngff.channel_labels(zarr.open_group(str(raw), mode="r").attrs)
+    return [_name(label, c) for c, label in enumerate(labels)]
 
 
 def measured_noise_sd(image: np.ndarray, at: float) -> float:
@@ -62,7 +63,7 @@ def border_objects(labels, tiles: pd.DataFrame) -> set[int]:
     an id found on both sides at the same place spans it."""
     nd = labels.ndim
     found: set[int] = set()
-    for d, a in enumerate("zyx"[-nd:]):
+    for d, a in enumerate(axis_names(nd)):
         if f"{a}0" not in tiles:
             continue
         for b in sorted(set(int(v) for v in tiles[f"{a}0"]) - {0}):
