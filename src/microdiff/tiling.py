@@ -134,24 +134,6 @@ def n_shards(plan: pd.DataFrame) -> int:
     return int(plan["shard"].max()) + 1 if len(plan) else 0
 
 
-def blend_window(shape: Sequence[int], ramp: int | Sequence[int]) -> np.ndarray:
-    """Overlap-add weights for a tile: 1 inside, a linear ramp of `ramp` pixels at each edge.
-
-    Weights never reach 0, so a pixel covered by any tile gets a finite weighted mean. Sum the
-    weighted predictions and the weights over tiles, then divide.
-    """
-    ramp = _per_axis(ramp, len(shape), "ramp")
-    w = np.ones(tuple(shape), dtype=np.float32)
-    for ax, (n, r) in enumerate(zip(shape, ramp)):
-        if r <= 0:
-            continue
-        i = np.arange(n, dtype=np.float32)
-        edge = np.minimum(i + 1, n - i) / (r + 1)
-        prof = np.clip(edge, 1.0 / (r + 1), 1.0)
-        w *= prof.reshape([-1 if k == ax else 1 for k in range(len(shape))])
-    return w
-
-
 def sample_patch_boxes(
     shape: Sequence[int],
     patch: int | Sequence[int],
@@ -168,6 +150,32 @@ def sample_patch_boxes(
     return [
         Box(tuple(int(v) for v in s), tuple(int(v + p) for v, p in zip(s, patch))) for s in starts
     ]
+
+
+def default_tile(ndim: int) -> tuple[int, ...]:
+    """Tiles for reading a whole label image: 1024 x 1024 in 2D; 64 x 512 x 512 in 3D (about
+    the same number of bytes per read)."""
+    return (1024, 1024) if ndim == 2 else (64, 512, 512)
+
+
+def chunks_of(array) -> tuple[int, ...] | None:
+    """An array's regular chunk shape, or None (no chunks, or not a tuple of ints)."""
+    chunks = getattr(array, "chunks", None)
+    if chunks is None or not all(isinstance(c, int | np.integer) for c in chunks):
+        return None
+    return tuple(int(c) for c in chunks)
+
+
+def tile_grid(labels, tile, chunks) -> tuple[pd.DataFrame, tuple[int, ...]]:
+    """The tile plan over a label image (no halo, one shard; `tile` default `default_tile`,
+    `chunks` default the array's) and the effective tile edge per axis."""
+    shape = tuple(labels.shape)
+    tile = default_tile(len(shape)) if tile is None else tile
+    chunks = chunks_of(labels) if chunks is None else chunks
+    plan = plan_tiles(shape, tile, halo=0, chunks=chunks, tiles_per_shard=1 << 30)
+    names = axis_names(len(shape))
+    edge = tuple(int(plan[f"{a}1"].iloc[0] - plan[f"{a}0"].iloc[0]) for a in names)
+    return plan, edge
 
 
 def read_box(array, box: Box, channel_axis: bool = True) -> np.ndarray:

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..features import tile_grid
+from ..io.segmentation import LABEL_KINDS, segmentation_layers
+from ..tiling import tile_grid
 
 
 def _point_index(points: pd.DataFrame, cols: Sequence[str], shape) -> tuple[np.ndarray, ...]:
@@ -136,8 +137,6 @@ def object_labels(table: pd.DataFrame, label_images: Mapping) -> tuple[pd.DataFr
 
 def label_images(segmentations: Mapping, kind: str, ndim: int) -> dict:
     """sample -> the lazy instance label image of `kind` in its `segmentation.ome.zarr`."""
-    from ..features import LABEL_KINDS, segmentation_layers
-
     name = {v: k for k, v in LABEL_KINDS.items()}.get(kind, kind)
     out = {}
     for sample, path in segmentations.items():

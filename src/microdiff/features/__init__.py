@@ -3,7 +3,8 @@ tile and object size.
 
 table    the tiled passes over one label image: object boxes, then one row per object
 measure  the measurements of one object: shape, neighbours, intensity, texture, uncertainty
-sample   one sample's stores: the label layers of a segmentation, measured on its images
+sample   one sample's stores: the label layers of a segmentation (`io.segmentation`), measured
+         on its images
 
 Conventions of the output (one row per object, sorted by `id`):
 
@@ -34,16 +35,13 @@ Conventions of the output (one row per object, sorted by `id`):
 """
 
 from .measure import texture
-from .sample import LABEL_KINDS, measure_sample, segmentation_layers
-from .table import experiment_table, object_bboxes, object_table, tile_grid
+from .sample import measure_sample
+from .table import experiment_table, object_bboxes, object_table
 
 __all__ = [
-    "LABEL_KINDS",
     "experiment_table",
     "measure_sample",
     "object_bboxes",
     "object_table",
-    "segmentation_layers",
     "texture",
-    "tile_grid",
 ]

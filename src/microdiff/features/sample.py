@@ -9,26 +9,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .table import chunks_of, object_table
-
-#: NGFF label group name -> the `kind` written in the objects table
-LABEL_KINDS = {"nuclei": "nucleus", "cells": "cell"}
-UNCERTAINTY_SUFFIXES = ("_std", "_uncertainty", "_entropy")
-
-
-class _View:
-    """A lazy view of an array: fixed leading indices (a channel, a singleton axis) dropped."""
-
-    def __init__(self, array, lead: tuple[int, ...] = ()):
-        self.array, self.lead = array, tuple(lead)
-        self.shape = tuple(array.shape[len(self.lead) :])
-        self.ndim, self.dtype = len(self.shape), array.dtype
-        chunks = chunks_of(array)
-        self.chunks = None if chunks is None else chunks[len(self.lead) :]
-
-    def __getitem__(self, key):
-        key = key if isinstance(key, tuple) else (key,)
-        return np.asarray(self.array[self.lead + key])
+from ..io.segmentation import LABEL_KINDS, segmentation_layers
+from ..tiling import axis_names
+from .table import object_table
 
 
 class _Stack:
@@ -44,51 +27,6 @@ class _Stack:
         c, *spatial = key
         parts = [np.asarray(a[(slice(None), *spatial)], np.float32) for a in self.arrays]
         return np.concatenate(parts)[c]
-
-
-def _label_view(array, ndim: int) -> _View:
-    """Instance labels as ([Z,] Y, X): leading singleton axes (a channel axis) squeezed."""
-    lead = []
-    while len(array.shape) - len(lead) > ndim:
-        if array.shape[len(lead)] != 1:
-            raise ValueError(f"labels of shape {array.shape} for a {ndim}-D image")
-        lead.append(0)
-    return _View(array, tuple(lead))
-
-
-def _level0(group):
-    meta = group.attrs.get("ome", group.attrs)
-    return group[meta["multiscales"][0]["datasets"][0]["path"]]
-
-
-def segmentation_layers(path, ndim: int) -> dict[str, dict]:
-    """Label name -> {labels, uncertainty} (lazy views) of a `segmentation.ome.zarr`.
-
-    Labels come from the NGFF `labels` group (level 0 of each; a leading singleton axis is
-    squeezed). The per-pixel uncertainty of `nuclei` is the image channel labelled
-    `nuclei_std` (or `_uncertainty`, `_entropy`); None when the store has none.
-    """
-    import zarr
-
-    root = zarr.open_group(str(path), mode="r")
-    names = list(root["labels"].attrs.get("labels", [])) if "labels" in root else []
-    channels, image = [], None
-    if "multiscales" in root.attrs or "ome" in root.attrs:
-        image = _level0(root)
-        omero = root.attrs.get("omero") or root.attrs.get("ome", {}).get("omero", {})
-        channels = [ch.get("label", "") for ch in omero.get("channels", [])]
-    out = {}
-    for name in names:
-        lab = _label_view(_level0(root["labels"][name]), ndim)
-        unc = None
-        for suffix in UNCERTAINTY_SUFFIXES:
-            if f"{name}{suffix}" in channels:
-                unc = _View(image, (channels.index(f"{name}{suffix}"),))
-                break
-        if unc is not None and unc.shape != lab.shape:
-            unc = _label_view(unc, ndim)
-        out[name] = {"labels": lab, "uncertainty": unc}
-    return out
 
 
 def measure_sample(
@@ -130,7 +68,7 @@ def measure_sample(
         prefix = "" if i == 0 else f"{Path(src.path).name.split('.')[0]}_"
         names += [f"{prefix}{c}" for c in src.channel_names]
     image = arrays[0] if len(arrays) == 1 else _Stack(arrays)
-    spacing = [first.scale.get(a) for a in "zyx"[3 - ndim :]]
+    spacing = [first.scale.get(a) for a in axis_names(ndim)]
     pixel_size = None if any(s is None for s in spacing) else spacing
     table = None if segments is None else pd.DataFrame(segments)
     frames = []

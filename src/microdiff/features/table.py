@@ -22,31 +22,8 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
-from ..tiling import Box, axis_names, iter_tiles, plan_tiles, read_box
+from ..tiling import Box, axis_names, iter_tiles, read_box, tile_grid
 from .measure import INTENSITY_STATS, TEXTURE_PROPS, measure_object
-
-
-def default_tile(ndim: int) -> tuple[int, ...]:
-    """1024 x 1024 in 2D; 64 x 512 x 512 in 3D (about the same number of bytes per read)."""
-    return (1024, 1024) if ndim == 2 else (64, 512, 512)
-
-
-def chunks_of(array) -> tuple[int, ...] | None:
-    chunks = getattr(array, "chunks", None)
-    if chunks is None or not all(isinstance(c, int | np.integer) for c in chunks):
-        return None
-    return tuple(int(c) for c in chunks)
-
-
-def tile_grid(labels, tile, chunks) -> tuple[pd.DataFrame, tuple[int, ...]]:
-    """The tile plan over the label image and the effective tile edge per axis."""
-    shape = tuple(labels.shape)
-    tile = default_tile(len(shape)) if tile is None else tile
-    chunks = chunks_of(labels) if chunks is None else chunks
-    plan = plan_tiles(shape, tile, halo=0, chunks=chunks, tiles_per_shard=1 << 30)
-    names = axis_names(len(shape))
-    edge = tuple(int(plan[f"{a}1"].iloc[0] - plan[f"{a}0"].iloc[0]) for a in names)
-    return plan, edge
 
 
 def _boxes_in(block: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -166,9 +143,9 @@ def object_table(
 
     `image` is (C, (Z,) Y, X) (a missing channel axis means one channel); `pixel_size` is one
     number or one per spatial axis (micrometres); `uncertainty` is a per-pixel image over the
-    spatial axes; `object_uncertainty` maps id -> uncertainty. `tile` (default `default_tile`)
-    bounds each read; tiles align to `chunks` (default: the label array's own chunks). See the
-    `features` package docstring for the columns and their units.
+    spatial axes; `object_uncertainty` maps id -> uncertainty. `tile` (default
+    `tiling.default_tile`) bounds each read; tiles align to `chunks` (default: the label array's
+    own chunks). See the `features` package docstring for the columns and their units.
     """
     ndim = labels.ndim
     names = axis_names(ndim)

@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..atomic import atomic_output  # noqa: E402
+from ..io import ngff, segmentation  # noqa: E402
 
 
 def save(fig, path, dpi: int = 100) -> None:
@@ -46,11 +47,6 @@ def _group(path, labels: str | None = None):
     return group["labels"][labels] if labels is not None else group
 
 
-def _levels(group) -> list[str]:
-    meta = group.attrs.get("ome", group.attrs)
-    return [d["path"] for d in meta["multiscales"][0]["datasets"]]
-
-
 def _lead(array, channel: int | None, plane: int | None) -> list[int]:
     """Indices that reduce a ([C,] [Z,] Y, X) array to (Y, X): the channel, then the plane."""
     lead = [] if channel is None else [channel]
@@ -66,7 +62,7 @@ def read_small(path, max_px: int = 512, channel: int | None = 0, labels: str | N
     strided down to it."""
     group = _group(path, labels)
     channel = None if labels is not None else channel
-    levels = _levels(group)
+    levels = ngff.level_paths(group)
     pick = levels[0]
     for lv in levels:
         if max(group[lv].shape[-2:]) >= max_px:
@@ -83,7 +79,7 @@ def read_window(path, box, channel: int | None = 0, labels: str | None = None, p
     """A native-resolution (level 0) window `box = (y0, y1, x0, x1)` of one channel (or a label
     image) of an NGFF store; 3D images: plane `plane` (default the middle one)."""
     group = _group(path, labels)
-    array = group[_levels(group)[0]]
+    array = ngff.level0(group)
     lead = _lead(array, None if labels is not None else channel, plane)
     y0, y1, x0, x1 = box
     data = np.asarray(array[(*lead, slice(y0, y1), slice(x0, x1))])
@@ -93,33 +89,26 @@ def read_window(path, box, channel: int | None = 0, labels: str | None = None, p
 def full_shape(path) -> tuple[int, ...]:
     """The spatial shape ([Z,] Y, X) of an NGFF image at level 0."""
     group = _group(path)
-    return tuple(group[_levels(group)[0]].shape[1:])
+    return tuple(ngff.level0(group).shape[1:])
 
 
 def pixel_size(path) -> float | None:
     """Micrometers per pixel in x at level 0 (None when the store says nothing useful)."""
     group = _group(path)
-    meta = group.attrs.get("ome", group.attrs)["multiscales"][0]
-    scale = meta["datasets"][0]["coordinateTransformations"][0]["scale"]
-    unit = next((a.get("unit") for a in meta["axes"] if a["name"] == "x"), None)
-    if unit not in (None, "micrometer") or not scale[-1] > 0:
+    size = ngff.level0_scale(group)["x"]
+    if ngff.axis_unit(group, "x") not in (None, "micrometer") or not size > 0:
         return None
-    return float(scale[-1])
+    return size
 
 
 def channel_index(path, suffix: str) -> int | None:
     """Index of the first channel whose omero label ends with `suffix` (None if none)."""
-    attrs = _group(path).attrs
-    omero = attrs.get("omero") or attrs.get("ome", {}).get("omero", {})
-    for i, ch in enumerate(omero.get("channels", [])):
-        if str(ch.get("label", "")).endswith(suffix):
-            return i
-    return None
+    labels = ngff.channel_labels(_group(path).attrs)
+    return next((i for i, label in enumerate(labels) if str(label).endswith(suffix)), None)
 
 
 def label_names(path) -> list[str]:
-    group = _group(path)
-    return list(group["labels"].attrs.get("labels", [])) if "labels" in group else []
+    return segmentation.label_names(_group(path))
 
 
 def stretch(img: np.ndarray, lo=None, hi=None) -> np.ndarray:
