@@ -40,9 +40,10 @@ import torch
 from microdiff import diffusion as dm
 from microdiff import generate as g
 from microdiff.metrics import average_precision
+from microdiff.normalize import percentile_norm
 from microdiff.segment import instances
 from microdiff.segment.model import Model, train_model
-from microdiff.segment.represent import MixedSource, PairSource, percentile_norm
+from microdiff.segment.represent import MixedSource, PairSource
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from segment import microdiff_fn  # noqa: E402  (bench/segment.py: the stage's way)

@@ -31,10 +31,11 @@ from train_default_segment import simulated_pairs  # noqa: E402
 
 from microdiff import diffusion as dm  # noqa: E402
 from microdiff.metrics import auroc, average_precision, false_positive_flags  # noqa: E402
+from microdiff.normalize import percentile_norm  # noqa: E402
 from microdiff.segment import instances  # noqa: E402
 from microdiff.segment import model as segmodel  # noqa: E402
 from microdiff.segment.model import Model, build, nfe, predict, summarize, train_model  # noqa: E402
-from microdiff.segment.represent import PairSource, percentile_norm  # noqa: E402
+from microdiff.segment.represent import PairSource  # noqa: E402
 from microdiff.segment.stage import PAD  # noqa: E402
 
 TAUS = [0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9]

@@ -20,10 +20,10 @@ from skimage.filters import threshold_otsu
 from skimage.segmentation import watershed
 
 from microdiff.metrics import average_precision
+from microdiff.normalize import percentile_norm
 from microdiff.segment import cells as fallback
 from microdiff.segment import instances
 from microdiff.segment.model import Model, nfe, predict, summarize
-from microdiff.segment.represent import percentile_norm
 from microdiff.segment.stage import PAD
 from microdiff.shipped import SEGMENT_CELLS, SEGMENT_NUCLEI
 from microdiff.simulate import simulate_image

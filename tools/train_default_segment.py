@@ -38,8 +38,8 @@ from pathlib import Path
 import numpy as np
 
 from microdiff.diffusion import read_config
+from microdiff.normalize import percentile_norm
 from microdiff.segment.model import train_model
-from microdiff.segment.represent import percentile_norm
 from microdiff.simulate import simulate_image
 
 MODELS = Path(__file__).resolve().parents[1] / "src/microdiff/models"

@@ -284,3 +284,13 @@ def illumination_path(stats: dict, norm_path) -> str | None:
 def write_json(path, obj) -> None:
     with atomic_output(path) as tmp, open(tmp, "w") as fh:
         json.dump(obj, fh, indent=1)
+
+
+def percentile_norm(image: np.ndarray, low: float = 1.0, high: float = 99.8) -> np.ndarray:
+    """Per-channel percentile normalization of (C, ...) to about [0, 1] (training images)."""
+    image = np.asarray(image, np.float32)
+    out = np.empty_like(image)
+    for c in range(image.shape[0]):
+        lo, hi = np.percentile(image[c], [low, high])
+        out[c] = (image[c] - lo) / max(hi - lo, 1e-6)
+    return out

@@ -7,12 +7,12 @@ import torch
 
 from microdiff import simulate
 from microdiff.diffusion import accel
+from microdiff.normalize import percentile_norm
 from microdiff.restore.denoise import denoise_v, plane_batch, to_v, vst_range
 from microdiff.restore.noise_model import NoiseModel
 from microdiff.restore.stage import DEFAULT_MODEL as RESTORE_MODEL
 from microdiff.restore.stage import load_model
 from microdiff.segment.model import Model, predict, summarize, tile_batch
-from microdiff.segment.represent import percentile_norm
 from microdiff.segment.stage import DEFAULT_MODEL as SEGMENT_MODEL
 
 FP32 = {"bf16": False, "channels_last": False, "compile": False}

@@ -10,8 +10,9 @@ from microdiff import diffusion as dm
 from microdiff import generate as g
 from microdiff.io import ngff
 from microdiff.io.labels import validate_labels
+from microdiff.normalize import percentile_norm
 from microdiff.provenance import read_table_provenance
-from microdiff.segment.represent import MixedSource, PairSource, percentile_norm
+from microdiff.segment.represent import MixedSource, PairSource
 from microdiff.simulate import simulate_image
 
 SHAPE = (96, 128)

@@ -19,7 +19,7 @@ from skimage.segmentation import find_boundaries
 
 from .. import diffusion as dm
 from ..diffusion import accel
-from ..segment.represent import representation
+from ..label_maps import representation
 from ..tiling import sample_patch_boxes
 
 TASK = "generate"

@@ -29,7 +29,7 @@ from ..atomic import atomic_output
 from ..errors import InputError
 from ..io import ngff
 from ..io.labels import create_labels, fill_label_pyramid, set_colors, validate_labels
-from ..segment.represent import percentile_norm
+from ..normalize import percentile_norm
 from .masks import ObjectBank, sample_layout
 from .model import Generator, contrast, synthesize
 
@@ -97,8 +97,7 @@ def load_annotated_rows(rows, channels: Sequence | None = None) -> dict:
     """Annotated pairs from (image, nuclei labels, class table or None) rows: images
     percentile-normalized per channel, `channels` (indices or names; default all) picked;
     labels int32; classes {id: class} per pair when every pair has a class table."""
-    from ..io.readers import open_image
-    from ..segment.stage import resolve_channel
+    from ..io.readers import open_image, resolve_channel
 
     images, labels, classes, names = [], [], [], None
     for image, nuclei, cl in rows:

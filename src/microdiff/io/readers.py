@@ -9,6 +9,7 @@ the caller gives (the sample sheet's `axes` column).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,17 @@ SUPPORTED_DTYPES = (np.uint8, np.uint16, np.float32)
 # Axis letters we accept on input, beyond c/z/y/x: singleton time/sequence axes are dropped and
 # RGB samples ('s') are channels.
 _SINGLETON_OK = set("tqi")
+
+
+def resolve_channel(names: Sequence[str], channel) -> int:
+    """The index of a channel given by index or by name among `names`."""
+    if isinstance(channel, int | np.integer):
+        if not 0 <= channel < len(names):
+            raise ValueError(f"channel {channel} out of range for channels {list(names)}")
+        return int(channel)
+    if channel not in names:
+        raise ValueError(f"no channel named {channel!r}; the image has {list(names)}")
+    return list(names).index(channel)
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """Diffusion-based instance segmentation with uncertainty (the `segment` stage).
 
-represent  labels -> (fg, dist) representation, training pairs, augmentation
+represent  training pairs (labels -> label_maps.representation), augmentation
 model      conditional diffusion UNet: training, K-sample inference, probability/uncertainty
 instances  seeded watershed, per-object consistency, stitching over tiles, cells from nuclei
 stage      the stage over stores: shard jobs and the gather (NGFF labels + object table)

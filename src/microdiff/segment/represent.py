@@ -1,10 +1,5 @@
-"""The segmentation representation a diffusion model generates, and training pairs for it.
-
-Per object kind (nuclei, cells) two channels, both in [-1, 1]:
-
-    fg    foreground (1 inside any object, -1 outside)
-    dist  per-object normalized distance to the object's own border: 0 on the border, 1 at the
-          object's deepest pixel (mapped to [-1, 1]; -1 on background)
+"""Training pairs for the segmentation model: per object kind (nuclei, cells) the two channels
+of `label_maps.representation` (fg, dist) as the target, the normalized image as the condition.
 
 Touching objects are separated by the distance map (it drops to 0 where they meet), so a seeded
 watershed on it (seeds where dist > 0.5) recovers instances; see `instances`.
@@ -15,37 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import ndimage as ndi
-from skimage.segmentation import find_boundaries
 
+from ..label_maps import representation
 from ..provenance import stable_hash
 
 KINDS = ("nuclei", "cells")
-
-
-def representation(labels: np.ndarray) -> np.ndarray:
-    """Instance labels ([Z,] Y, X) -> (2, [Z,] Y, X) float32 target in [-1, 1] (fg, dist)."""
-    labels = np.asarray(labels)
-    fg = labels > 0
-    inner = fg & ~find_boundaries(labels, mode="inner")
-    d = ndi.distance_transform_edt(inner).astype(np.float32)
-    d[fg] += 1.0  # border pixels get 1, so every object pixel is above 0
-    ids = np.unique(labels[fg])
-    peak = np.zeros(int(labels.max()) + 1, np.float32)
-    if len(ids):
-        peak[ids] = np.asarray(ndi.maximum(d, labels, ids), np.float32)
-    norm = np.where(fg, d / np.maximum(peak[labels], 1.0), 0.0)
-    return np.stack([fg * 2.0 - 1.0, norm * 2.0 - 1.0]).astype(np.float32)
-
-
-def percentile_norm(image: np.ndarray, low: float = 1.0, high: float = 99.8) -> np.ndarray:
-    """Per-channel percentile normalization of (C, ...) to about [0, 1] (training images)."""
-    image = np.asarray(image, np.float32)
-    out = np.empty_like(image)
-    for c in range(image.shape[0]):
-        lo, hi = np.percentile(image[c], [low, high])
-        out[c] = (image[c] - lo) / max(hi - lo, 1e-6)
-    return out
 
 
 class PairSource:

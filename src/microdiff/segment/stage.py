@@ -21,6 +21,7 @@ from ..diffusion import accel
 from ..gather import ShardReader
 from ..io import ngff
 from ..io.labels import create_labels, fill_label_pyramid, set_colors, validate_labels
+from ..io.readers import resolve_channel
 from ..normalize import Normalizer, level0
 from ..shards import run_whole, tile_shape, write_shard
 from ..tiling import Box, iter_tiles
@@ -31,16 +32,6 @@ from .model import Model, nfe, predict, summarize, tile_batch
 log = logging.getLogger("microdiff.segment")
 PAD = 32  # mirrored context (pixels) around every tile, so image borders look alike however tiled
 DEFAULT_MODEL = shipped.SEGMENT_NUCLEI
-
-
-def resolve_channel(names: Sequence[str], channel) -> int:
-    if isinstance(channel, int | np.integer):
-        if not 0 <= channel < len(names):
-            raise ValueError(f"channel {channel} out of range for channels {list(names)}")
-        return int(channel)
-    if channel not in names:
-        raise ValueError(f"no channel named {channel!r}; the image has {list(names)}")
-    return list(names).index(channel)
 
 
 def channel_names(group: zarr.Group) -> list[str]:

@@ -10,10 +10,10 @@ import pandas as pd
 import tifffile
 
 from ..errors import InputError
-from ..io.readers import open_image
+from ..io.readers import open_image, resolve_channel
+from ..normalize import percentile_norm
 from .model import train_model
-from .represent import MixedSource, PairSource, percentile_norm
-from .stage import resolve_channel
+from .represent import MixedSource, PairSource
 
 
 def demo_pairs(images) -> list[tuple[str, str, str]]:
