@@ -8,6 +8,7 @@ import microdiff
 from microdiff import samples as sample_sheet
 from microdiff.checks import check_config
 from microdiff.io.plate import PLATE_COLUMNS
+from microdiff.tiling import n_shards
 
 SAMPLES = sample_sheet.load(config["input"])
 # The final targets; each stage file appends the outputs its stage adds.
@@ -92,8 +93,7 @@ def image_store(sample, restored):
 def shard_stores(wildcards, pattern):
     """The shard stores of one sample, one per shard of its tile plan: `pattern` with the sample
     and the shard number filled in."""
-    shards = pd.read_parquet(get_tile_plan(wildcards), columns=["shard"])["shard"]
-    n = int(shards.max()) + 1 if len(shards) else 0
+    n = n_shards(pd.read_parquet(get_tile_plan(wildcards), columns=["shard"]))
     return [pattern.format(sample=wildcards.sample, shard=i) for i in range(n)]
 
 
