@@ -1,4 +1,5 @@
-# Samples, batches, wildcard constraints and input functions (get_*) shared by every stage.
+# Samples, batches, wildcard constraints, the workflow's paths and the input functions shared by
+# every stage.
 import re
 from types import SimpleNamespace
 
@@ -6,8 +7,10 @@ import pandas as pd
 
 import microdiff
 from microdiff import samples as sample_sheet
+from microdiff import shipped
 from microdiff.checks import check_config
 from microdiff.io.plate import PLATE_COLUMNS
+from microdiff.segment import settings as segment_settings
 from microdiff.tiling import n_shards
 
 SAMPLES = sample_sheet.load(config["input"])
@@ -71,12 +74,16 @@ def flat(rows, side, name, flag=None):
     return out
 
 
-# The workflow's layout: the paths more than one stage file names (the package knows none).
+# The workflow's layout (the package knows none of it): paths that rules and input functions share.
 DEMO_IMAGE = "data/demo/images/{sample}.ome.tif"
 GENERATE_MODEL = "models/generate"
 SYNTHETIC_PAIRS = "results/synthetic/pairs"
 SYNTHETIC_MANIFEST = "results/synthetic/manifest.parquet"
 SYNTHETIC_EXAMPLES = "results/synthetic/examples.png"
+SEGMENT_TRAINED = "models/segment_nuclei"
+RESTORE_SHARD = "results/{sample}/restore/shard-{shard}.zarr"
+SUPERRES_SHARD = "results/{sample}/superres/shard-{shard}.zarr"
+SEGMENT_SHARD = "results/{sample}/segment_shards/{shard}.zarr"
 
 
 def demo_images(samples):
@@ -95,6 +102,65 @@ def shard_stores(wildcards, pattern):
     and the shard number filled in."""
     n = n_shards(pd.read_parquet(get_tile_plan(wildcards), columns=["shard"]))
     return [pattern.format(sample=wildcards.sample, shard=i) for i in range(n)]
+
+
+# What a stage reads, as the config says.
+
+
+def superres_image(sample):
+    """What SR reads: the restored image when the restore stage is enabled, else the raw one."""
+    return image_store(sample, config.get("restore", {}).get("enabled", False))
+
+
+def segment_image(sample):
+    """The stage's input: restored when asked for and the restore stage is enabled, else raw."""
+    restore = config.get("restore") or {}
+    wants = config["segment"].get("input", "raw") == "restored"
+    return image_store(sample, bool(wants and restore.get("enabled")))
+
+
+def segment_model():
+    """A file that stands for the model: the trained checkpoint's config or the shipped one
+    (`segment.shipped`: the nuclei model, or its one-step distilled student)."""
+    if segment_settings.training(config):
+        return f"{SEGMENT_TRAINED}/config.json"
+    return str(shipped.SEGMENT[config["segment"].get("shipped", "nuclei")] / "config.json")
+
+
+def segment_cell_model():
+    """{"cell_model": its config file} when cells are wanted and the model makes none (the
+    shipped nuclei models, or a trained one without cells): `segment.cell_model` shipped (the
+    shipped cell model) or a checkpoint dir; {} with `none` (the non-diffusion fallback)."""
+    seg = config["segment"]
+    choice = seg.get("cell_model", "shipped")
+    if "cells" not in seg.get("kinds", []) or choice in (None, "none"):
+        return {}
+    if segment_settings.training(config):  # trained with cells (demo truth, or a cells column)
+        return {}
+    path = shipped.SEGMENT_CELLS if choice == "shipped" else choice
+    return {"cell_model": f"{path}/config.json"}
+
+
+def segment_train_inputs():
+    """The pairs table, or (demo) the simulated images whose truth labels train the model."""
+    if config["segment"].get("pairs"):
+        return [config["segment"]["pairs"]]
+    if not config["input"].get("demo"):
+        raise ValueError("segment.train needs segment.pairs unless the input is the demo")
+    return demo_images(SAMPLES.index)
+
+
+def generate_inputs():
+    """The files the annotated pairs come from: a pairs TSV (generate.pairs, else
+    segment.pairs), or with the demo its simulated images (truth labels and classes beside)."""
+    table = config["generate"].get("pairs") or (config.get("segment") or {}).get("pairs")
+    if table:
+        return [table]
+    if not config["input"].get("demo"):
+        raise ValueError(
+            "generate needs generate.pairs (or segment.pairs) unless the input is the demo"
+        )
+    return demo_images(SAMPLES.index)
 
 
 def get_image(wildcards):

@@ -6,20 +6,6 @@
 # segment stage's train_segment mixes the pairs into its training (see segment.smk).
 from microdiff.generate import settings as generate_settings
 
-
-def generate_inputs():
-    """The files the annotated pairs come from: a pairs TSV (generate.pairs, else
-    segment.pairs), or with the demo its simulated images (truth labels and classes beside)."""
-    table = config["generate"].get("pairs") or (config.get("segment") or {}).get("pairs")
-    if table:
-        return [table]
-    if not config["input"].get("demo"):
-        raise ValueError(
-            "generate needs generate.pairs (or segment.pairs) unless the input is the demo"
-        )
-    return demo_images(SAMPLES.index)
-
-
 if generate_settings.enabled(config):
 
     rule train_generate:

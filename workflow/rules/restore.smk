@@ -7,9 +7,6 @@
 # retrains. restore.enabled: false skips the stage (later stages then read raw.ome.zarr).
 from microdiff.restore import settings as restore_settings
 
-RESTORE_SHARD = "results/{sample}/restore/shard-{shard}.zarr"
-SUPERRES_SHARD = "results/{sample}/superres/shard-{shard}.zarr"
-
 if config.get("restore", {}).get("enabled", False):
 
     wildcard_constraints:
@@ -124,12 +121,6 @@ if config.get("restore", {}).get("enabled", False):
 # when the restore stage is enabled, raw.ome.zarr otherwise. Training parameters live in
 # train_superres's params only, so changing the sampler, steps or K never retrains.
 from microdiff.restore import superres_workflow as superres_wf
-
-
-def superres_image(sample):
-    """What SR reads: the restored image when the restore stage is enabled, else the raw one."""
-    return image_store(sample, config.get("restore", {}).get("enabled", False))
-
 
 if superres_wf.enabled(config):
 

@@ -3,52 +3,8 @@
 # (segment.cell_model); the gather stitches instances into NGFF labels. segment.method bright
 # replaces both with one per-sample rule (segment_bright: threshold + watershed of dark cells
 # on a bright background, non-diffusion).
-from microdiff import shipped
 from microdiff.generate import settings as generate_settings
 from microdiff.segment import settings as segment_settings
-
-SEGMENT_TRAINED = "models/segment_nuclei"
-SEGMENT_SHARD = "results/{sample}/segment_shards/{shard}.zarr"
-
-
-def segment_image(sample):
-    """The stage's input: restored when asked for and the restore stage is enabled, else raw."""
-    restore = config.get("restore") or {}
-    wants = config["segment"].get("input", "raw") == "restored"
-    return image_store(sample, bool(wants and restore.get("enabled")))
-
-
-def segment_model():
-    """A file that stands for the model: the trained checkpoint's config or the shipped one
-    (`segment.shipped`: the nuclei model, or its one-step distilled student)."""
-    if segment_settings.training(config):
-        return f"{SEGMENT_TRAINED}/config.json"
-    return str(shipped.SEGMENT[config["segment"].get("shipped", "nuclei")] / "config.json")
-
-
-def segment_cell_model():
-    """{"cell_model": its config file} when cells are wanted and the model makes none (the
-    shipped nuclei models, or a trained one without cells): `segment.cell_model` shipped (the
-    shipped cell model) or a checkpoint dir; {} with `none` (the non-diffusion fallback)."""
-    seg = config["segment"]
-    choice = seg.get("cell_model", "shipped")
-    if "cells" not in seg.get("kinds", []) or choice in (None, "none"):
-        return {}
-    if segment_settings.training(config):  # trained with cells (demo truth, or a cells column)
-        return {}
-    path = shipped.SEGMENT_CELLS if choice == "shipped" else choice
-    return {"cell_model": f"{path}/config.json"}
-
-
-def segment_train_inputs():
-    """The pairs table, or (demo) the simulated images whose truth labels train the model."""
-    if config["segment"].get("pairs"):
-        return [config["segment"]["pairs"]]
-    if not config["input"].get("demo"):
-        raise ValueError("segment.train needs segment.pairs unless the input is the demo")
-    return demo_images(SAMPLES.index)
-
-
 
 if config["segment"]["enabled"]:
     FINAL_TARGETS += expand(
