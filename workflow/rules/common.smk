@@ -9,6 +9,7 @@ import microdiff
 from microdiff import samples as sample_sheet
 from microdiff import shipped
 from microdiff.checks import check_config
+from microdiff.generate import settings as generate_settings
 from microdiff.io.plate import PLATE_COLUMNS
 from microdiff.segment import settings as segment_settings
 from microdiff.tiling import n_shards
@@ -148,6 +149,25 @@ def segment_train_inputs():
     if not config["input"].get("demo"):
         raise ValueError("segment.train needs segment.pairs unless the input is the demo")
     return demo_images(SAMPLES.index)
+
+
+def synthetic_mix():
+    """With generate.train_segment, the synthetic pairs train_segment mixes in: {manifest,
+    ratio}; else {}."""
+    ratio = generate_settings.segment_ratio(config)
+    return {} if ratio is None else {"manifest": SYNTHETIC_MANIFEST, "ratio": ratio}
+
+
+def synthetic_inputs():
+    """train_segment's named input for the mix, only when it is on."""
+    return {"synthetic": SYNTHETIC_MANIFEST} if synthetic_mix() else {}
+
+
+def synthetic_params():
+    """train_segment's named params for the mix, only when it is on (so a workflow without it
+    keeps train_segment's params, and its model, as they were)."""
+    mix = synthetic_mix()
+    return {"synthetic": mix} if mix else {}
 
 
 def generate_inputs():

@@ -3,7 +3,6 @@
 # (segment.cell_model); the gather stitches instances into NGFF labels. segment.method bright
 # replaces both with one per-sample rule (segment_bright: threshold + watershed of dark cells
 # on a bright background, non-diffusion).
-from microdiff.generate import settings as generate_settings
 from microdiff.segment import settings as segment_settings
 
 if config["segment"]["enabled"]:
@@ -14,20 +13,16 @@ if config["segment"]["enabled"]:
     )
 
 if segment_settings.training(config) and config["segment"].get("method", "diffusion") == "diffusion":
-    # generate.train_segment: the synthetic pairs mixed into training (only then named in the
-    # rule's input and params, so a workflow without them keeps its model)
-    _ratio = generate_settings.segment_ratio(config)
-    _mix = {} if _ratio is None else {"manifest": SYNTHETIC_MANIFEST, "ratio": _ratio}
 
     rule train_segment:
         input:
             images=segment_train_inputs(),
-            **({"synthetic": SYNTHETIC_MANIFEST} if _mix else {}),
+            **synthetic_inputs(),
         output:
             segment_model(),
         params:
             segment=segment_settings.training_params(config),
-            **({"synthetic": _mix} if _mix else {}),
+            **synthetic_params(),
         log:
             "logs/train_segment/train.log",
         benchmark:
