@@ -1,5 +1,6 @@
 """The package's layering, read from its source: stage packages import no sibling stage, the
-engine (`diffusion`) and `io` import no stage, and no module knows the workflow's layout."""
+engine (`diffusion`) and `io` import no stage, `tiling` imports nothing of the package, and no
+module knows the workflow's layout."""
 
 import ast
 from pathlib import Path
@@ -87,6 +88,10 @@ def test_the_engine_imports_no_stage():
 
 def test_io_imports_no_stage_nor_the_engine():
     assert _violations(lambda pa, pb: pa == "io" and pb in HIGHER | {"diffusion"}) == []
+
+
+def test_tiling_is_the_bottom_layer():
+    assert _violations(lambda pa, pb: pa == "tiling") == []
 
 
 @pytest.mark.parametrize(
