@@ -137,7 +137,5 @@ class ImageMeta(NamedTuple):
 def image_meta(image) -> ImageMeta:
     """Level 0's shape, the axes, scale and channel names of an NGFF image."""
     g = zarr.open_group(str(image), mode="r")
-    ms = g.attrs["multiscales"][0]
-    axes = "".join(a["name"] for a in ms["axes"])
-    names = [ch["label"] for ch in g.attrs.get("omero", {}).get("channels", [])]
-    return ImageMeta(tuple(g["0"].shape), axes, ngff.level0_scale(g), names)
+    names = ngff.channel_labels(g.attrs)
+    return ImageMeta(tuple(ngff.level0(g).shape), ngff.axis_letters(g), ngff.level0_scale(g), names)
