@@ -11,10 +11,6 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 PACKAGE = SRC / "microdiff"
 STAGES = {"restore", "segment", "generate", "classify", "features"}
 HIGHER = STAGES | {"report"}
-# Imports the rules below still meet, each to be removed: (importing module, imported prefix).
-# Issue 18: segment.model still builds its network with restore.denoise.localize, until the
-# engine's network factory takes `local` over.
-KNOWN = {("microdiff.segment.model", "microdiff.restore")}
 
 
 def _modules():
@@ -66,11 +62,7 @@ EDGES = list(_edges())
 
 
 def _violations(rule) -> list[str]:
-    return [
-        f"{a} imports {b}"
-        for a, pa, b, pb in EDGES
-        if rule(pa, pb) and not any(a == k and b.startswith(prefix) for k, prefix in KNOWN)
-    ]
+    return [f"{a} imports {b}" for a, pa, b, pb in EDGES if rule(pa, pb)]
 
 
 def test_imports_are_found():
