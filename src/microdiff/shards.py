@@ -97,7 +97,7 @@ def run_shard(
     shape = tile_shape(plan)
     tiles = list(iter_tiles(plan, shard))
     batches = [tiles[i : i + batch_size] for i in range(0, len(tiles), batch_size)]
-    scale = tuple(factor if a in "yx" else 1 for a in ("z", "y", "x")[-len(shape) :])
+    scale = tuple(factor if a in "yx" else 1 for a in axis_names(len(shape)))
 
     def load(batch):
         reads = [read_padded(source, halo, shape, image_shape) for _, _, halo in batch]

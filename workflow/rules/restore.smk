@@ -120,7 +120,7 @@ if config.get("restore", {}).get("enabled", False):
 # superres.ome.zarr/uncertainty when superres.inference.samples > 1. SR reads restored.ome.zarr
 # when the restore stage is enabled, raw.ome.zarr otherwise. Training parameters live in
 # train_superres's params only, so changing the sampler, steps or K never retrains.
-from microdiff.restore import superres_workflow as superres_wf
+from microdiff.restore import superres_settings as superres_wf
 
 if superres_wf.enabled(config):
 
