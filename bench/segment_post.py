@@ -1,0 +1,149 @@
+"""CPU cost of the segment stage's work around the network, per megapixel.
+
+    python bench/segment_post.py [--images 3 --size 1024 --cache /tmp/segment_post]
+    python bench/segment_post.py --profile            # cProfile of the gather: hot spots
+    python bench/segment_post.py --save ref.npz       # keep the labels ...
+    python bench/segment_post.py --compare ref.npz    # ... and compare a later run's with them
+
+Images like the demo's (microdiff.simulate, nuclei + cytoplasm, photons 30, 0.65 um pixels,
+tiles of 512 with a halo of 32, 16 tiles per shard) go through the segment stage's shard part
+once (the shipped nuclei and cell models, K = 4 samples of 1 step: config.yaml's segment
+section); the shard stores are cached in `--cache`, so later runs time only the gather. CPU
+seconds (time.process_time) of each step of the gather: nuclei instances (extraction, K-sample
+consistency, stitching), cells from the nuclei, the segments table, the image and label
+pyramids, and the rest (probability/uncertainty image, validation, the table's file). AP@0.5 of
+nuclei and cells against the simulator's truth says whether a change lowered quality.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import shutil
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import yaml
+import zarr
+
+from microdiff import normalize
+from microdiff.ingest import ingest
+from microdiff.io import ngff
+from microdiff.metrics import average_precision
+from microdiff.segment import instances, stage
+from microdiff.shipped import SEGMENT_CELLS, SEGMENT_NUCLEI
+from microdiff.simulate import simulate_image, write_sample
+from microdiff.tiling import plan_store
+
+REPO = Path(__file__).resolve().parents[1]
+SECTION = "segment"
+STEPS = {  # step name -> (module, function) timed inside the gather
+    "nuclei instances + stitching": (instances, "stitch"),
+    "cells from nuclei": (instances, "link_cells"),
+    "segments table": (stage, "object_table"),
+    "label pyramids": (stage, "fill_label_pyramid"),
+    "image pyramid": (ngff, "fill_pyramid"),
+}
+
+
+def params() -> dict:
+    p = yaml.safe_load((REPO / "config.yaml").read_text())[SECTION]
+    return {**p, "batch_size": 1}
+
+
+def prepare(cache: Path, n: int, size: int) -> list[dict]:
+    """Simulated images, their stores and normalization, and their shard stores (cached)."""
+    demo = yaml.safe_load((REPO / "config.yaml").read_text())["input"]["demo"]
+    out = []
+    for i in range(n):
+        d = cache / f"img{i}-{size}"
+        raw, norm = d / "raw.ome.zarr", d / "norm.json"
+        plan = plan_store(raw, tile=512, halo=32, tiles_per_shard=16) if raw.exists() else None
+        if not (d / "done").exists():
+            shutil.rmtree(d, ignore_errors=True)
+            sim = simulate_image((size, size), photons=demo["photons"], seed=100 + i)
+            path = write_sample(d, "s", sim, pixel_size=demo["pixel_size"])
+            ingest(path, raw, chunk_bytes=1 << 20, progress=False)
+            normalize.compute([raw], (1.0, 99.8), norm)
+            plan = plan_store(raw, tile=512, halo=32, tiles_per_shard=16)
+            t = time.process_time()
+            for s in sorted(int(v) for v in plan["shard"].unique()):
+                stage.segment_shard(raw, plan, s, d / f"shard-{s}.zarr", SEGMENT_NUCLEI, norm,
+                                    params(), 1, "cpu", SEGMENT_CELLS)  # fmt: skip
+            print(f"image {i}: network {time.process_time() - t:.1f} CPU s (cached in {d})")
+            (d / "done").touch()
+        import tifffile
+
+        truth = {k: tifffile.imread(d / "truth" / f"s_{k}.tif") for k in ("nuclei", "cells")}
+        stores = sorted(d.glob("shard-*.zarr"), key=lambda s: int(s.stem.split("-")[1]))
+        out.append({"raw": raw, "norm": norm, "plan": plan, "stores": stores, "truth": truth})
+    return out
+
+
+def timed(spent: dict, name: str, fn):
+    def wrapper(*args, **kwargs):
+        t = time.process_time()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            spent[name] += time.process_time() - t
+
+    return wrapper
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--images", type=int, default=3)
+    ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "segment_post")
+    ap.add_argument("--profile", action="store_true", help="cProfile the gathers")
+    ap.add_argument("--save", type=Path, help="write the labels to this .npz")
+    ap.add_argument("--compare", type=Path, help="compare the labels with this .npz")
+    a = ap.parse_args()
+    a.cache.mkdir(parents=True, exist_ok=True)
+    images = prepare(a.cache, a.images, a.size)
+    spent = defaultdict(float)
+    for name, (module, fn) in STEPS.items():
+        setattr(module, fn, timed(spent, name, getattr(module, fn)))
+    prof = cProfile.Profile() if a.profile else None
+    labels, truth, total, p = {}, defaultdict(list), 0.0, params()
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, im in enumerate(images):
+            out, table = Path(tmp) / f"{i}.ome.zarr", Path(tmp) / f"{i}.parquet"
+            t = time.process_time()
+            if prof:
+                prof.enable()
+            stage.segment_gather(im["raw"], im["plan"], im["stores"], out, table, im["norm"], p)
+            if prof:
+                prof.disable()
+            total += time.process_time() - t
+            root = zarr.open_group(str(out), mode="r")
+            for k in ("nuclei", "cells"):
+                labels[f"{k}{i}"] = root[f"labels/{k}/0"][:]
+                truth[k].append((im["truth"][k], labels[f"{k}{i}"]))
+    mp = a.images * a.size * a.size / 1e6
+    rows = list(spent.items()) + [("rest of the gather", total - sum(spent.values()))]
+    print(f"\n{a.images} images of {a.size} x {a.size} ({mp:.2f} MP)")
+    print(f"{'step':32s} {'CPU s':>8s} {'CPU s/MP':>9s}")
+    for name, s in rows + [("gather total", total)]:
+        print(f"{name:32s} {s:8.2f} {s / mp:9.2f}")
+    for k, pairs in truth.items():
+        ap50 = average_precision([t for t, _ in pairs], [p for _, p in pairs])[0]
+        print(f"AP@0.5 {k}: {ap50:.4f}")
+    if a.save:
+        np.savez_compressed(a.save, **labels)
+    if a.compare:
+        ref = np.load(a.compare)
+        for key, lab in labels.items():
+            same = ref[key].shape == lab.shape and np.array_equal(ref[key], lab)
+            print(f"{key}: {'identical' if same else 'DIFFERENT'} labels")
+    if prof:
+        pstats.Stats(prof).sort_stats("tottime").print_stats(30)
+
+
+if __name__ == "__main__":
+    main()
