@@ -27,6 +27,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import yaml
 import zarr
 
@@ -101,8 +102,8 @@ def main():
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "segment_post")
     ap.add_argument("--profile", action="store_true", help="cProfile the gathers")
-    ap.add_argument("--save", type=Path, help="write the labels to this .npz")
-    ap.add_argument("--compare", type=Path, help="compare the labels with this .npz")
+    ap.add_argument("--save", type=Path, help="write labels, image and table to this .npz")
+    ap.add_argument("--compare", type=Path, help="compare them with this .npz")
     a = ap.parse_args()
     a.cache.mkdir(parents=True, exist_ok=True)
     images = prepare(a.cache, a.images, a.size)
@@ -122,6 +123,8 @@ def main():
                 prof.disable()
             total += time.process_time() - t
             root = zarr.open_group(str(out), mode="r")
+            labels[f"image{i}"] = root["0"][:]  # probability and uncertainty
+            labels[f"table{i}"] = pd.read_parquet(table).select_dtypes("number").to_numpy(float)
             for k in ("nuclei", "cells"):
                 labels[f"{k}{i}"] = root[f"labels/{k}/0"][:]
                 truth[k].append((im["truth"][k], labels[f"{k}{i}"]))
@@ -139,8 +142,8 @@ def main():
     if a.compare:
         ref = np.load(a.compare)
         for key, lab in labels.items():
-            same = ref[key].shape == lab.shape and np.array_equal(ref[key], lab)
-            print(f"{key}: {'identical' if same else 'DIFFERENT'} labels")
+            same = ref[key].shape == lab.shape and np.array_equal(ref[key], lab, equal_nan=True)
+            print(f"{key}: {'identical' if same else 'DIFFERENT'}")
     if prof:
         pstats.Stats(prof).sort_stats("tottime").print_stats(30)
 

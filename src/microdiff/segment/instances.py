@@ -130,12 +130,19 @@ def best_iou(ref: np.ndarray, other: np.ndarray, n_ref: int) -> np.ndarray:
     out = np.zeros(n_ref + 1)
     if not both.any():
         return out[1:]
-    a = ref[both].astype(np.int64)
-    b = other[both].astype(np.int64)
-    pairs, inter = np.unique(a * (int(other.max()) + 1) + b, return_counts=True)
-    pa, pb = pairs // (int(other.max()) + 1), pairs % (int(other.max()) + 1)
     area_a = np.bincount(ref.ravel(), minlength=n_ref + 1)
     area_b = np.bincount(other.ravel())
+    ids_a, ids_b = np.flatnonzero(area_a), np.flatnonzero(area_b)  # ids present: few
+    rank_a, rank_b = np.zeros(len(area_a), np.int64), np.zeros(len(area_b), np.int64)
+    rank_a[ids_a], rank_b[ids_b] = np.arange(len(ids_a)), np.arange(len(ids_b))
+    keys = rank_a[ref[both]] * len(ids_b) + rank_b[other[both]]
+    if len(ids_a) * len(ids_b) <= 4 * len(keys):  # count the pairs without sorting them
+        inter = np.bincount(keys)
+        pairs = np.flatnonzero(inter)
+        inter = inter[pairs]
+    else:
+        pairs, inter = np.unique(keys, return_counts=True)
+    pa, pb = ids_a[pairs // len(ids_b)], ids_b[pairs % len(ids_b)]
     iou = inter / (area_a[pa] + area_b[pb] - inter)
     np.maximum.at(out, pa, iou)
     return out[1:]
@@ -250,7 +257,7 @@ def link_cells(
     whose core holds its nucleus's anchor. Returns consistency per cell id (index id - 1)."""
     shape = tuple(int(s) for s in shape)
     n = len(nucleus_anchor)
-    cons = np.zeros(n)
+    cons, k = np.zeros(n), 0
     for core in cores:
         win = _window(core, halo, shape)
         w, nuc = read_cells(win), read_nuclei(win)
@@ -264,15 +271,12 @@ def link_cells(
         new = np.where(own[lab], lab, 0)
         if not new.any():
             continue
+        k = len(w.samples)  # the same in every window
         for fg, dist in w.samples:
             lab_k = cells_from(fg, dist, nuc, p, near)
             ious = best_iou(new, lab_k, n)
             cons += (ious > p.match_iou) & own[1:]
         _write_unclaimed(out, win, new)
-    k = 0
-    if cores:
-        w0 = read_cells(cores[0])
-        k = len(w0.samples)
     return {"consistency": cons / max(k, 1)}
 
 

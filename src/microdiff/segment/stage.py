@@ -227,9 +227,12 @@ def segment_gather(
         labs = create_labels(group, out_kinds, shape, scale, attrs={"microdiff": prov})
         dst = group["0"]
         ki = {k: i for i, k in enumerate(kinds)}
+
+        def channels(kind):  # a kind's prob and std in the shard stores
+            return [ki[kind] * (3 + 2 * meta["samples"]) + j for j in (0, 1)]
+
         for core in cores:
-            w = reader.read([ki["nuclei"] * (3 + 2 * meta["samples"]) + j for j in (0, 1)], core)
-            dst[(slice(0, 2), *core.slices)] = w
+            dst[(slice(0, 2), *core.slices)] = reader.read(channels("nuclei"), core)
         nuc = labs["nuclei"]["0"]
         facts = instances.stitch(
             lambda b: window(reader, ki["nuclei"], b), cores, shape, nuc, halo, ip
@@ -259,10 +262,12 @@ def segment_gather(
                 halo,
                 ip,
             )
-            for core in cores:
-                w = read_cells(core)
-                dst[(2, *core.slices)] = w.prob
-                dst[(3, *core.slices)] = w.std
+            for core in cores:  # prob and std only: the samples are not read again
+                if fallback:
+                    w = read_cells(core)
+                    dst[(slice(2, 4), *core.slices)] = np.stack([w.prob, w.std])
+                else:
+                    dst[(slice(2, 4), *core.slices)] = reader.read(channels("cells"), core)
             cons = cf["consistency"] if not fallback else np.full(len(facts["anchor"]), np.nan)
             rows.append(object_table(cell, dst, 2, cores, "cells", cons))
         ngff.fill_pyramid(group)
