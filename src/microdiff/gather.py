@@ -4,11 +4,13 @@ Every gather reads its shard stores through one `ShardReader`: each pixel comes 
 that owns the tile core holding it. An image stage copies the tile cores into an NGFF image
 (`write_image`: the posterior mean, and its standard deviation under `uncertainty/` when the
 shards hold one); the segment stage reads windows across tile borders to stitch its labels.
-Memory is bounded by tile (or window) size, never by image size.
+Memory is bounded by tile (or window) size and the reader's few kept tile blocks, never by image
+size.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -22,6 +24,7 @@ from .io import ngff
 from .tiling import Box, axis_names, iter_tiles, spatial_ndim
 
 UNCERTAINTY = "uncertainty"
+KEEP_BYTES = 256 << 20  # decoded tile blocks a ShardReader keeps (a window meets 3 x 3 tiles)
 
 
 class ShardReader:
@@ -40,6 +43,7 @@ class ShardReader:
         self.starts = np.array([c.start for c in cores], np.int64).reshape(-1, nd)
         self.stops = np.array([c.stop for c in cores], np.int64).reshape(-1, nd)
         self.attrs = dict(self.stores[0].attrs) if self.stores else {}
+        self._kept: OrderedDict = OrderedDict()  # (tile, channels) -> decoded block, LRU
 
     def tile(self, i: int) -> tuple[Box, np.ndarray]:
         """Tile i's core box and all its channels, from its shard."""
@@ -55,20 +59,37 @@ class ShardReader:
         out = np.zeros((n, *box.shape), np.float32)
         hit = np.all((self.starts < box.stop) & (self.stops > box.start), axis=1)
         for i in np.flatnonzero(hit):  # only the tiles the box meets (not a loop over all tiles)
-            core, sh = self.tiles[i]
+            core, _ = self.tiles[i]
             lo = tuple(max(a, b) for a, b in zip(core.start, box.start))
             hi = tuple(min(a, b) for a, b in zip(core.stop, box.stop))
             if any(a >= b for a, b in zip(lo, hi)):
                 continue
             part = Box(lo, hi)
-            rel = part.relative_to(box)
-            arr = self.stores[sh]
-            if isinstance(channels, slice):
-                out[(slice(None), *rel.slices)] = arr[(channels, *part.slices)]
-            else:
-                for j, c in enumerate(channels):
-                    out[(j, *rel.slices)] = arr[(c, *part.slices)]
+            block = self._block(int(i), channels)
+            out[(slice(None), *part.relative_to(box).slices)] = block[
+                (slice(None), *part.relative_to(core).slices)
+            ]
         return out
+
+    def _block(self, i: int, channels) -> np.ndarray:
+        """Channels of tile i's whole core (its chunks are decoded whole anyway), the latest
+        `KEEP_BYTES` of them kept: windows across tile borders read each tile several times."""
+        key = (i, channels.indices(1 << 62) if isinstance(channels, slice) else tuple(channels))
+        if key in self._kept:
+            self._kept.move_to_end(key)
+            return self._kept[key]
+        core, sh = self.tiles[i]
+        arr = self.stores[sh]
+        if isinstance(channels, slice):
+            block = arr[(channels, *core.slices)]
+        else:
+            block = np.zeros((len(channels), *core.shape), arr.dtype)
+            for j, c in enumerate(channels):
+                block[j] = arr[(c, *core.slices)]
+        self._kept[key] = block
+        while sum(b.nbytes for b in self._kept.values()) > KEEP_BYTES and len(self._kept) > 1:
+            self._kept.popitem(last=False)
+        return block
 
 
 def copy_cores(reader: ShardReader, dst) -> None:
