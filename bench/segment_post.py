@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import tifffile
 import yaml
 import zarr
 
@@ -77,8 +78,6 @@ def prepare(cache: Path, n: int, size: int) -> list[dict]:
                                     params(), 1, "cpu", SEGMENT_CELLS)  # fmt: skip
             print(f"image {i}: network {time.process_time() - t:.1f} CPU s (cached in {d})")
             (d / "done").touch()
-        import tifffile
-
         truth = {k: tifffile.imread(d / "truth" / f"s_{k}.tif") for k in ("nuclei", "cells")}
         stores = sorted(d.glob("shard-*.zarr"), key=lambda s: int(s.stem.split("-")[1]))
         out.append({"raw": raw, "norm": norm, "plan": plan, "stores": stores, "truth": truth})
