@@ -24,7 +24,7 @@ from ..io.labels import create_labels, fill_label_pyramid, set_colors, validate_
 from ..io.readers import resolve_channel
 from ..normalize import Normalizer, level0
 from ..shards import run_whole, tile_shape, write_shard
-from ..tiling import Box, iter_tiles
+from ..tiling import Box, axis_names, iter_tiles
 from . import cells as cell_fallback
 from . import instances
 from .model import Model, nfe, predict, summarize, tile_batch
@@ -32,10 +32,6 @@ from .model import Model, nfe, predict, summarize, tile_batch
 log = logging.getLogger("microdiff.segment")
 PAD = 32  # mirrored context (pixels) around every tile, so image borders look alike however tiled
 DEFAULT_MODEL = shipped.SEGMENT_NUCLEI
-
-
-def channel_names(group: zarr.Group) -> list[str]:
-    return [c["label"] for c in group.attrs.get("omero", {}).get("channels", [])]
 
 
 class NormalizedChannels:
@@ -82,7 +78,7 @@ def segment_shard(
                 f"{list(cells.kinds)} from {cells.cond_channels}"
             )
     group = zarr.open_group(str(image), mode="r")
-    names = channel_names(group)
+    names = ngff.channel_labels(group.attrs)
     chans = [resolve_channel(names, p.get("nuclei_channel", 0))]
     if model.cond_channels == 2 or cells is not None:
         chans.append(resolve_channel(names, p.get("cytoplasm_channel", 1)))
@@ -90,7 +86,7 @@ def segment_shard(
         raise ValueError(f"model needs {model.cond_channels} condition channels")
     norm = Normalizer.from_json(norm_json) if norm_json else None
     source = NormalizedChannels(level0(group, norm), chans, norm)
-    extent = tuple(int(plan[f"{a}1"].max()) for a in "zyx"[-len(source.shape[1:]) :])
+    extent = tuple(int(plan[f"{a}1"].max()) for a in axis_names(len(source.shape[1:])))
     if extent != tuple(source.shape[1:]):
         raise ValueError(
             f"{image}: grid {source.shape[1:]} differs from the tile plan's {extent} "
@@ -170,7 +166,7 @@ def segment_gather(
         raise ValueError("the segmentation model must produce nuclei")
     src = zarr.open_group(str(image), mode="r")
     shape = tuple(src["0"].shape[1:])
-    axes = "c" + "zyx"[-len(shape) :]
+    axes = "c" + "".join(axis_names(len(shape)))
     scale = ngff.level0_scale(src)
     cores = [core for _, core, _ in iter_tiles(plan)]
     ip = instances.Params.from_config(p)
@@ -186,7 +182,7 @@ def segment_gather(
         if fallback:
             cyto = NormalizedChannels(
                 level0(src, norm),
-                [resolve_channel(channel_names(src), p.get("cytoplasm_channel", 1))],
+                [resolve_channel(ngff.channel_labels(src.attrs), p.get("cytoplasm_channel", 1))],
                 norm,
             )
             extra["cell_threshold"] = cell_fallback.image_threshold(
@@ -311,7 +307,7 @@ def object_table(labels, image, prob_channel: int, cores, kind: str, consistency
     present = np.flatnonzero(area[1:] > 0) + 1
     a = area[present]
     t = pd.DataFrame({"kind": kind, "id": present.astype(np.int32)})
-    for d, name in enumerate("zyx"[-nd:]):
+    for d, name in enumerate(axis_names(nd)):
         t[f"centroid_{name}"] = cen[d, present] / a
     t["area"] = a.astype(np.int64)
     t["probability"] = psum[present] / a
