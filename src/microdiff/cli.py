@@ -59,11 +59,7 @@ def _tiled_sampling(s, tile: int, halo: int, samples_help: str) -> None:
     s.add_argument("--threads", type=int, default=None)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="microdiff", description=__doc__.split("\n")[0])
-    p.add_argument("-v", "--verbose", action="store_true", help="log more")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def _simulate_command(sub) -> None:
     s = sub.add_parser("simulate", help="make a synthetic experiment with ground truth")
     s.add_argument("out", help="output folder (images/, truth/, samples.tsv)")
     s.add_argument("--samples", type=int, default=3)
@@ -72,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=c.cmd_simulate)
 
+
+def _ingest_command(sub) -> None:
     s = sub.add_parser("ingest", help="TIFF/OME-TIFF/Zarr/OME-Zarr/PNG/JPEG -> NGFF OME-Zarr")
     s.add_argument("image")
     s.add_argument("out", help="output .ome.zarr")
@@ -80,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--pixel-size", type=float, help="pixel size in micrometers (y and x)")
     s.set_defaults(func=c.cmd_ingest)
 
+
+def _tiles_command(sub) -> None:
     s = sub.add_parser("tiles", help="tile plan (parquet) of an OME-Zarr image")
     s.add_argument("store")
     s.add_argument("out", help="output .parquet")
@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tiles-per-shard", type=int, default=64)
     s.set_defaults(func=c.cmd_tiles)
 
+
+def _normalize_command(sub) -> None:
     s = sub.add_parser("normalize", help="per-channel robust statistics (pooled over stores)")
     s.add_argument("stores", nargs="+", help="one or more OME-Zarr images")
     s.add_argument("--out", required=True, help="output norm.json")
@@ -99,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.set_defaults(func=c.cmd_normalize)
 
+
+def _illumination_command(sub) -> None:
     s = sub.add_parser("illumination", help="flat-field/dark-field profiles over images (BaSiC)")
     s.add_argument("stores", nargs="+", help="ingested OME-Zarr images of one microscope setup")
     s.add_argument("--out", required=True, help="output illumination.ome.zarr")
@@ -108,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(func=c.cmd_illumination)
 
+
+def _segment_command(sub) -> None:
     s = sub.add_parser("segment", help="diffusion segmentation -> NGFF labels + object table")
     s.add_argument("image", help="NGFF image (raw.ome.zarr or restored.ome.zarr)")
     s.add_argument("out", help="output segmentation.ome.zarr")
@@ -130,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     s.set_defaults(func=c.cmd_segment)
 
+
+def _features_command(sub) -> None:
     s = sub.add_parser("features", help="per-object features of one sample (objects.parquet)")
     s.add_argument("segmentation", help="segmentation.ome.zarr (NGFF labels group)")
     s.add_argument("images", nargs="+", help="raw.ome.zarr [restored.ome.zarr] on that grid")
@@ -140,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--neighbor-distance", type=float, default=2.0)
     s.set_defaults(func=c.cmd_features)
 
+
+def _classify_command(sub) -> None:
     s = sub.add_parser("classify", help="classes of objects (supervised, diffusion, clusters)")
     s.add_argument("objects", nargs="+", help="objects.parquet of one or more samples")
     s.add_argument("--out", required=True, help="output classes.parquet")
@@ -168,6 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--crop", type=int, default=32, help="crop edge (pixels), diffusion")
     s.add_argument("--width", type=int, default=32, help="UNet width, diffusion")
     s.set_defaults(func=c.cmd_classify)
+
+
+def _restore_train_command(sub) -> None:
     s = sub.add_parser("restore-train", help="fit the noise model and train the restore model")
     s.add_argument("out", help="model folder (engine checkpoint)")
     s.add_argument("--stores", nargs="+", required=True, help="raw .ome.zarr images")
@@ -184,6 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=None)
     s.set_defaults(func=c.cmd_restore_train)
 
+
+def _restore_command(sub) -> None:
     s = sub.add_parser("restore", help="denoise an NGFF image with a restore model")
     s.add_argument("image", help="raw .ome.zarr")
     s.add_argument("out", help="output restored .ome.zarr")
@@ -192,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     _tiled_sampling(s, tile=512, halo=32, samples_help="K > 1: posterior std too")
     s.set_defaults(func=c.cmd_restore)
 
+
+def _superres_command(sub) -> None:
     s = sub.add_parser("superres", help="super-resolve an NGFF image (x2/x4, diffusion)")
     s.add_argument("image", help="raw or restored .ome.zarr")
     s.add_argument("out", help="output .ome.zarr on the finer grid")
@@ -211,6 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     _tiled_sampling(s, tile=256, halo=16, samples_help="K > 1: mean of K + posterior std")
     s.set_defaults(func=c.cmd_superres)
 
+
+def _generate_command(sub) -> None:
     s = sub.add_parser("generate", help="synthetic image/mask pairs from annotated pairs")
     s.add_argument("pairs", help="TSV: image, nuclei[, classes] (paths relative to it)")
     s.add_argument("out", help="output folder (pairs/, manifest.parquet)")
@@ -227,6 +246,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto")
     s.set_defaults(func=c.cmd_generate)
 
+
+COMMANDS = (
+    _simulate_command,
+    _ingest_command,
+    _tiles_command,
+    _normalize_command,
+    _illumination_command,
+    _segment_command,
+    _features_command,
+    _classify_command,
+    _restore_train_command,
+    _restore_command,
+    _superres_command,
+    _generate_command,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="microdiff", description=__doc__.split("\n")[0])
+    p.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = p.add_subparsers(dest="command", required=True)
+    for add in COMMANDS:
+        add(sub)
     for s in sub.choices.values():
         s.add_argument(
             "--overwrite", action="store_true", help="replace an existing output (never an input)"
