@@ -62,6 +62,19 @@ def _strip(obj):
     return obj
 
 
+def changed_keys(a, b, path: str = "") -> list[str]:
+    """The key paths at which two parsed JSON values differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            if k not in a or k not in b:
+                out.append(f"{path}/{k} ({'added' if k not in a else 'removed'})")
+            else:
+                out += changed_keys(a[k], b[k], f"{path}/{k}")
+        return out
+    return [] if a == b else [path or "/"]
+
+
 def _json_value(raw: bytes | str):
     try:
         return _strip(json.loads(raw))
@@ -96,8 +109,12 @@ def file_diff(a: Path, b: Path, rel: str) -> str | None:
     """Why `a` and `b` (the same output of two runs) are not equal, or None."""
     name = Path(rel).name
     if name.endswith(".json") or name in JSON_NAMES:
-        equal = _strip(json.loads(a.read_text())) == _strip(json.loads(b.read_text()))
-        return None if equal else "JSON differs (beyond provenance timestamps)"
+        keys = changed_keys(_strip(json.loads(a.read_text())), _strip(json.loads(b.read_text())))
+        return (
+            f"JSON differs (beyond provenance timestamps) at {', '.join(keys[:4])}"
+            if keys
+            else None
+        )
     if name.endswith(".parquet"):
         return _parquet_diff(a, b)
     if name.endswith(".png"):
