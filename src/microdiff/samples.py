@@ -174,14 +174,48 @@ def from_demo(demo: dict, folder: str = "data/demo") -> pd.DataFrame:
     return _finish(df, "config: input.demo")
 
 
+def from_plate(path) -> pd.DataFrame:
+    """The samples of a plate input (the sample-sheet columns plus PLATE_COLUMNS)."""
+    from .io import plate
+
+    rows = plate.fields(path)
+    for r in rows:
+        _check_name(r["sample"], str(path))
+    df = _finish(pd.DataFrame(rows)[["sample", "path"]], f"plate {path}")
+    for col in plate.PLATE_COLUMNS:
+        df[col] = [r[col] for r in rows]
+    return df
+
+
+def expand_scenes(df):
+    """One sample per scene for each multi-scene vendor file whose row names no scene.
+
+    The scene's sample is named `{sample}_s{index}`; a file of one scene keeps its name.
+    """
+    from .io.vendor import is_vendor, scenes
+
+    if not any(is_vendor(p) for p in df["path"]):
+        return df
+    rows = []
+    for row in df.to_dict("records"):
+        given = row.get("scene") not in (None, "")
+        ids = scenes(row["path"]) if is_vendor(row["path"]) and not given else []
+        if len(ids) <= 1:
+            rows.append(row)
+            continue
+        for i in range(len(ids)):
+            name = f"{row['sample']}_s{i}"
+            _check_name(name, row["path"])
+            rows.append({**row, "sample": name, "scene": str(i)})
+    return _finish(pd.DataFrame(rows), "input")
+
+
 def load(inputs: dict) -> pd.DataFrame:
     """Samples from config's `input` section: exactly one of demo, sheet, glob, plate.
 
     A multi-scene vendor file (ND2/CZI/LIF) without a `scene` is one sample per scene; a plate's
     fields are one sample each (see `microdiff.io.plate`).
     """
-    from .io import plate, vendor
-
     given = [k for k in ("demo", "sheet", "glob", "plate") if inputs.get(k)]
     if len(given) != 1:
         raise InputError(
@@ -191,9 +225,9 @@ def load(inputs: dict) -> pd.DataFrame:
     if kind == "demo":
         return from_demo(inputs["demo"])
     if kind == "plate":
-        return plate.samples(inputs["plate"])
+        return from_plate(inputs["plate"])
     df = from_sheet(inputs["sheet"]) if kind == "sheet" else from_glob(inputs["glob"])
-    return vendor.expand_scenes(df)
+    return expand_scenes(df)
 
 
 def check_channel_counts(df: pd.DataFrame, demo: dict | None = None) -> dict[str, int]:

@@ -82,6 +82,11 @@ def test_io_imports_no_stage_nor_the_engine():
     assert _violations(lambda pa, pb: pa == "io" and pb in HIGHER | {"diffusion"}) == []
 
 
+def test_io_reads_files_and_knows_no_sample_sheet():
+    """The sample sheet (samples.py) builds on io's readers, plates and scenes, not back."""
+    assert _violations(lambda pa, pb: pa == "io" and pb == "samples") == []
+
+
 def test_tiling_is_the_bottom_layer():
     assert _violations(lambda pa, pb: pa == "tiling") == []
 

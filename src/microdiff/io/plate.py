@@ -66,19 +66,6 @@ def fields(path) -> list[dict]:
     return out
 
 
-def samples(path) -> pd.DataFrame:
-    """The samples of a plate input (the sample-sheet columns plus PLATE_COLUMNS)."""
-    from .. import samples as sample_sheet
-
-    rows = fields(path)
-    for r in rows:
-        sample_sheet._check_name(r["sample"], str(path))
-    df = sample_sheet._finish(pd.DataFrame(rows)[["sample", "path"]], f"plate {path}")
-    for col in PLATE_COLUMNS:
-        df[col] = [r[col] for r in rows]
-    return df
-
-
 def _copy_image(src, dst) -> None:
     """Copy an NGFF 0.4 image group's metadata and pyramid levels (not its other subgroups)."""
     src, dst = Path(src), Path(dst)

@@ -107,28 +107,3 @@ def open_bioio(
     }
     names = ["R", "G", "B"][: array.shape[0]] if rgb else [str(n) for n in img.channel_names or []]
     return ImageSource(path, array, src_axes, scale, names)
-
-
-def expand_scenes(df):
-    """One sample per scene for each multi-scene vendor file whose row names no scene.
-
-    The scene's sample is named `{sample}_s{index}`; a file of one scene keeps its name.
-    """
-    import pandas as pd
-
-    from .. import samples as sample_sheet
-
-    if not any(is_vendor(p) for p in df["path"]):
-        return df
-    rows = []
-    for row in df.to_dict("records"):
-        given = row.get("scene") not in (None, "")
-        ids = scenes(row["path"]) if is_vendor(row["path"]) and not given else []
-        if len(ids) <= 1:
-            rows.append(row)
-            continue
-        for i in range(len(ids)):
-            name = f"{row['sample']}_s{i}"
-            sample_sheet._check_name(name, row["path"])
-            rows.append({**row, "sample": name, "scene": str(i)})
-    return sample_sheet._finish(pd.DataFrame(rows), "input")
