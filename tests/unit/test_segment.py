@@ -7,7 +7,7 @@ import torch
 
 from microdiff.metrics import average_precision, match
 from microdiff.segment.instances import Params, Window, best_iou, consistency, extract, stitch
-from microdiff.segment.model import Model, build, predict, summarize, train_model
+from microdiff.segment.model import Model, build, predict, shard_channels, train_model
 from microdiff.segment.represent import representation
 from microdiff.simulate import simulate_image
 from microdiff.tiling import iter_tiles, plan_tiles
@@ -126,8 +126,9 @@ def test_predict_samples_shapes_2d_and_3d_and_seam_free_noise():
     assert np.allclose(s[1, :, :, :, :16], s[0, :, :, :, 8:], atol=1e-6)
     padded = predict(model, cond, [(0, 0), (0, 8)], samples=2, steps=2, pad=4)
     assert padded.shape == s.shape and np.allclose(padded[..., 4:-4, 4:-4], s[..., 4:-4, 4:-4])
-    m = summarize(s, 1)
-    assert m.shape == (2, 3, 16, 24) and (m[:, 1] >= 0).all()
+    m = shard_channels(s, 1)
+    assert m.shape == (2, 3 + 2 * 2, 16, 24) and (m[:, 1] >= 0).all()
+    assert np.array_equal(m[:, 3:5], (s[:, :, 0] + 1) / 2)
     s3 = predict(model, np.random.rand(1, 1, 3, 16, 16).astype(np.float32), [(0, 0, 0)], 2, 2)
     assert s3.shape == (1, 2, 2, 3, 16, 16)
 

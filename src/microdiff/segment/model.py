@@ -205,12 +205,19 @@ def nfe(samples: int, steps: int, sampler: str = "ddim") -> int:
     return samples * dm.nfe(sampler, steps)
 
 
-def summarize(samples: np.ndarray, n_kinds: int) -> np.ndarray:
-    """(B, K, 2n, ...) samples -> (B, 3n, ...) per kind: probability (mean fg in [0, 1]),
-    uncertainty (std of fg in [0, 1] over the K samples) and mean dist in [0, 1]."""
+def shard_channels(samples: np.ndarray, n_kinds: int) -> np.ndarray:
+    """(B, K, 2n, ...) samples in [-1, 1] -> (B, n * (3 + 2K), ...) float32 in [0, 1], the shard
+    store's channels: per kind probability (mean fg), uncertainty (std of fg over the K
+    samples), mean dist, then the K samples' fg and their dist. One pass: the samples are
+    rescaled once and every channel is written straight into the result."""
+    b, k = samples.shape[:2]
     u = (samples + 1.0) / 2.0
-    out = []
+    out = np.empty((b, n_kinds * (3 + 2 * k), *samples.shape[3:]), np.float32)
     for i in range(n_kinds):
-        mean, std = mean_std(u[:, :, 2 * i], 1)
-        out += [mean, std, u[:, :, 2 * i + 1].mean(1)]
-    return np.stack(out, axis=1).astype(np.float32)
+        base = i * (3 + 2 * k)
+        fg, dist = u[:, :, 2 * i], u[:, :, 2 * i + 1]
+        out[:, base], out[:, base + 1] = mean_std(fg, 1)
+        out[:, base + 2] = dist.mean(1)
+        out[:, base + 3 : base + 3 + k] = fg
+        out[:, base + 3 + k : base + 3 + 2 * k] = dist
+    return out

@@ -27,7 +27,7 @@ from ..shards import run_whole, tile_shape, write_shard
 from ..tiling import Box, axis_names, iter_tiles
 from . import cells as cell_fallback
 from . import instances
-from .model import Model, nfe, predict, summarize, tile_batch
+from .model import Model, nfe, predict, shard_channels, tile_batch
 
 log = logging.getLogger("microdiff.segment")
 PAD = 32  # mirrored context (pixels) around every tile, so image borders look alike however tiled
@@ -108,12 +108,7 @@ def segment_shard(
         if cells is not None:  # its own noise: a seed the model's samples never use
             c = predict(cells, batch[:, :2], origins, k, steps, sampler, seed + 1, pad=pad)
             s = np.concatenate([s, c], axis=2)
-        mean = summarize(s, len(kinds))
-        u = (s + 1.0) / 2.0
-        parts = []
-        for i in range(len(kinds)):
-            parts += [mean[:, 3 * i : 3 * i + 3], u[:, :, 2 * i], u[:, :, 2 * i + 1]]
-        return np.concatenate(parts, axis=1)
+        return shard_channels(s, len(kinds))
 
     dev = str(next(model.denoiser.parameters()).device)
     batch_size = tile_batch(model, batch_size, tile_shape(plan), pad)  # "auto": free GPU memory
