@@ -4,6 +4,7 @@
     python bench/segment_post.py --profile            # cProfile of the gather: hot spots
     python bench/segment_post.py --save ref.npz       # keep the labels ...
     python bench/segment_post.py --compare ref.npz    # ... and compare a later run's with them
+    python bench/segment_post.py --shards             # the shard jobs' work around the network too
 
 Images like the demo's (microdiff.simulate, nuclei + cytoplasm, photons 30, 0.65 um pixels,
 tiles of 512 with a halo of 32, 16 tiles per shard) go through the segment stage's shard part
@@ -13,12 +14,19 @@ seconds (time.process_time) of each step of the gather: nuclei instances (extrac
 consistency, stitching), cells from the nuclei, the segments table, the image and label
 pyramids, and the rest (probability/uncertainty image, validation, the table's file). AP@0.5 of
 nuclei and cells against the simulator's truth says whether a change lowered quality.
+
+--shards runs every image's shard jobs again (models loaded once, as a batch job does; batch size
+"auto", as config.yaml says) and splits their CPU seconds into the network (`timing.NETWORK`),
+the position-keyed noise (`diffusion.noise`, outside the network) and the rest (reading and
+normalizing tiles, padding, the K-sample summaries, the shard store writes); --save/--compare
+then also cover a digest of every shard store.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import hashlib
 import pstats
 import shutil
 import tempfile
@@ -33,6 +41,7 @@ import yaml
 import zarr
 
 from microdiff import normalize
+from microdiff.diffusion import posterior
 from microdiff.ingest import ingest
 from microdiff.io import ngff
 from microdiff.metrics import average_precision
@@ -40,6 +49,7 @@ from microdiff.segment import instances, stage
 from microdiff.shipped import SEGMENT_CELLS, SEGMENT_NUCLEI
 from microdiff.simulate import simulate_image, write_sample
 from microdiff.tiling import plan_store
+from microdiff.timing import NETWORK
 
 REPO = Path(__file__).resolve().parents[1]
 SECTION = "segment"
@@ -95,6 +105,27 @@ def timed(spent: dict, name: str, fn):
     return wrapper
 
 
+def time_shards(images: list[dict]) -> tuple[list, dict]:
+    """Every image's shard jobs again: (step, CPU s) rows and a digest of each shard store."""
+    spent = defaultdict(float)
+    posterior.initial_noise = timed(spent, "noise", posterior.initial_noise)
+    models = [stage._load(m, "cpu") for m in (SEGMENT_NUCLEI, SEGMENT_CELLS)]
+    p, digests = {**params(), "batch_size": "auto"}, {}
+    net, t = NETWORK.cpu, time.process_time()
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, im in enumerate(images):
+            for s in sorted(int(v) for v in im["plan"]["shard"].unique()):
+                store = Path(tmp) / f"{i}-{s}.zarr"
+                stage.segment_shard(im["raw"], im["plan"], s, store, models[0], im["norm"], p,
+                                    "auto", "cpu", models[1])  # fmt: skip
+                data = zarr.open_array(str(store), mode="r")[:]
+                digests[f"shard{i}-{s}"] = np.frombuffer(hashlib.sha256(data).digest(), np.uint8)
+    total, net = time.process_time() - t, NETWORK.cpu - net
+    rest = total - net - spent["noise"]
+    rows = [("network", net), ("positional noise (diffusion)", spent["noise"])]
+    return rows + [("rest of the shard jobs", rest), ("shard jobs total", total)], digests
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--images", type=int, default=3)
@@ -103,6 +134,7 @@ def main():
     ap.add_argument("--profile", action="store_true", help="cProfile the gathers")
     ap.add_argument("--save", type=Path, help="write labels, image and table to this .npz")
     ap.add_argument("--compare", type=Path, help="compare them with this .npz")
+    ap.add_argument("--shards", action="store_true", help="time the shard jobs too")
     a = ap.parse_args()
     a.cache.mkdir(parents=True, exist_ok=True)
     images = prepare(a.cache, a.images, a.size)
@@ -129,9 +161,14 @@ def main():
                 truth[k].append((im["truth"][k], labels[f"{k}{i}"]))
     mp = a.images * a.size * a.size / 1e6
     rows = list(spent.items()) + [("rest of the gather", total - sum(spent.values()))]
+    rows.append(("gather total", total))
+    if a.shards:
+        shard_rows, digests = time_shards(images)
+        rows += shard_rows
+        labels.update(digests)
     print(f"\n{a.images} images of {a.size} x {a.size} ({mp:.2f} MP)")
     print(f"{'step':32s} {'CPU s':>8s} {'CPU s/MP':>9s}")
-    for name, s in rows + [("gather total", total)]:
+    for name, s in rows:
         print(f"{name:32s} {s:8.2f} {s / mp:9.2f}")
     for k, pairs in truth.items():
         ap50 = average_precision([t for t, _ in pairs], [p for _, p in pairs])[0]
@@ -141,6 +178,9 @@ def main():
     if a.compare:
         ref = np.load(a.compare)
         for key, lab in labels.items():
+            if key not in ref:
+                print(f"{key}: not in {a.compare}")
+                continue
             same = ref[key].shape == lab.shape and np.array_equal(ref[key], lab, equal_nan=True)
             print(f"{key}: {'identical' if same else 'DIFFERENT'}")
     if prof:
