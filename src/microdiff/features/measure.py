@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import math
 import warnings
+from functools import lru_cache
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.feature import graycomatrix, graycoprops
+from skimage.feature import graycomatrix
 from skimage.measure import regionprops
 
 INTENSITY_STATS = ("mean", "median", "std", "min", "max", "integrated")
@@ -39,9 +40,50 @@ def texture(values: np.ndarray, mask: np.ndarray, levels: int = 32) -> dict[str,
     counts = glcm.sum(axis=(0, 1))[0]
     if not (counts > 0).any():
         return {p.lower(): math.nan for p in TEXTURE_PROPS}
-    glcm = glcm[..., counts > 0]
     with np.errstate(invalid="ignore", divide="ignore"):
-        return {p.lower(): float(graycoprops(glcm, p).mean()) for p in TEXTURE_PROPS}
+        return {p.lower(): float(v.mean()) for p, v in haralick(glcm[..., counts > 0]).items()}
+
+
+def haralick(glcm: np.ndarray) -> dict[str, np.ndarray]:
+    """`TEXTURE_PROPS` of (levels, levels, distances, angles) co-occurrence counts, per distance
+    and angle: the same operations as `skimage.feature.graycoprops`, which normalizes the
+    matrices anew for each property it is asked for; here once for all six."""
+    n = glcm.shape[0]
+    p = glcm.astype(np.float64)
+    sums = np.sum(p, axis=(0, 1), keepdims=True)
+    sums[sums == 0] = 1
+    p /= sums
+    weights, i, j = _weights(n)
+    out = {name: np.sum(p * w, axis=(0, 1)) for name, w in weights.items()}
+    asm = np.sum(p**2, axis=(0, 1))
+    out["energy"] = np.sqrt(asm)
+    diff_i, diff_j = i - np.sum(i * p, axis=(0, 1)), j - np.sum(j * p, axis=(0, 1))
+    std_i = np.sqrt(np.sum(p * diff_i**2, axis=(0, 1)))
+    std_j = np.sqrt(np.sum(p * diff_j**2, axis=(0, 1)))
+    cov = np.sum(p * (diff_i * diff_j), axis=(0, 1))
+    flat = (std_i < 1e-15) | (std_j < 1e-15)
+    corr = np.ones(cov.shape, np.float64)
+    corr[~flat] = cov[~flat] / (std_i[~flat] * std_j[~flat])
+    out["correlation"] = corr
+    out["ASM"] = asm
+    return out
+
+
+@lru_cache
+def _weights(n: int) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """graycoprops' weights of contrast, dissimilarity and homogeneity for `n` grey levels, as
+    (n, n, 1, 1) arrays, and its row and column index grids (read-only: they are shared)."""
+    i, j = np.ogrid[0:n, 0:n]
+    weights = {
+        "contrast": (i - j) ** 2,
+        "dissimilarity": np.abs(i - j),
+        "homogeneity": 1.0 / (1.0 + (i - j) ** 2),
+    }
+    weights = {name: w.reshape((n, n, 1, 1)) for name, w in weights.items()}
+    rows, cols = np.arange(n).reshape((n, 1, 1, 1)), np.arange(n).reshape((1, n, 1, 1))
+    for a in [*weights.values(), rows, cols]:
+        a.flags.writeable = False
+    return weights, rows, cols
 
 
 def _shape(mask: np.ndarray, spacing) -> dict[str, float]:
