@@ -243,3 +243,21 @@ def test_dps_moves_sample_toward_measurement(op):
     r_guided = (op(guided) - y).norm() / y.norm()
     assert r_guided < 0.5 * r_free
     assert (guided - truth).norm() < (free - truth).norm()
+
+
+@pytest.mark.parametrize(
+    "origins, spatial",
+    [([(0, 0), (-40, 7), (2**31 - 5, -(2**31))], (9, 13)), ([(-3, 5, 1000)], (4, 6, 5))],
+)
+def test_positional_noise_cpu_hash_equals_the_tensor_hash(origins, spatial):
+    """The CPU path (uint32 numpy, in place) and the int64 tensor path (other devices) give the
+    same bits, so a GPU run draws the noise a CPU run draws; negative and 32-bit-edge coordinates
+    wrap alike."""
+    from microdiff.diffusion.noise import _hash_cpu, _hash_torch
+
+    for counter in (-1, 0, 63):
+        cpu = _hash_cpu(11, counter, 3, origins, spatial)
+        ref = _hash_torch(11, counter, 3, origins, spatial, torch.device("cpu"))
+        for a, b in zip(cpu, ref):
+            assert a.shape == tuple(b.shape)
+            assert np.array_equal(a.astype(np.int64), b.numpy())

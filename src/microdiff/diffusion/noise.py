@@ -8,7 +8,9 @@ Samplers draw all fresh noise through one tiny interface: `generator` is either 
 `PositionalNoise` makes noise that depends only on (seed, counter, channel, global pixel
 coordinate), never on where a tile grid falls, so overlapping tiles sampled separately see the
 same noise at the same pixel (seam-free tiled sampling). It is a counter-based hash evaluated with
-integer tensor ops (no per-pixel Python), turned into normals by Box-Muller.
+integer array ops (no per-pixel Python), turned into normals by Box-Muller. On the CPU the hash
+runs in numpy's uint32, which wraps as the hash needs, in place (a quarter of the memory traffic
+of int64 tensors with masks; the same bits); on other devices in int64 tensors there.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 DRAWS_PER_STEP = 64
@@ -44,6 +47,58 @@ def _absorb(h: torch.Tensor | int, v: torch.Tensor | int) -> torch.Tensor:
     return _mix(((h ^ v) + 0x61C88647) & _M32)
 
 
+def _mix_inplace(h: np.ndarray) -> np.ndarray:
+    """`_mix` on a uint32 array, in place: uint32 products wrap modulo 2^32 as `& _M32` does."""
+    h ^= h >> np.uint32(16)
+    h *= np.uint32(0x7FEB352D)
+    h ^= h >> np.uint32(15)
+    h *= np.uint32(0x5BD1E995)
+    h ^= h >> np.uint32(16)
+    h *= np.uint32(0x2C1B3C6D)
+    h ^= h >> np.uint32(13)
+    return h
+
+
+def _absorb_np(h: np.ndarray, v) -> np.ndarray:
+    """`_absorb` on uint32 arrays (a new array; broadcast of h and v)."""
+    out = np.bitwise_xor(h, np.asarray(v).astype(np.int64).astype(np.uint32))
+    out += np.uint32(0x61C88647)
+    return _mix_inplace(out)
+
+
+def _hash_cpu(seed: int, counter: int, c: int, origins, spatial) -> tuple[np.ndarray, ...]:
+    """The two uint32 hashes (B, C, *spatial) behind the uniforms of `PositionalNoise.draw`."""
+    nd = len(spatial)
+    org = np.asarray(origins, np.int64)
+    h = _absorb_np(_mix_inplace(np.array([seed & _M32], np.uint32)), counter)
+    h = _absorb_np(h.reshape([1] * (nd + 2)), np.arange(c).reshape(1, c, *([1] * nd)))
+    b = len(origins)
+    for ax, n in enumerate(spatial):
+        view = [1] * (nd + 2)
+        view[2 + ax] = n
+        coord = org[:, ax].reshape(b, *([1] * (nd + 1))) + np.arange(n).reshape(view)
+        h = _absorb_np(h, coord)
+    h = np.broadcast_to(h, (b, c, *spatial))
+    return _absorb_np(h, 1), _absorb_np(h, 2)
+
+
+def _hash_torch(seed: int, counter: int, c: int, origins, spatial, dev):
+    """`_hash_cpu` in int64 tensors on device `dev` (the same bits)."""
+    b, nd = len(origins), len(spatial)
+    org = torch.tensor(origins, dtype=torch.int64, device=dev)  # (B, nd)
+    h = _absorb(_mix(torch.tensor(seed & _M32, dtype=torch.int64, device=dev)), counter)
+    h = _absorb(h, torch.arange(c, device=dev).view(1, c, *([1] * nd)))
+    h = h.expand(b, c, *([1] * nd))
+    for ax, n in enumerate(spatial):
+        shape = [b, 1] + [1] * nd
+        shape[2 + ax] = n
+        coord = org[:, ax].view(b, *([1] * (nd + 1))) + torch.arange(n, device=dev).view(
+            [1, 1] + [n if i == ax else 1 for i in range(nd)]
+        )
+        h = _absorb(h, coord.expand(shape))
+    return _absorb(h, 1), _absorb(h, 2)
+
+
 class PositionalNoise:
     """Standard-normal noise keyed by global pixel position.
 
@@ -65,23 +120,15 @@ class PositionalNoise:
                 f"PositionalNoise has {len(self.origins)} origins of "
                 f"{len(self.origins[0])} axes for a tensor of shape {tuple(like.shape)}"
             )
-        dev = like.device
-        nd = len(spatial)
-        org = torch.tensor(self.origins, dtype=torch.int64, device=dev)  # (B, nd)
-        h = _absorb(_mix(torch.tensor(self.seed & _M32, dtype=torch.int64, device=dev)), counter)
-        h = _absorb(h, torch.arange(c, device=dev).view(1, c, *([1] * nd)))
-        h = h.expand(b, c, *([1] * nd))
-        for ax, n in enumerate(spatial):
-            shape = [b, 1] + [1] * nd
-            shape[2 + ax] = n
-            coord = org[:, ax].view(b, *([1] * (nd + 1))) + torch.arange(n, device=dev).view(
-                [1, 1] + [n if i == ax else 1 for i in range(nd)]
-            )
-            h = _absorb(h, coord.expand(shape))
-        u1 = (_absorb(h, 1).double() + 0.5) / 2.0**32
-        u2 = (_absorb(h, 2).double() + 0.5) / 2.0**32
-        z = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * math.pi * u2)
-        return z.to(like.dtype).expand(like.shape).contiguous()
+        if like.device.type == "cpu":
+            h1, h2 = (torch.from_numpy(h) for h in _hash_cpu(self.seed, counter, c, self.origins,
+                                                             spatial))  # fmt: skip
+        else:
+            h1, h2 = _hash_torch(self.seed, counter, c, self.origins, spatial, like.device)
+        # Box-Muller, in place
+        r = h1.double().add_(0.5).div_(2.0**32).log_().mul_(-2.0).sqrt_()
+        a = h2.double().add_(0.5).div_(2.0**32).mul_(2.0 * math.pi).cos_()
+        return r.mul_(a).to(like.dtype).expand(like.shape).contiguous()
 
 
 def draw_noise(generator, like: torch.Tensor, counter: int) -> torch.Tensor:
