@@ -79,3 +79,42 @@ def test_appended_sample_reruns_only_the_last_batch(runs):
         assert jobs.get(f"{stage}_b002") == 1, (stage, jobs)
         assert f"{stage}_b001" not in jobs, (stage, jobs)
     assert "ingest" not in jobs and "segment_shard" not in jobs  # nor the large sample's
+
+
+def test_changed_parameter_reruns_that_stage_of_every_batch_and_after(runs):
+    """A stage's parameter reruns that stage and what follows for every sample, batched or not,
+    exactly as forcing the stage's rules would, and nothing before it."""
+    wd, _ = runs["batched"]
+    forced = job_counts(
+        snakemake(wd, "--dry-run", "--forcerun", "normalize_b001", "normalize_b002", "normalize")
+    )
+    write_config(
+        wd, "percentiles.yaml",
+        input={"demo": None, "sheet": "input/three.tsv", "glob": None},
+        batch=BATCHED,
+        classify={**TINY["classify"], "mode": "unsupervised", "labels": None},
+        normalize={**TINY["normalize"], "percentiles": [2.0, 99.0]},
+    )  # fmt: skip
+    jobs = job_counts(snakemake(wd, "--dry-run", config="percentiles.yaml"))
+    assert jobs == forced
+    assert jobs["normalize_b001"] == jobs["normalize_b002"] == jobs["normalize"] == 1, jobs
+    assert not any(rule.startswith(("ingest", "tiles")) for rule in jobs), jobs
+
+
+def test_changed_input_reruns_only_its_batch(runs):
+    """New pixels in one sample's image file (s03, in b002) rerun exactly what forcing its
+    batch's ingest would: b002 and what follows from it (the restore model is fitted to every
+    sample, so the others' restoration and what follows run again, as for an added sample),
+    never another batch's or the large sample's ingest, tiles or statistics. (A file only
+    touched is not a change: Snakemake compares the checksums of small inputs.)"""
+    import shutil
+
+    wd, _ = runs["batched"]
+    forced = job_counts(snakemake(wd, "--dry-run", "--forcerun", "ingest_b002"))
+    images = wd / "input/images"
+    shutil.copyfile(images / "s04.ome.tif", images / "s03.ome.tif")  # s04: not in three.tsv
+    jobs = job_counts(snakemake(wd, "--dry-run"))
+    assert jobs == forced
+    for stage in ("ingest", "tiles", "normalize"):
+        assert jobs.get(f"{stage}_b002") == 1, (stage, jobs)
+        assert f"{stage}_b001" not in jobs and stage not in jobs, (stage, jobs)
