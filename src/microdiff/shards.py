@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from .atomic import atomic_output
 from .io.ngff import compressor
-from .tiling import Box, axis_names, iter_tiles, spatial_ndim
+from .tiling import Box, axis_names, iter_tiles, plan_store, spatial_ndim
 
 # process(batch (B, C, *S) float32, origins [(global start of each padded tile)]) -> (B, C', *S*f)
 Process = Callable[[np.ndarray, list[tuple[int, ...]]], np.ndarray]
@@ -191,3 +191,19 @@ def run_whole(plan: pd.DataFrame, out, shard: Callable, gather: Callable):
             shard(i, store)
             stores.append(store)
         return gather(stores)
+
+
+def run_image(shard: Callable, gather: Callable, src, norm_path, model_dir, out, params: dict,
+              tile: int, plan: pd.DataFrame | None = None, **kw):  # fmt: skip
+    """A model stage's whole image in one process (restore, super-resolution: batch jobs, the
+    CLI): `shard(src, plan, i, model_dir, norm_path, params, store, **kw)` for every shard of
+    `plan` (None: a plan of `tile`-pixel tiles with the inference halo), then
+    `gather(src, plan, stores, model_dir, params, out)`; returns what gather returns."""
+    if plan is None:
+        plan = plan_store(src, tile, int(params["inference"]["halo"]))
+    return run_whole(
+        plan,
+        out,
+        lambda i, store: shard(src, plan, i, model_dir, norm_path, params, store, **kw),
+        lambda stores: gather(src, plan, stores, model_dir, params, out),
+    )

@@ -21,7 +21,6 @@ import pandas as pd
 from .. import gather, normalize, provenance, shards, shipped
 from ..diffusion import Denoiser, accel, load_checkpoint, pick_device, set_threads
 from ..normalize import Normalizer
-from ..tiling import plan_store
 from .denoise import (
     denoise_v,
     from_v,
@@ -167,11 +166,6 @@ def restore_image(
 ) -> dict:
     """Restore a whole NGFF image in one process (a batch job, the CLI): every shard of the
     tile plan `plan` (None: a plan of `tile`-pixel tiles), then the gather."""
-    if plan is None:
-        plan = plan_store(raw, tile, int(params["inference"]["halo"]))
-    return shards.run_whole(
-        plan,
-        out,
-        lambda i, store: restore_shard(raw, plan, i, model_dir, norm_path, params, store, **kw),
-        lambda stores: gather_restore(raw, plan, stores, model_dir, params, out),
+    return shards.run_image(
+        restore_shard, gather_restore, raw, norm_path, model_dir, out, params, tile, plan, **kw
     )

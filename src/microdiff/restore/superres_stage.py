@@ -23,7 +23,6 @@ import pandas as pd
 from .. import gather, normalize, provenance, shards
 from ..diffusion import EDMLoss, load_checkpoint, save_checkpoint, set_threads, train
 from ..normalize import Normalizer
-from ..tiling import plan_store
 from .superres import (
     P_MEAN,
     P_STD,
@@ -211,11 +210,6 @@ def superres_image(
 ) -> dict:
     """Super-resolve a whole NGFF image in one process (a batch job, the CLI): every shard of
     the tile plan `plan` (None: a plan of `tile`-pixel tiles), then the gather."""
-    if plan is None:
-        plan = plan_store(src, tile, int(params["inference"]["halo"]))
-    return shards.run_whole(
-        plan,
-        out,
-        lambda i, store: superres_shard(src, plan, i, model_dir, norm_path, params, store, **kw),
-        lambda stores: gather_superres(src, plan, stores, model_dir, params, out),
+    return shards.run_image(
+        superres_shard, gather_superres, src, norm_path, model_dir, out, params, tile, plan, **kw
     )
