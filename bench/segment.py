@@ -34,7 +34,14 @@ from microdiff.metrics import auroc, average_precision, false_positive_flags  # 
 from microdiff.normalize import percentile_norm  # noqa: E402
 from microdiff.segment import instances  # noqa: E402
 from microdiff.segment import model as segmodel  # noqa: E402
-from microdiff.segment.model import Model, build, nfe, predict, summarize, train_model  # noqa: E402
+from microdiff.segment.model import (  # noqa: E402
+    Model,
+    build,
+    nfe,
+    predict,
+    shard_channels,
+    train_model,
+)
 from microdiff.segment.represent import PairSource  # noqa: E402
 from microdiff.segment.stage import PAD  # noqa: E402
 
@@ -135,7 +142,7 @@ def microdiff_fn(model, k, steps, params):
 
     def run(img):
         s = predict(model, img[None], [(0, 0)], samples=k, steps=steps, seed=0, pad=PAD)
-        m = summarize(s, 1)[0]
+        m = shard_channels(s, 1)[0]
         lab, _ = instances.extract(m[0], m[2], params)
         sc = {}
         if k > 1:

@@ -23,7 +23,7 @@ from microdiff.metrics import average_precision
 from microdiff.normalize import percentile_norm
 from microdiff.segment import cells as fallback
 from microdiff.segment import instances
-from microdiff.segment.model import Model, nfe, predict, summarize
+from microdiff.segment.model import Model, nfe, predict, shard_channels
 from microdiff.segment.stage import PAD
 from microdiff.shipped import SEGMENT_CELLS, SEGMENT_NUCLEI
 from microdiff.simulate import simulate_image
@@ -48,7 +48,7 @@ def test_sets(n: int, shape=(512, 512)):
 
 def nuclei_of(model, img, k, steps, params):
     s = predict(model, img[None, :1], [(0, 0)], samples=k, steps=steps, seed=0, pad=PAD)
-    m = summarize(s, 1)[0]
+    m = shard_channels(s, 1)[0]
     lab, _ = instances.extract(m[0], m[2], params)
     if k > 1:
         maps = [((x[0] + 1) / 2, (x[1] + 1) / 2) for x in s[0]]
@@ -60,7 +60,7 @@ def nuclei_of(model, img, k, steps, params):
 def diffusion_cells(model, k, steps, params):
     def run(img, nuc):
         s = predict(model, img[None], [(0, 0)], samples=k, steps=steps, seed=1, pad=PAD)
-        m = summarize(s, 1)[0]
+        m = shard_channels(s, 1)[0]
         lab = instances.cells_from(m[0], m[2], nuc, params)
         n = int(nuc.max())
         area = np.maximum(np.bincount(lab.ravel(), minlength=n + 1)[1:], 1)

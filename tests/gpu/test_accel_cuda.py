@@ -12,7 +12,7 @@ from microdiff.restore.denoise import denoise_v, plane_batch, to_v, vst_range
 from microdiff.restore.noise_model import NoiseModel
 from microdiff.restore.stage import DEFAULT_MODEL as RESTORE_MODEL
 from microdiff.restore.stage import load_model
-from microdiff.segment.model import Model, predict, summarize, tile_batch
+from microdiff.segment.model import Model, predict, shard_channels, tile_batch
 from microdiff.segment.stage import DEFAULT_MODEL as SEGMENT_MODEL
 
 FP32 = {"bf16": False, "channels_last": False, "compile": False}
@@ -59,7 +59,7 @@ def test_segment_bf16_channels_last_matches_fp32(cuda, image):
         accel.configure(opts)
         model = Model.load(SEGMENT_MODEL, device=str(cuda))
         s = predict(model, cond, [(0, 0)], samples=2, steps=2, pad=32)
-        probs.append(summarize(s, 1)[0, 0])
+        probs.append(shard_channels(s, 1)[0, 0])
     ref, fast = probs
     assert np.abs(fast - ref).mean() < 0.05
     assert ((fast > 0.5) == (ref > 0.5)).mean() > 0.97
