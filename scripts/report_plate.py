@@ -2,9 +2,10 @@
 
 import pandas as pd
 
-from microdiff import plate_figure
+from microdiff import report
 from microdiff.jobs import job
+from microdiff.report.plate import heatmap_figure
 
 with job(snakemake.log[0], "report_plate"):
     wells = pd.read_csv(snakemake.input[0], sep="\t", dtype={"row": str, "column": str})
-    plate_figure.save(plate_figure.heatmap_figure(wells), snakemake.output[0])
+    report.save(heatmap_figure(wells), snakemake.output[0])

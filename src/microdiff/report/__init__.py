@@ -9,6 +9,7 @@ whole-slide image costs about `max_px` squared pixels of memory, not the image.
 - figures: normalization and noise, features by class, class counts, classifier metrics
 - examples: example crops per class or cluster
 - montage: per-sample full view and native-resolution crops with outlines and uncertainty
+- plate: the plate heat map (one value per well)
 - qc: the per-sample QC table with robust-z flags, its page and figure
 - runtime: wall time per rule
 - about: configuration, software versions and model hashes

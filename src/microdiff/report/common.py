@@ -22,11 +22,24 @@ from ..io import ngff, segmentation  # noqa: E402
 
 
 def save(fig, path, dpi: int = 100) -> None:
-    """Write a figure as PNG atomically and close it (zlib level 1: a montage is encoded in a
-    fifth of the time of the default level 6 and its file is under 1% larger)."""
+    """Write a figure as PNG atomically and close it, cropped to what it draws.
+
+    The crop box is found by a layout pass with the images hidden (matplotlib's own "tight" pass
+    draws every image once more; images lie inside their axes, so the box is the same and so is
+    the file, a quarter less CPU for a montage). zlib level 1: a montage is encoded in a fifth
+    of the time of the default level 6 and its file is under 1% larger."""
+    images = [im for ax in fig.axes for im in ax.images if im.get_visible()]
+    fig.set_dpi(dpi)
+    for im in images:
+        im.set_visible(False)
+    try:
+        fig.draw_without_rendering()
+        box = fig.get_tightbbox().padded(plt.rcParams["savefig.pad_inches"])
+    finally:
+        for im in images:
+            im.set_visible(True)
     with atomic_output(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight",
-                    pil_kwargs={"compress_level": 1})  # fmt: skip
+        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches=box, pil_kwargs={"compress_level": 1})
     plt.close(fig)
 
 

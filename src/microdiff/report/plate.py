@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from .atomic import atomic_output  # noqa: E402
+from .common import plt
 
 
 def _column_key(c: str):
@@ -45,9 +41,3 @@ def heatmap_figure(wells: pd.DataFrame):
         fig.colorbar(im, ax=ax, shrink=0.8)
     fig.suptitle(f"plate {wells['plate'].iloc[0]}")
     return fig
-
-
-def save(fig, path, dpi: int = 100) -> None:
-    with atomic_output(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
