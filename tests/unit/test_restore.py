@@ -41,6 +41,29 @@ def test_noise_fit_recovers_gain_and_read_noise():
     assert np.allclose(back, clean + 100.0, rtol=0.02, atol=2.0)
 
 
+def test_experiment_noise_fit_reads_a_bounded_number_of_patches(monkeypatch):
+    """A plate of many fields costs the fit what sixteen do (about 256 patches), and the pooled
+    fit still recovers the gain and read noise."""
+    from microdiff.restore import train as restore_train
+
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[:160, :160]
+    arrays = []
+    for k in range(48):
+        clean = 20 + 400 * (0.5 + 0.5 * np.sin(xx / (30.0 + k)) * np.cos(yy / 50.0))
+        arrays.append(poisson_gaussian(clean, 2.0, 25.0, 100.0, rng)[None])
+    read = []
+    real = restore_train.sample_planes
+    monkeypatch.setattr(restore_train, "sample_planes",
+                        lambda *a: read.append(real(*a)) or read[-1])  # fmt: skip
+    model = restore_train.fit_experiment_noise(arrays)
+    assert 256 <= len(read[0]) <= 256 + 48  # ceil(256 / 48) = 6 per image, not 16
+    assert model.a[0] == pytest.approx(2.0, rel=0.1)
+    assert model.b[0] == pytest.approx(-175.0, abs=40.0)
+    restore_train.fit_experiment_noise(arrays[:8])
+    assert len(read[1]) == 8 * 16  # few images: 16 patches each, as before
+
+
 def test_gaussian_only_noise_gives_zero_gain():
     rng = np.random.default_rng(1)
     raw = 50 + rng.normal(0, 3.0, (1, 128, 128))

@@ -40,10 +40,16 @@ def sample_planes(arrays: Sequence, n: int, patch: int, rng: np.random.Generator
     return out
 
 
-def fit_experiment_noise(arrays: Sequence, patches: int = 16, patch: int = 128, seed: int = 0):
-    """One Poisson-Gaussian model per channel, pooled over the experiment's images."""
+def fit_experiment_noise(
+    arrays: Sequence, patches: int = 16, patch: int = 128, seed: int = 0, total: int = 256
+):
+    """One Poisson-Gaussian model per channel, pooled over the experiment's images: `patches`
+    per image, fewer when there are more than `total / patches` images (at least one each), so
+    the fit costs the same for a plate of hundreds of fields as for sixteen (256 patches of 128^2
+    are 4 M pixels per channel, far more than two parameters and a curve need)."""
     rng = np.random.default_rng([seed, 11])
-    planes = [p for _, p in sample_planes(arrays, patches, patch, rng)]
+    per_image = max(1, min(patches, -(-total // max(len(arrays), 1))))
+    planes = [p for _, p in sample_planes(arrays, per_image, patch, rng)]
     return fit_noise_model(planes, arrays[0].shape[0])
 
 
