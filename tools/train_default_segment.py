@@ -39,7 +39,8 @@ import numpy as np
 
 from microdiff.diffusion import read_config
 from microdiff.normalize import percentile_norm
-from microdiff.segment.model import train_model
+from microdiff.segment.model import Model, nuclei_prob, train_model
+from microdiff.segment.stage import DEFAULT_MODEL, PAD
 from microdiff.simulate import simulate_image
 
 MODELS = Path(__file__).resolve().parents[1] / "src/microdiff/models"
@@ -47,7 +48,8 @@ MODELS = Path(__file__).resolve().parents[1] / "src/microdiff/models"
 
 def simulated_pairs(n: int, seed: int = 100, shape=(384, 384), kind: str = "nuclei"):
     """Simulated (image, labels) pairs: the nuclear channel and nuclei for the nuclei model;
-    the nuclear and cytoplasm channels and cells for the cell model."""
+    the nuclear and cytoplasm channels and cells for the cell model (`with_nuclei_found` adds
+    its third channel)."""
     rng = np.random.default_rng(seed)
     channels = ("nuclei",) if kind == "nuclei" else ("nuclei", "cytoplasm")
     images, labels = [], []
@@ -63,6 +65,15 @@ def simulated_pairs(n: int, seed: int = 100, shape=(384, 384), kind: str = "nucl
         images.append(percentile_norm(sim.noisy.astype(np.float32)))
         labels.append([sim.nuclei if kind == "nuclei" else sim.cells])
     return images, labels
+
+
+def with_nuclei_found(images, samples: int = 4, steps: int = 1):
+    """The cell model's condition: each (nuclear, cytoplasm) image with the shipped nuclei
+    model's mean foreground appended, made as the segment stage makes it (K samples, `steps`
+    DDIM steps, mirrored by PAD, seed 0)."""
+    nuc = Model.load(DEFAULT_MODEL, device="cpu")
+    return [np.concatenate([img, nuclei_prob(nuc, img, samples, steps, seed=0, pad=PAD)])
+            for img in images]  # fmt: skip
 
 
 def bbbc039_pairs(data: Path, part: str = "train"):
@@ -86,7 +97,8 @@ def main():
         choices=("nuclei", "cells"),
         default="nuclei",
         help="nuclei: the nuclei model (nuclear channel); cells: the cell model (nuclear and "
-        "cytoplasm channels, simulated cells only)",
+        "cytoplasm channels and the shipped nuclei model's mean foreground; simulated cells "
+        "only)",
     )
     ap.add_argument("--out", type=Path, help="default: the shipped models/segment_<kind>/")
     ap.add_argument("--steps", type=int, default=600)
@@ -109,9 +121,12 @@ def main():
     t = time.time()
     out = a.out or MODELS / f"segment_{a.kind}"
     images, labels = simulated_pairs(a.simulated, kind=a.kind)
-    if a.kind == "cells" and (a.data or a.npz):
-        ap.error("the cell model trains on simulated cells only (no real cell truth here)")
     sources = [f"simulate x{a.simulated}"]
+    if a.kind == "cells":
+        if a.data or a.npz:
+            ap.error("the cell model trains on simulated cells only (no real cell truth here)")
+        images = with_nuclei_found(images)
+        sources.append("condition: nuclear, cytoplasm, shipped nuclei model's mean fg (K=4)")
     if a.data or a.npz:
         if a.npz:
             z = np.load(a.npz)

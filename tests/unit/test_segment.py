@@ -7,7 +7,14 @@ import torch
 
 from microdiff.metrics import average_precision, match
 from microdiff.segment.instances import Params, Window, best_iou, consistency, extract, stitch
-from microdiff.segment.model import Model, build, predict, shard_channels, train_model
+from microdiff.segment.model import (
+    Model,
+    build,
+    predict,
+    shard_channels,
+    train_model,
+    widened,
+)
 from microdiff.segment.represent import representation
 from microdiff.simulate import simulate_image
 from microdiff.tiling import iter_tiles, plan_tiles
@@ -159,3 +166,22 @@ def test_training_writes_a_loadable_checkpoint(tmp_path):
 
         save_checkpoint(tmp_path / "other", build(), {"task": "restore"})
         Model.load(tmp_path / "other")
+
+
+def test_a_new_condition_channel_starts_at_zero_weight(tmp_path):
+    """Fine-tuning from a model with fewer condition channels (the cell model gaining the
+    nuclei found): step 0 computes the old model's function, whatever the new channel holds."""
+    old = build(("cells",), 2, width=8, depth=2)
+    torch.manual_seed(0)
+    for p in old.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    new = build(("cells",), 3, width=8, depth=2)
+    new.load_state_dict(widened(old.state_dict(), new))
+    x, sigma = torch.randn(2, 2, 16, 16), torch.tensor([0.5, 3.0])
+    cond = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        want = old(x, sigma, cond[:, :2])
+        assert torch.allclose(new(x, sigma, cond), want, atol=1e-6)
+        assert not torch.allclose(want, old(x, sigma, torch.rand(2, 2, 16, 16)))
+    with pytest.raises(ValueError, match="cannot start"):
+        old.load_state_dict(widened(new.state_dict(), old))

@@ -72,7 +72,9 @@ def train_model(
     Noise levels are drawn log-normal(p_mean, p_std): centred well above the engine's default,
     so most steps are at noise where the image condition decides the answer (the sampler starts
     at sigma 10, where the model must predict the segmentation from the image alone).
-    init: a checkpoint dir of the same architecture to start from (fine-tuning; fresh optimizer).
+    init: a checkpoint dir of the same architecture to start from (fine-tuning; fresh optimizer);
+    it may take fewer condition channels (the last ones are new): their first-layer weights start
+    at zero, so step 0 computes what `init` computes.
     """
     kinds = tuple(kinds)
     bad = [k for k in kinds if k not in KINDS]
@@ -81,7 +83,7 @@ def train_model(
     source = source or PairSource(images, labels, patch=patch)
     den = build(kinds, images[0].shape[0], width, depth, sigma_data)
     if init is not None:
-        den.load_state_dict(Model.load(init, device="cpu").denoiser.state_dict())
+        den.load_state_dict(widened(Model.load(init, device="cpu").denoiser.state_dict(), den))
     cfg = {
         "task": TASK,
         "segment": {
@@ -109,6 +111,22 @@ def train_model(
         config=cfg,
         log_every=100,
     )
+
+
+def widened(state: dict, den: torch.nn.Module) -> dict:
+    """`state` (a denoiser's weights) for `den`, which may take more condition channels: the
+    input convolution's weights for the new (last) input channels are zero."""
+    key = "net.inp.weight"
+    old, new = state[key], den.state_dict()[key]
+    if old.shape != new.shape:
+        if old.shape[0] != new.shape[0] or old.shape[1] > new.shape[1]:
+            raise ValueError(
+                f"cannot start a {tuple(new.shape)} input layer from {tuple(old.shape)}"
+            )
+        w = torch.zeros_like(new)
+        w[:, : old.shape[1]] = old
+        state = {**state, key: w}
+    return state
 
 
 @dataclass
@@ -182,6 +200,31 @@ def predict(
 
     post = posterior(samples, steps, sampler, seed, sigma_max)
     return np.stack(post.draw(den, shape, noise, finish, cond=c, device=dev), axis=1)
+
+
+def nuclei_found(samples: np.ndarray, kinds) -> np.ndarray:
+    """The nuclei found: (B, K, 2 * kinds, ...) samples in [-1, 1] of a model with `kinds` ->
+    (B, 1, ...) float32 mean nuclei foreground over the K samples in [0, 1] (the probability
+    channel of the shard store), the cell model's last condition channel."""
+    i = list(kinds).index("nuclei")
+    return ((samples[:, :, 2 * i].mean(1) + 1.0) / 2.0)[:, None].astype(np.float32)
+
+
+def nuclei_prob(
+    model: Model,
+    image: np.ndarray,
+    samples: int = 4,
+    steps: int = 1,
+    sampler: str = "ddim",
+    seed: int = 0,
+    pad: int = 0,
+) -> np.ndarray:
+    """`nuclei_found` of one whole (C, [Z,] Y, X) normalized image (its first
+    `model.cond_channels` channels) -> (1, [Z,] Y, X): the cell model's input at training and
+    benchmark time, made as the segment stage makes it."""
+    s = predict(model, image[None, : model.cond_channels], [(0,) * (image.ndim - 1)], samples,
+                steps, sampler, seed, pad=pad)  # fmt: skip
+    return nuclei_found(s, model.kinds)[0]
 
 
 def tile_batch(model: Model, value, tile, pad: int = 0, default: int = accel.CPU_BATCH) -> int:
