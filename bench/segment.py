@@ -175,7 +175,8 @@ def main():
         type=Path,
         help="use this diffusion checkpoint (e.g. the shipped "
         "one) for both data sets instead of training; the UNet is then trained once "
-        "on the data that checkpoint was trained on (simulated + BBBC039 train part)",
+        "on the data that checkpoint was trained on (simulated + BBBC039 train part); with "
+        "--cells: the cell model to score instead of the shipped one",
     )
     ap.add_argument("--simulated-test", type=int, default=4)
     ap.add_argument("--wait", action="store_true", help="wait until --model has --steps steps")
@@ -194,10 +195,12 @@ def main():
     if a.cells:
         import segment_cells
 
-        rows = segment_cells.run(a.simulated_test, a.k, a.sample_steps, str(device))
-        segment_cells.print_table(rows, f"cell segmentation ({device}, shipped models, K={a.k}, "
-                                  f"{a.sample_steps} DDIM step(s) per sample; "
-                                  f"{a.simulated_test} images of 512 x 512 per set)")  # fmt: skip
+        cell_model = a.model or segment_cells.SEGMENT_CELLS
+        rows = segment_cells.run(a.simulated_test, a.k, a.sample_steps, str(device), cell_model)
+        title = (f"cell segmentation ({device}, cell model {cell_model}, K={a.k}, "
+                 f"{a.sample_steps} DDIM step(s) per sample; {a.simulated_test} images of "
+                 "512 x 512 per set)")  # fmt: skip
+        segment_cells.print_table(rows, title)
         return
     bbbc_train, (bbbc_imgs, bbbc_truth) = load_bbbc039(a.data, a.npz)
     sim_train = simulated_pairs(8, seed=100)

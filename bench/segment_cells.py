@@ -1,12 +1,14 @@
 """Cell rows of the segmentation benchmark (`bench/segment.py --cells`): the shipped diffusion
-cell model, the non-diffusion fallback (`segment.cell_model: none`) and a nucleus-seeded
-watershed on the cytoplasm channel (Otsu foreground, watershed of the inverted smoothed
-cytoplasm: CellProfiler's IdentifySecondaryObjects "Watershed - Image"), on simulated images
-that no model was trained on (training used seeds 100-131; these are 900+ and 950+).
+cell model (or `--model`), the non-diffusion fallback (`segment.cell_model: none`) and a
+nucleus-seeded watershed on the cytoplasm channel (Otsu foreground, watershed of the inverted
+smoothed cytoplasm: CellProfiler's IdentifySecondaryObjects "Watershed - Image"), on simulated
+images that no model was trained on (training used seeds 100-147; these are 900+ and 950+).
 
 All three grow cells from the same nuclei (the shipped nuclei model, K samples, as the stage
 does), so the rows compare the cell step alone; s/MPx times that step (the nuclei cost the same
-for all three: the "nuclei" row). Cells are matched to the simulator's cell truth.
+for all three: the "nuclei" row). A 3-channel diffusion cell model is also given the nuclei found
+(the nuclei model's mean foreground), as the stage gives it. Cells are matched to the simulator's
+cell truth.
 """
 
 from __future__ import annotations
@@ -23,7 +25,14 @@ from microdiff.metrics import average_precision
 from microdiff.normalize import percentile_norm
 from microdiff.segment import cells as fallback
 from microdiff.segment import instances
-from microdiff.segment.model import Model, nfe, predict, shard_channels
+from microdiff.segment.model import (
+    Model,
+    cell_condition,
+    nfe,
+    nuclei_found,
+    predict,
+    shard_channels,
+)
 from microdiff.segment.stage import PAD
 from microdiff.shipped import SEGMENT_CELLS, SEGMENT_NUCLEI
 from microdiff.simulate import simulate_image
@@ -47,6 +56,7 @@ def test_sets(n: int, shape=(512, 512)):
 
 
 def nuclei_of(model, img, k, steps, params):
+    """(nuclei labels, the nuclei found: the (1, Y, X) mean foreground the cell model is given)."""
     s = predict(model, img[None, :1], [(0, 0)], samples=k, steps=steps, seed=0, pad=PAD)
     m = shard_channels(s, 1)[0]
     lab, _ = instances.extract(m[0], m[2], params)
@@ -54,12 +64,13 @@ def nuclei_of(model, img, k, steps, params):
         maps = [((x[0] + 1) / 2, (x[1] + 1) / 2) for x in s[0]]
         cons = instances.consistency(lab, int(lab.max()), maps, params)
         lab, _ = instances.drop_inconsistent(lab, cons, params.min_consistency)
-    return lab
+    return lab, nuclei_found(s, model.kinds)[0]
 
 
 def diffusion_cells(model, k, steps, params):
-    def run(img, nuc):
-        s = predict(model, img[None], [(0, 0)], samples=k, steps=steps, seed=1, pad=PAD)
+    def run(img, nuc, found):
+        cond = cell_condition(model, img[None], found[None])
+        s = predict(model, cond, [(0, 0)], samples=k, steps=steps, seed=1, pad=PAD)
         m = shard_channels(s, 1)[0]
         lab = instances.cells_from(m[0], m[2], nuc, params)
         n = int(nuc.max())
@@ -74,7 +85,7 @@ def diffusion_cells(model, k, steps, params):
     return run
 
 
-def fallback_cells(img, nuc):
+def fallback_cells(img, nuc, found):
     cyto = img[1:2]
     whole = Box((0, 0), cyto.shape[1:])
     t = fallback.image_threshold(cyto, [whole])["threshold"]
@@ -82,18 +93,18 @@ def fallback_cells(img, nuc):
     return instances.cells_from(w.prob, w.dist, nuc), None
 
 
-def watershed_cells(img, nuc):
+def watershed_cells(img, nuc, found):
     c = ndi.gaussian_filter(img[1], fallback.SMOOTH)
     mask = (c > threshold_otsu(c)) | (nuc > 0)
     return watershed(-c, nuc, mask=mask).astype(np.int32), None
 
 
 def evaluate(name, items, nuclei, fn, nfe_px):
-    """`segment.evaluate` of cells grown by `fn(image, nuclei)`: it takes images in order, so
-    each call gets the next image's nuclei."""
+    """`segment.evaluate` of cells grown by `fn(image, nuclei, nuclei found)`: it takes images
+    in order, so each call gets the next image's nuclei."""
     seeds = iter(nuclei)
     images, truths = [img for img, _, _ in items], [cell for _, _, cell in items]
-    return segment.evaluate(name, images, truths, lambda img: fn(img, next(seeds)), nfe_px)
+    return segment.evaluate(name, images, truths, lambda img: fn(img, *next(seeds)), nfe_px)
 
 
 def run(n_images: int, k: int, steps: int, device: str = "cpu", cell_model=SEGMENT_CELLS):
@@ -105,7 +116,7 @@ def run(n_images: int, k: int, steps: int, device: str = "cpu", cell_model=SEGME
         t = time.perf_counter()
         nuclei = [nuclei_of(nuc_model, img, k, steps, params) for img, _, _ in items]
         mpx = sum(np.prod(img.shape[1:]) for img, _, _ in items) / 1e6
-        ap = average_precision([n for _, n, _ in items], nuclei, TAUS)
+        ap = average_precision([n for _, n, _ in items], [lab for lab, _ in nuclei], TAUS)
         rows.append({"data": dname, "method": "nuclei (shared seeds)", "AP@0.5": ap[0],
                      "mAP.5:.9": float(np.mean(ap)), "s/MPx": (time.perf_counter() - t) / mpx,
                      "NFE": nfe(k, steps), "AUROC": {}})  # fmt: skip

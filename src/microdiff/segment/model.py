@@ -210,6 +210,15 @@ def nuclei_found(samples: np.ndarray, kinds) -> np.ndarray:
     return ((samples[:, :, 2 * i].mean(1) + 1.0) / 2.0)[:, None].astype(np.float32)
 
 
+def cell_condition(cells: Model, images: np.ndarray, found: np.ndarray) -> np.ndarray:
+    """A cells-only model's condition for (B, 2, ...) nuclear and cytoplasm tiles: those two
+    channels, and for a model of 3 condition channels also the nuclei found ((B, 1, ...),
+    `nuclei_found`)."""
+    if cells.cond_channels == 2:
+        return images
+    return np.concatenate([images, found], axis=1)
+
+
 def nuclei_prob(
     model: Model,
     image: np.ndarray,

@@ -27,7 +27,15 @@ from ..shards import run_whole, tile_shape, write_shard
 from ..tiling import Box, axis_names, iter_tiles
 from . import cells as cell_fallback
 from . import instances
-from .model import Model, nfe, predict, shard_channels, tile_batch
+from .model import (
+    Model,
+    cell_condition,
+    nfe,
+    nuclei_found,
+    predict,
+    shard_channels,
+    tile_batch,
+)
 
 log = logging.getLogger("microdiff.segment")
 PAD = 32  # mirrored context (pixels) around every tile, so image borders look alike however tiled
@@ -66,16 +74,21 @@ def segment_shard(
     """Run K-sample inference on one shard's tiles; write the shard store `out`.
 
     cell_model: a cells-only model (checkpoint dir or `Model`) run beside a model without
-    cells when `params["kinds"]` asks for cells; its samples follow the model's in the store."""
+    cells when `params["kinds"]` asks for cells; its samples follow the model's in the store.
+    It is conditioned on the nuclear and cytoplasm channels and, when it takes 3 condition
+    channels, on the nuclei found: the model's mean nuclei foreground over its K samples of the
+    same tile, in [0, 1] (`nuclei_found`; predict mirrors it by `pad` with the image channels)."""
     p = dict(params or {})
     model = _load(model_path or DEFAULT_MODEL, device)
     cells = None
     if cell_model is not None and "cells" in p.get("kinds", []) and "cells" not in model.kinds:
         cells = _load(cell_model, device)
-        if cells.kinds != ("cells",) or cells.cond_channels != 2:
+        if cells.kinds != ("cells",) or cells.cond_channels not in (2, 3):
             raise ValueError(
-                f"{cell_model}: a cell model makes cells from 2 channels, this one makes "
-                f"{list(cells.kinds)} from {cells.cond_channels}"
+                f"{cell_model}: a cell model makes cells from the nuclear and cytoplasm "
+                "channels (2 condition channels) and optionally the nuclei found (3: the nuclei "
+                f"model's mean foreground); this one makes {list(cells.kinds)} from "
+                f"{cells.cond_channels}"
             )
     group = zarr.open_group(str(image), mode="r")
     names = ngff.channel_labels(group.attrs)
@@ -106,7 +119,8 @@ def segment_shard(
         s = predict(model, batch[:, : model.cond_channels], origins, k, steps, sampler, seed,
                     pad=pad)  # fmt: skip
         if cells is not None:  # its own noise: a seed the model's samples never use
-            c = predict(cells, batch[:, :2], origins, k, steps, sampler, seed + 1, pad=pad)
+            cond = cell_condition(cells, batch[:, :2], nuclei_found(s, model.kinds))
+            c = predict(cells, cond, origins, k, steps, sampler, seed + 1, pad=pad)
             s = np.concatenate([s, c], axis=2)
         return shard_channels(s, len(kinds))
 
