@@ -40,6 +40,8 @@ import numpy as np
 from microdiff.diffusion import read_config
 from microdiff.normalize import percentile_norm
 from microdiff.segment.model import train_model
+from microdiff.segment.prepare import LUMINANCE, nuclear_channel
+from microdiff.segment.represent import PairSource
 from microdiff.simulate import simulate_image
 
 MODELS = Path(__file__).resolve().parents[1] / "src/microdiff/models"
@@ -77,6 +79,29 @@ def bbbc039_pairs(data: Path, part: str = "train"):
     return images, labels
 
 
+def dsb2018_split(data: Path, part: str = "train") -> list[Path]:
+    """DSB2018 images by sorted name: every 5th (index 0, 5, 10, ...) is the validation part,
+    held out of training (bench/segment.py --dsb scores it); the rest trains."""
+    files = sorted((data / "dsb2018" / "images").glob("*.tif"))
+    val = files[0::5]
+    return val if part == "validation" else [f for f in files if f not in val]
+
+
+def dsb2018_pairs(data: Path, part: str = "train"):
+    """DSB2018 (image, labels) pairs; every image (RGB TIFF) goes through the segment stage's
+    colour conversion (`segment.prepare`). Returns images, labels and the conversions."""
+    import tifffile
+
+    images, labels, methods = [], [], []
+    for f in dsb2018_split(data, part):
+        rgb = np.moveaxis(tifffile.imread(f), -1, 0).astype(np.float32)
+        plane, conv = nuclear_channel(rgb)
+        images.append(plane)
+        labels.append([tifffile.imread(str(f).replace("/images/", "/labels/")).astype(np.int32)])
+        methods.append(conv.method)
+    return images, labels, methods
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, help="folder holding bbbc039_nuclei/ (optional)")
@@ -104,6 +129,14 @@ def main():
         default=0,
         help="leave out the last N annotated BBBC039 train-part images (validation)",
     )
+    ap.add_argument("--dsb", action="store_true", help="also DSB2018's training part (--data)")
+    ap.add_argument("--colour-repeat", type=int, default=1,
+                    help="DSB2018 images not converted by plain luminance (colour, brightfield) "
+                    "appear this many times (they are few)")  # fmt: skip
+    ap.add_argument("--scale", type=float, nargs=2, default=(1.0, 1.0),
+                    help="random zoom range (log-uniform), e.g. 0.5 2")  # fmt: skip
+    ap.add_argument("--blur", type=float, default=0.0, help="max Gaussian blur sigma (px)")
+    ap.add_argument("--noise", type=float, help="max noise std (default: a fixed 0.02)")
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     t = time.time()
@@ -128,6 +161,16 @@ def main():
         images += bi
         labels += bl
         sources.insert(1, f"bbbc039 train part x{len(bi)}")
+    if a.dsb:
+        di, dl, methods = dsb2018_pairs(a.data)
+        extra = [i for i, m in enumerate(methods) if m != LUMINANCE] * (a.colour_repeat - 1)
+        images += di + [di[i] for i in extra]
+        labels += dl + [dl[i] for i in extra]
+        counts = {m: methods.count(m) for m in sorted(set(methods))}
+        sources.append(f"dsb2018 all but every 5th by name x{len(di)} {counts}, "
+                       f"non-luminance ones x{a.colour_repeat}")  # fmt: skip
+    augment = {"scale": tuple(a.scale), "blur": a.blur, "noise": a.noise}
+    sources.append(f"augment {augment}")
     logging.info("data ready in %.0f s: %s", time.time() - t, sources)
     if a.init:
         prev = read_config(a.init)
@@ -138,6 +181,7 @@ def main():
     res = train_model(images, labels, out, kinds=(a.kind,), steps=a.steps, batch=a.batch,
                       patch=a.patch, width=a.width, depth=3, device=a.device, threads=a.threads,
                       lr=a.lr, init=a.init,
+                      source=PairSource(images, labels, patch=a.patch, **augment),
                       extra_config={"trained_on": sources,
                                     "script": "tools/train_default_segment.py"})  # fmt: skip
     logging.info("trained %d steps in %.0f s, last loss %.4f", res.step, time.time() - t,
