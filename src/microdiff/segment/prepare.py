@@ -2,8 +2,8 @@
 
 An RGB image (channels R, G, B) is converted per image, by a rule decided from the image itself:
 
-- dark background (the median luminance sits in the lower half of the 1st..99th percentile
-  range: fluorescence saved as RGB): plain luminance;
+- dark background (the median of the brightest channel per pixel sits in the lower half of its
+  1st..99th percentile range: fluorescence saved as RGB): plain luminance;
 - bright background and colourful (stained tissue, H&E): haematoxylin from a colour
   deconvolution (`skimage.color.rgb2hed`) of the image divided by its own white (each channel's
   99th percentile), so the stain's optical density does not depend on the file's bit depth;
@@ -71,8 +71,7 @@ def choose(sample: np.ndarray, low: float = 1.0, high: float = 99.8) -> Conversi
     rgb = np.asarray(sample, np.float32)
     if rgb.shape[0] != 3:
         raise ValueError(f"an RGB image has 3 channels, not {rgb.shape[0]}")
-    lum = _luminance(rgb)
-    p1, med, p99 = np.percentile(lum, [1, 50, 99])
+    p1, med, p99 = np.percentile(rgb.max(axis=0), [1, 50, 99])  # a stain darkens some channels
     white = tuple(float(max(np.percentile(c, 99), 1e-6)) for c in rgb)
     if med - p1 <= 0.5 * (p99 - p1):
         method = LUMINANCE
