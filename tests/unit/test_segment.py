@@ -159,3 +159,29 @@ def test_training_writes_a_loadable_checkpoint(tmp_path):
 
         save_checkpoint(tmp_path / "other", build(), {"task": "restore"})
         Model.load(tmp_path / "other")
+
+
+def test_zoom_augmentation_rescales_objects_alike_in_image_and_target(rng):
+    """PairSource's zoom: a square of patch / factor pixels resampled to the patch, so objects
+    grow by the factor in the condition and in the target together."""
+    from scipy import ndimage as ndi
+    from skimage.segmentation import clear_border
+
+    from microdiff.segment.represent import PairSource
+
+    yy, xx = np.mgrid[:160, :160]
+    lab = np.zeros((160, 160), np.int32)
+    for i, (cy, cx) in enumerate([(c, d) for c in range(16, 160, 32) for d in range(16, 160, 32)]):
+        lab[(yy - cy) ** 2 + (xx - cx) ** 2 < 6**2] = i + 1
+    img = (lab > 0).astype(np.float32)[None]
+    area = {}
+    for zoom in (1.0, 2.0):
+        src = PairSource([img], [[lab]], patch=64, scale=(zoom, zoom), noise=0.01)
+        t, c = src.sample(16, rng)
+        fg = t[:, 0].numpy() > 0
+        assert ((c[:, 0].numpy() > 0.5) == fg).mean() > 0.97  # image and target stay aligned
+        whole = [clear_border(ndi.label(f)[0]) for f in fg]  # objects inside the patch
+        area[zoom] = np.mean([np.bincount(w.ravel())[1:][np.bincount(w.ravel())[1:] > 0].mean()
+                              for w in whole if w.any()])  # fmt: skip
+    assert 100 < area[1.0] < 130  # pi * 6**2 = 113
+    assert 3.5 < area[2.0] / area[1.0] < 4.5
