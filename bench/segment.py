@@ -244,7 +244,7 @@ def main():
             idx = [i for i, m in enumerate(methods) if (m == LUMINANCE) == keep]
             sets[name] = (None, [di[i] for i in idx], [dl[i][0] for i in idx])
     if a.only:
-        sets = {k: v for k, v in sets.items() if k in a.only}
+        sets = {k: sets[k] for k in a.only if k in sets}  # in the order asked
     params = instances.Params()
     rows = []
     for dname, (train, images, truths) in sets.items():
