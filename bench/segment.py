@@ -189,6 +189,12 @@ def main():
                     "(brightfield, stained)")  # fmt: skip
     ap.add_argument("--only", nargs="+", help="only these data sets (bbbc039 simulated dsb_fluo "
                     "dsb_colour)")  # fmt: skip
+    ap.add_argument(
+        "--sigma-max",
+        type=float,
+        help="with --model: start sampling here instead "
+        "of the checkpoint's own segment.sigma_max (choosing it on validation images)",
+    )
     ap.add_argument("--no-unet", action="store_true", help="with --model: skip the UNet rows")
     ap.add_argument(
         "--cells",
@@ -230,7 +236,10 @@ def main():
             return
         while a.wait and trained_steps(a.model) < a.steps:
             time.sleep(20)  # the checkpoint is still being trained alongside
-        shared = (Model.load(a.model, device=str(device)), net)
+        model = Model.load(a.model, device=str(device))
+        if a.sigma_max:
+            model.sigma_max = a.sigma_max
+        shared = (model, net)
         print(f"# unet on the checkpoint's data: {time.time() - t0:.0f} s", file=sys.stderr)
     sets = {
         "bbbc039": (bbbc_train, bbbc_imgs[: a.test], bbbc_truth[: a.test]),
@@ -285,7 +294,7 @@ def main():
     print(
         f"\nsegmentation benchmark ({device}, {how}, unet {a.steps} steps, width {a.width}, "
         f"{a.sample_steps} DDIM steps per sample, "
-        f"sigma {segmodel.SIGMA_MAX}->{segmodel.SIGMA_MIN}; "
+        f"sigma {shared[0].sigma_max if shared else segmodel.SIGMA_MAX}->{segmodel.SIGMA_MIN}; "
         f"test images: " + ", ".join(f"{k} {len(v[1])}" for k, v in sets.items()) + ")\n"
     )
     head = (

@@ -136,6 +136,7 @@ def main():
     ap.add_argument("--scale", type=float, nargs=2, default=(1.0, 1.0),
                     help="random zoom range (log-uniform), e.g. 0.5 2")  # fmt: skip
     ap.add_argument("--blur", type=float, default=0.0, help="max Gaussian blur sigma (px)")
+    ap.add_argument("--sigma-max", type=float, help="sampling start recorded in the config")
     ap.add_argument("--noise", type=float, help="max noise std (default: a fixed 0.02)")
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -180,7 +181,7 @@ def main():
         )
     res = train_model(images, labels, out, kinds=(a.kind,), steps=a.steps, batch=a.batch,
                       patch=a.patch, width=a.width, depth=3, device=a.device, threads=a.threads,
-                      lr=a.lr, init=a.init,
+                      lr=a.lr, init=a.init, sigma_max=a.sigma_max,
                       source=PairSource(images, labels, patch=a.patch, **augment),
                       extra_config={"trained_on": sources,
                                     "script": "tools/train_default_segment.py"})  # fmt: skip

@@ -7,7 +7,14 @@ import torch
 
 from microdiff.metrics import average_precision, match
 from microdiff.segment.instances import Params, Window, best_iou, consistency, extract, stitch
-from microdiff.segment.model import Model, build, predict, shard_channels, train_model
+from microdiff.segment.model import (
+    SIGMA_MAX,
+    Model,
+    build,
+    predict,
+    shard_channels,
+    train_model,
+)
 from microdiff.segment.represent import representation
 from microdiff.simulate import simulate_image
 from microdiff.tiling import iter_tiles, plan_tiles
@@ -154,6 +161,15 @@ def test_training_writes_a_loadable_checkpoint(tmp_path):
     assert model.kinds == ("nuclei",) and model.cond_channels == 1
     s = predict(model, img[None, :, :32, :32], [(0, 0)], samples=2, steps=2)
     assert s.shape == (1, 2, 2, 32, 32)
+    assert model.sigma_max == SIGMA_MAX  # no start recorded: the stage's default
+    train_model([img], [[sim.nuclei]], tmp_path / "m20", steps=1, batch=2, patch=32, width=8,
+                depth=2, threads=1, sigma_max=20.0)  # fmt: skip
+    m20 = Model.load(tmp_path / "m20", device="cpu")
+    assert m20.sigma_max == 20.0
+    a = predict(m20, img[None, :, :32, :32], [(0, 0)], samples=1, steps=1)
+    b = predict(m20, img[None, :, :32, :32], [(0, 0)], samples=1, steps=1, sigma_max=20.0)
+    c = predict(m20, img[None, :, :32, :32], [(0, 0)], samples=1, steps=1, sigma_max=SIGMA_MAX)
+    assert np.array_equal(a, b) and not np.allclose(a, c)
     with pytest.raises(ValueError, match="not a segment checkpoint"):
         from microdiff.diffusion import save_checkpoint
 

@@ -128,6 +128,7 @@ def segment_shard(
         "device": dev,
         "accel": accel.describe(dev),
         "colour": colour.asdict() if colour else None,
+        "sigma_max": model.sigma_max,
     }
     n_ch = len(kinds) * (3 + 2 * k)
     n = write_shard(out, source, plan, shard, process, n_ch, batch_size, attrs={"segment": meta})
@@ -210,6 +211,7 @@ def segment_gather(
         accel=meta.get("accel"),
         channels=[f"{k}_{m}" for k in out_kinds for m in ("prob", "std")],
         colour_conversion=meta.get("colour"),
+        sigma_max=meta.get("sigma_max"),
         **extra,
     )
     with atomic_output(out) as tmp:
