@@ -3,6 +3,21 @@ size trained on the same data, and microdiff (K = 1 and the default K), side by 
 
     python bench/segment.py --data ../shared/data [--steps 3000 --device cuda]
     python bench/segment.py --cells --sample-steps 1    # the cell rows (bench/segment_cells.py)
+    python bench/segment.py --model src/microdiff/models/segment_nuclei --no-unet --dsb \
+        --only dsb_fluo dsb_colour simulated bbbc039 --sample-steps 1 --threads 1 --device cpu
+
+The last (DSB2018 validation part, every 5th image by name, split by the colour conversion
+`segment.prepare` picks: 50 fluorescence, 13 colour/brightfield; about 25 min on a shared CPU):
+
+| data | method | AP@0.5 | mAP.5:.9 | AUROC std, 1-consistency | NFE |
+|---|---|---|---|---|---|
+| dsb_fluo | otsu+watershed | 0.600 | 0.365 | - | 0 |
+| dsb_fluo | microdiff K=4 | 0.687 | 0.456 | 0.644, 0.658 | 4 |
+| dsb_colour | otsu+watershed | 0.194 | 0.108 | - | 0 |
+| dsb_colour | microdiff K=4 | 0.293 | 0.181 | 0.805, 0.685 | 4 |
+| simulated | microdiff K=4 | 0.822 | 0.666 | 0.759, 0.848 | 4 |
+| bbbc039 | otsu+watershed | 0.746 | 0.606 | - | 0 |
+| bbbc039 | microdiff K=4 | 0.902 | 0.817 | 0.828, 0.664 | 4 |
 
 Data sets: bbbc039_nuclei (split by image: even index in sorted order trains, odd tests) and
 simulator ground truth (simulated nuclei; separate seeds for train and test). Columns: AP at IoU

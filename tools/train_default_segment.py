@@ -26,6 +26,25 @@ depth 3, 1.9 MB). The second run lifted cells AP@0.5 on simulated validation ima
 700-709) from 0.80 / 0.82 to 0.87 / 0.89 (demo-like / varied): the first model called much
 of an empty, noisy background cell.
 Only config.json and weights.pt are shipped; the resumable train_state.pt is deleted.
+
+The generalist attempt (issue 17), DSB2018 added (--dsb: all but every 5th image by sorted
+name; colour and brightfield ones through the segment stage's colour conversion
+`segment.prepare`, three times over), with zoom, blur and noise augmentation, fine-tuning the
+shipped model (not shipped: see below):
+
+    python tools/train_default_segment.py --data ../shared/data --dsb --colour-repeat 3 \
+        --scale 0.5 2 --blur 1.5 --noise 0.1 --init src/microdiff/models/segment_nuclei \
+        --lr 7e-4 --steps 3000 --width 16 --patch 64 --threads 1 --out /tmp/gen/ft16
+
+(1425 s on one thread of a shared 2-core CPU, last loss 0.041; its data list predates one rule
+change in `prepare.choose`, which now calls one more colourful training image stained.)
+Sampled from the stage's sigma 5 it over-calls nuclei (AP@0.5 0.25 on DSB2018 fluorescence
+validation, K = 1): it reads the noisy input at sigma 5, where the sampler's pure noise is not
+what it was trained on. From sigma 20 (`--sigma-max 20`, recorded as segment.sigma_max; chosen
+on DSB2018 validation images) `bench/segment.py --dsb --sample-steps 1`, K = 4, 1 step:
+DSB2018 fluorescence 0.712 (shipped 0.687; shipped from sigma 20: 0.699), colour 0.369 (0.293;
+0.286), simulated 0.876 (0.822), but BBBC039 test 0.887 against the shipped 0.902: more than
+0.01 worse, so the shipped weights stayed.
 """
 
 from __future__ import annotations
