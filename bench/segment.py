@@ -3,6 +3,21 @@ size trained on the same data, and microdiff (K = 1 and the default K), side by 
 
     python bench/segment.py --data ../shared/data [--steps 3000 --device cuda]
     python bench/segment.py --cells --sample-steps 1    # the cell rows (bench/segment_cells.py)
+    python bench/segment.py --model src/microdiff/models/segment_nuclei --no-unet --dsb \
+        --only dsb_fluo dsb_colour simulated bbbc039 --sample-steps 1 --threads 1 --device cpu
+
+The last (DSB2018 validation part, every 5th image by name, split by the colour conversion
+`segment.prepare` picks: 50 fluorescence, 13 colour/brightfield; about 25 min on a shared CPU):
+
+| data | method | AP@0.5 | mAP.5:.9 | AUROC std, 1-consistency | NFE |
+|---|---|---|---|---|---|
+| dsb_fluo | otsu+watershed | 0.600 | 0.365 | - | 0 |
+| dsb_fluo | microdiff K=4 | 0.687 | 0.456 | 0.644, 0.658 | 4 |
+| dsb_colour | otsu+watershed | 0.194 | 0.108 | - | 0 |
+| dsb_colour | microdiff K=4 | 0.293 | 0.181 | 0.805, 0.685 | 4 |
+| simulated | microdiff K=4 | 0.822 | 0.666 | 0.759, 0.848 | 4 |
+| bbbc039 | otsu+watershed | 0.746 | 0.606 | - | 0 |
+| bbbc039 | microdiff K=4 | 0.902 | 0.817 | 0.828, 0.664 | 4 |
 
 Data sets: bbbc039_nuclei (split by image: even index in sorted order trains, odd tests) and
 simulator ground truth (simulated nuclei; separate seeds for train and test). Columns: AP at IoU
@@ -27,7 +42,7 @@ from skimage.filters import threshold_otsu
 from skimage.segmentation import watershed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-from train_default_segment import simulated_pairs  # noqa: E402
+from train_default_segment import dsb2018_pairs, simulated_pairs  # noqa: E402
 
 from microdiff import diffusion as dm  # noqa: E402
 from microdiff.metrics import auroc, average_precision, false_positive_flags  # noqa: E402
@@ -42,6 +57,7 @@ from microdiff.segment.model import (  # noqa: E402
     shard_channels,
     train_model,
 )
+from microdiff.segment.prepare import LUMINANCE  # noqa: E402
 from microdiff.segment.represent import PairSource  # noqa: E402
 from microdiff.segment.stage import PAD  # noqa: E402
 
@@ -183,6 +199,19 @@ def main():
     ap.add_argument("--unet", type=Path, help="with --model: the baseline's weights, trained "
                     "(--steps steps) and saved here when missing, loaded when present")  # fmt: skip
     ap.add_argument("--unet-only", action="store_true", help="train and save --unet, then stop")
+    ap.add_argument("--dsb", action="store_true", help="also DSB2018's validation part (every 5th "
+                    "image by name, held out by tools/train_default_segment.py), split by the "
+                    "colour conversion chosen per image: luminance (fluorescence) or other "
+                    "(brightfield, stained)")  # fmt: skip
+    ap.add_argument("--only", nargs="+", help="only these data sets (bbbc039 simulated dsb_fluo "
+                    "dsb_colour)")  # fmt: skip
+    ap.add_argument(
+        "--sigma-max",
+        type=float,
+        help="with --model: start sampling here instead "
+        "of the checkpoint's own segment.sigma_max (choosing it on validation images)",
+    )
+    ap.add_argument("--no-unet", action="store_true", help="with --model: skip the UNet rows")
     ap.add_argument(
         "--cells",
         action="store_true",
@@ -208,7 +237,9 @@ def main():
     shared = None
     if a.model:
         t0 = time.time()
-        if a.unet and a.unet.is_file():
+        if a.no_unet:
+            net = None
+        elif a.unet and a.unet.is_file():
             net = build(("nuclei",), 1, a.width, 3).net.to(device)
             net.load_state_dict(torch.load(a.unet, map_location=device))
             net.eval()
@@ -223,20 +254,33 @@ def main():
             return
         while a.wait and trained_steps(a.model) < a.steps:
             time.sleep(20)  # the checkpoint is still being trained alongside
-        shared = (Model.load(a.model, device=str(device)), net)
+        model = Model.load(a.model, device=str(device))
+        if a.sigma_max:
+            model.sigma_max = a.sigma_max
+        shared = (model, net)
         print(f"# unet on the checkpoint's data: {time.time() - t0:.0f} s", file=sys.stderr)
     sets = {
         "bbbc039": (bbbc_train, bbbc_imgs[: a.test], bbbc_truth[: a.test]),
         "simulated": (sim_train, sim_test_i, [lab[0] for lab in sim_test_l]),
     }
+    if a.dsb:
+        if not shared:
+            ap.error("--dsb needs --model (the DSB2018 rows score a given checkpoint)")
+        di, dl, methods = dsb2018_pairs(a.data, "validation")
+        for name, keep in (("dsb_fluo", True), ("dsb_colour", False)):
+            idx = [i for i, m in enumerate(methods) if (m == LUMINANCE) == keep]
+            sets[name] = (None, [di[i] for i in idx], [dl[i][0] for i in idx])
+    if a.only:
+        sets = {k: sets[k] for k in a.only if k in sets}  # in the order asked
     params = instances.Params()
     rows = []
-    for dname, ((ti, tl), images, truths) in sets.items():
+    for dname, (train, images, truths) in sets.items():
         if shared:
             model, net = shared
         else:
             t0 = time.time()
             out = (a.models / dname) if a.models else Path(f"/tmp/microdiff_bench_seg_{dname}")
+            ti, tl = train
             res = train_model(ti, tl, out, steps=a.steps, batch=a.batch, width=a.width,
                               patch=a.patch, device=str(device), threads=a.threads)  # fmt: skip
             model = Model(res.denoiser.eval(), ("nuclei",), 1)
@@ -253,7 +297,7 @@ def main():
 
         runs = [
             ("otsu+watershed", lambda img: (otsu_watershed(img[0]), None), 0),
-            ("unet (single pass)", unet_fn, 1),
+            *([("unet (single pass)", unet_fn, 1)] if net is not None else []),
             ("microdiff K=1", microdiff_fn(model, 1, a.sample_steps, params),
              nfe(1, a.sample_steps)),
             (f"microdiff K={a.k}", microdiff_fn(model, a.k, a.sample_steps, params),
@@ -265,19 +309,20 @@ def main():
             rows.append(r)
             print(f"# {dname} {name}: {r}", file=sys.stderr, flush=True)
     how = f"diffusion model {a.model}" if a.model else f"{a.steps} training steps each"
-    print(f"\nsegmentation benchmark ({device}, {how}, unet {a.steps} steps, width {a.width}, "
-          f"{a.sample_steps} DDIM steps per sample, "
-          f"sigma {segmodel.SIGMA_MAX}->{segmodel.SIGMA_MIN}; "
-          f"test: bbbc039 {len(bbbc_imgs[: a.test])} "
-          f"images, simulated {len(sim_test_i)} images)\n")  # fmt: skip
+    print(
+        f"\nsegmentation benchmark ({device}, {how}, unet {a.steps} steps, width {a.width}, "
+        f"{a.sample_steps} DDIM steps per sample, "
+        f"sigma {shared[0].sigma_max if shared else segmodel.SIGMA_MAX}->{segmodel.SIGMA_MIN}; "
+        f"test images: " + ", ".join(f"{k} {len(v[1])}" for k, v in sets.items()) + ")\n"
+    )
     head = (
-        f"| {'data':9} | {'method':18} | AP@0.5 | mAP.5:.9 | AUROC FP vs TP        | s/MPx | NFE |"
+        f"| {'data':10} | {'method':18} | AP@0.5 | mAP.5:.9 | AUROC FP vs TP        | s/MPx | NFE |"
     )
     print(head)
     print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
     for r in rows:
         au = ", ".join(f"{k} {v:.3f}" for k, v in r["AUROC"].items()) or "-"
-        print(f"| {r['data']:9} | {r['method']:18} | {r['AP@0.5']:.3f}  | {r['mAP.5:.9']:.3f}    "
+        print(f"| {r['data']:10} | {r['method']:18} | {r['AP@0.5']:.3f}  | {r['mAP.5:.9']:.3f}    "
               f"| {au:21} | {r['s/MPx']:5.2f} | {r['NFE']:3d} |")  # fmt: skip
 
 

@@ -8,6 +8,7 @@ import torch
 from microdiff.metrics import average_precision, match
 from microdiff.segment.instances import Params, Window, best_iou, consistency, extract, stitch
 from microdiff.segment.model import (
+    SIGMA_MAX,
     Model,
     build,
     predict,
@@ -161,6 +162,15 @@ def test_training_writes_a_loadable_checkpoint(tmp_path):
     assert model.kinds == ("nuclei",) and model.cond_channels == 1
     s = predict(model, img[None, :, :32, :32], [(0, 0)], samples=2, steps=2)
     assert s.shape == (1, 2, 2, 32, 32)
+    assert model.sigma_max == SIGMA_MAX  # no start recorded: the stage's default
+    train_model([img], [[sim.nuclei]], tmp_path / "m20", steps=1, batch=2, patch=32, width=8,
+                depth=2, threads=1, sigma_max=20.0)  # fmt: skip
+    m20 = Model.load(tmp_path / "m20", device="cpu")
+    assert m20.sigma_max == 20.0
+    a = predict(m20, img[None, :, :32, :32], [(0, 0)], samples=1, steps=1)
+    b = predict(m20, img[None, :, :32, :32], [(0, 0)], samples=1, steps=1, sigma_max=20.0)
+    c = predict(m20, img[None, :, :32, :32], [(0, 0)], samples=1, steps=1, sigma_max=SIGMA_MAX)
+    assert np.array_equal(a, b) and not np.allclose(a, c)
     with pytest.raises(ValueError, match="not a segment checkpoint"):
         from microdiff.diffusion import save_checkpoint
 
@@ -185,3 +195,29 @@ def test_a_new_condition_channel_starts_at_zero_weight(tmp_path):
         assert not torch.allclose(want, old(x, sigma, torch.rand(2, 2, 16, 16)))
     with pytest.raises(ValueError, match="cannot start"):
         old.load_state_dict(widened(new.state_dict(), old))
+
+
+def test_zoom_augmentation_rescales_objects_alike_in_image_and_target(rng):
+    """PairSource's zoom: a square of patch / factor pixels resampled to the patch, so objects
+    grow by the factor in the condition and in the target together."""
+    from scipy import ndimage as ndi
+    from skimage.segmentation import clear_border
+
+    from microdiff.segment.represent import PairSource
+
+    yy, xx = np.mgrid[:160, :160]
+    lab = np.zeros((160, 160), np.int32)
+    for i, (cy, cx) in enumerate([(c, d) for c in range(16, 160, 32) for d in range(16, 160, 32)]):
+        lab[(yy - cy) ** 2 + (xx - cx) ** 2 < 6**2] = i + 1
+    img = (lab > 0).astype(np.float32)[None]
+    area = {}
+    for zoom in (1.0, 2.0):
+        src = PairSource([img], [[lab]], patch=64, scale=(zoom, zoom), noise=0.01)
+        t, c = src.sample(16, rng)
+        fg = t[:, 0].numpy() > 0
+        assert ((c[:, 0].numpy() > 0.5) == fg).mean() > 0.97  # image and target stay aligned
+        whole = [clear_border(ndi.label(f)[0]) for f in fg]  # objects inside the patch
+        area[zoom] = np.mean([np.bincount(w.ravel())[1:][np.bincount(w.ravel())[1:] > 0].mean()
+                              for w in whole if w.any()])  # fmt: skip
+    assert 100 < area[1.0] < 130  # pi * 6**2 = 113
+    assert 3.5 < area[2.0] / area[1.0] < 4.5

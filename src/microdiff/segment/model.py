@@ -25,7 +25,9 @@ TASK = "segment"
 # mostly the low-noise steps that barely need the image); sigma_data ~ the target's std
 P_MEAN, P_STD, SIGMA_DATA = 1.0, 1.2, 0.8
 # sampling: Karras from SIGMA_MAX down to SIGMA_MIN, inside the trained range (a final step
-# at 0.5 already settles fg/dist; lower adds nothing but steps)
+# at 0.5 already settles fg/dist; lower adds nothing but steps). A checkpoint may name its own
+# start (`segment.sigma_max` in its config): a model that reads more of the noisy input at
+# sigma 5 than the shipped one does needs a start where pure noise is what it was trained on
 SIGMA_MAX, SIGMA_MIN = 5.0, 0.5
 
 
@@ -63,6 +65,7 @@ def train_model(
     p_std: float = P_STD,
     sigma_data: float = SIGMA_DATA,
     init=None,
+    sigma_max: float | None = None,
 ) -> dm.TrainResult:
     """Train a segmentation denoiser on (image, labels) pairs and write its checkpoint dir.
 
@@ -75,6 +78,7 @@ def train_model(
     init: a checkpoint dir of the same architecture to start from (fine-tuning; fresh optimizer);
     it may take fewer condition channels (the last ones are new): their first-layer weights start
     at zero, so step 0 computes what `init` computes.
+    sigma_max: the sampling start recorded for this model (default: SIGMA_MAX).
     """
     kinds = tuple(kinds)
     bad = [k for k in kinds if k not in KINDS]
@@ -91,6 +95,7 @@ def train_model(
             "cond_channels": images[0].shape[0],
             "representation": "fg+dist",
             "slicewise": True,
+            **({"sigma_max": float(sigma_max)} if sigma_max else {}),
         },
         **(extra_config or {}),
     }
@@ -136,6 +141,7 @@ class Model:
     cond_channels: int
     hash: str | None = None
     distilled_steps: int | None = None  # a distilled student's sampling steps
+    sigma_max: float = SIGMA_MAX  # where its sampling starts (`segment.sigma_max`)
 
     @classmethod
     def load(cls, path, device="auto") -> Model:
@@ -145,7 +151,8 @@ class Model:
         seg = cfg[TASK]
         student = (cfg.get("distilled") or {}).get("student_steps")
         kinds, cond = tuple(seg["kinds"]), int(seg["cond_channels"])
-        return cls(den, kinds, cond, cfg.get("params_hash"), student)
+        smax = float(seg.get("sigma_max", SIGMA_MAX))
+        return cls(den, kinds, cond, cfg.get("params_hash"), student, smax)
 
 
 def posterior(
@@ -163,13 +170,14 @@ def predict(
     steps: int = 2,
     sampler: str = "ddim",
     seed: int = 0,
-    sigma_max: float = SIGMA_MAX,
+    sigma_max: float | None = None,
     pad: int = 0,
 ) -> np.ndarray:
     """K samples of the representation for a batch of tiles.
 
     cond: (B, C, [Z,] Y, X) normalized image tiles; origins: global position of each tile's
     first pixel. Returns (B, K, 2 * kinds, [Z,] Y, X) float32 samples in [-1, 1].
+    `sigma_max`: where sampling starts (default: the model's own, `Model.sigma_max`).
     `pad` > 0 reflects every tile by `pad` pixels in y and x first (cropped off after), so a
     whole image sees the same mirrored context beyond its border as a border tile does.
     """
@@ -179,6 +187,7 @@ def predict(
         origins = [tuple(o[:-2]) + (o[-2] - pad, o[-1] - pad) for o in origins]
         out = predict(model, cond, origins, samples, steps, sampler, seed, sigma_max)
         return out[..., pad:-pad, pad:-pad]
+    sigma_max = model.sigma_max if sigma_max is None else sigma_max
     dev = next(model.denoiser.parameters()).device
     den = accel.prepare(model.denoiser, dev)
     three = cond.ndim == 5

@@ -23,7 +23,10 @@ class PairSource:
     images: list of (C, Y, X) normalized float arrays (any size; smaller than the patch are
     padded); labels: per image a list of label arrays (Y, X), one per kind. 3D pairs are cut
     into their z slices (the model is slice-wise). Augmentation: flips, 90-degree rotations,
-    intensity scale/offset/gamma jitter and a little noise on the condition.
+    intensity scale/offset/gamma jitter and noise on the condition; optionally (a generalist
+    model) a random zoom by a factor log-uniform in `scale` (a square of patch / factor pixels
+    resampled to the patch), a Gaussian blur of the condition (sigma uniform in 0..`blur`, half
+    the patches) and noise of a std log-uniform in 0.005..`noise` instead of a fixed one.
     """
 
     def __init__(
@@ -32,8 +35,12 @@ class PairSource:
         labels: Sequence[Sequence[np.ndarray]],
         patch: int = 128,
         augment: bool = True,
+        scale: tuple[float, float] = (1.0, 1.0),
+        blur: float = 0.0,
+        noise: float | None = None,
     ):
         self.patch, self.augment = int(patch), augment
+        self.scale, self.blur, self.noise = (float(scale[0]), float(scale[1])), blur, noise
         self.data = []
         for img, labs in zip(images, labels):
             img = np.asarray(img, np.float32)
@@ -69,20 +76,42 @@ class PairSource:
         ts, cs = [], []
         for _ in range(n):
             t, c = self.data[int(rng.choice(len(self.data), p=self.p))]
-            y = int(rng.integers(0, t.shape[1] - self.patch + 1))
-            x = int(rng.integers(0, t.shape[2] - self.patch + 1))
-            sl = (slice(None), slice(y, y + self.patch), slice(x, x + self.patch))
+            side = self.patch
+            if self.augment and self.scale != (1.0, 1.0):
+                zoom = float(np.exp(rng.uniform(*np.log(self.scale))))
+                side = max(8, min(round(self.patch / zoom), *t.shape[1:]))
+            y = int(rng.integers(0, t.shape[1] - side + 1))
+            x = int(rng.integers(0, t.shape[2] - side + 1))
+            sl = (slice(None), slice(y, y + side), slice(x, x + side))
             t, c = t[sl].astype(np.float32), c[sl].copy()
+            if side != self.patch:
+                t, c = resize(t, self.patch), resize(c, self.patch)
             if self.augment:
-                t, c = augment(t, c, rng)
+                t, c = augment(t, c, rng, self.blur, self.noise)
             ts.append(t)
             cs.append(c)
         return torch.from_numpy(np.stack(ts)), torch.from_numpy(np.stack(cs))
 
 
-def augment(target: np.ndarray, cond: np.ndarray, rng: np.random.Generator):
+def resize(block: np.ndarray, side: int) -> np.ndarray:
+    """(C, Y, X) -> (C, side, side), bilinear (a zoomed training patch)."""
+    from skimage.transform import resize as sk_resize
+
+    out = sk_resize(block, (block.shape[0], side, side), order=1, mode="reflect",
+                    anti_aliasing=side < block.shape[1])  # fmt: skip
+    return out.astype(np.float32)
+
+
+def augment(
+    target: np.ndarray,
+    cond: np.ndarray,
+    rng: np.random.Generator,
+    blur: float = 0.0,
+    noise: float | None = None,
+):
     """Flips and a 90-degree rotation (the engine's `augment`), intensity jitter of the
-    condition (per channel)."""
+    condition (per channel); with `blur` a Gaussian blur (sigma up to `blur`) of half the
+    conditions; noise of std 0.02, or log-uniform in 0.005..`noise` when given."""
     from ..diffusion.augment import augment as flip_rotate
 
     target, cond = flip_rotate(target, rng, cond)
@@ -91,7 +120,12 @@ def augment(target: np.ndarray, cond: np.ndarray, rng: np.random.Generator):
         gamma = float(np.exp(rng.normal(0, 0.2)))
         ch = np.clip(cond[c], 0, None) ** gamma
         cond[c] = ch * float(np.exp(rng.normal(0, 0.2))) + float(rng.normal(0, 0.05))
-    cond += rng.normal(0, 0.02, cond.shape).astype(np.float32)
+    if blur > 0 and rng.random() < 0.5:
+        from scipy.ndimage import gaussian_filter
+
+        cond = gaussian_filter(cond, (0, *[float(rng.uniform(0, blur))] * (cond.ndim - 1)))
+    std = 0.02 if noise is None else float(np.exp(rng.uniform(np.log(0.005), np.log(noise))))
+    cond += rng.normal(0, std, cond.shape).astype(np.float32)
     return target, cond
 
 

@@ -26,7 +26,7 @@ from ..normalize import Normalizer, level0
 from ..shards import run_whole, tile_shape, write_shard
 from ..tiling import Box, axis_names, iter_tiles
 from . import cells as cell_fallback
-from . import instances
+from . import instances, prepare
 from .model import (
     Model,
     cell_condition,
@@ -98,7 +98,14 @@ def segment_shard(
     if model.cond_channels not in (1, 2):
         raise ValueError(f"model needs {model.cond_channels} condition channels")
     norm = Normalizer.from_json(norm_json) if norm_json else None
-    source = NormalizedChannels(level0(group, norm), chans, norm)
+    colour = None
+    if model.cond_channels == 1 and cells is None:  # RGB: a nuclear channel (segment.prepare)
+        colour = prepare.stage_conversion(group, names, p.get("nuclei_channel", 0))
+    if colour is not None:
+        log.info("RGB image: nuclear channel by %s", colour.method)
+        source = prepare.NuclearView(level0(group, norm), colour)
+    else:
+        source = NormalizedChannels(level0(group, norm), chans, norm)
     extent = tuple(int(plan[f"{a}1"].max()) for a in axis_names(len(source.shape[1:])))
     if extent != tuple(source.shape[1:]):
         raise ValueError(
@@ -134,6 +141,8 @@ def segment_shard(
         "nfe": per_px,
         "device": dev,
         "accel": accel.describe(dev),
+        "colour": colour.asdict() if colour else None,
+        "sigma_max": model.sigma_max,
     }
     n_ch = len(kinds) * (3 + 2 * k)
     n = write_shard(out, source, plan, shard, process, n_ch, batch_size, attrs={"segment": meta})
@@ -215,6 +224,8 @@ def segment_gather(
         device=meta.get("device"),
         accel=meta.get("accel"),
         channels=[f"{k}_{m}" for k in out_kinds for m in ("prob", "std")],
+        colour_conversion=meta.get("colour"),
+        sigma_max=meta.get("sigma_max"),
         **extra,
     )
     with atomic_output(out) as tmp:
