@@ -32,6 +32,7 @@ import classify_data as cd  # noqa: E402
 from microdiff import classify  # noqa: E402
 from microdiff.classify import lowest_error as le  # noqa: E402
 from microdiff.classify import represent as rp  # noqa: E402
+from microdiff.classify.crops import ring_profile  # noqa: E402
 
 
 def split(table: pd.DataFrame, seed: int, share: float = 0.2) -> np.ndarray:
@@ -60,6 +61,7 @@ def run(name, table, crops, args):
     x = cd.normalised(table, crops, args.crop, args.pool)
     cols = classify.feature_columns(table)
     F = table[cols].to_numpy(np.float64)
+    FR = np.concatenate([F, ring_profile(x)], axis=1)  # what `join` adds to the embedding
     print(f"{name}: {lab.sum()} labelled of {len(table)}; train {tr.sum()} test {te.sum()}",
           flush=True)  # fmt: skip
 
@@ -78,6 +80,12 @@ def run(name, table, crops, args):
     t = time.perf_counter()
     pred = classify.predict(model, table[te])["class"].to_numpy()
     row("features + gradient boosting", pred, time.perf_counter() - t, 0, te.sum())
+    for what, X in (("features", F), ("features + ring profile", FR)):
+        m, choice = rp.fit_light(rp.joined(X[:, :0], X)[tr], y[tr], is_val[tr], seed=args.seed)
+        t = time.perf_counter()
+        pred = m.predict(rp.joined(X[:, :0], X)[te])
+        row(f"{what} (+ logistic, {choice['class_weight']}, C {choice['C']})", pred,
+            time.perf_counter() - t, 0, te.sum())  # fmt: skip
 
     t0 = time.perf_counter()
     fit = ~test  # self-supervised: every crop of the non-test images, labelled or not
@@ -90,7 +98,7 @@ def run(name, table, crops, args):
     E = rp.embed(res.denoiser, x, sig, views=args.views, seed=args.seed, threads=1)
     per_obj = (time.perf_counter() - t) / len(x)
     nfe = len(sig) * args.views
-    for what, X in (("embedding", E), ("embedding + features", rp.joined(E, F))):
+    for what, X in (("embedding", E), ("embedding + features + rings", rp.joined(E, FR))):
         m, choice = rp.fit_light(X[tr], y[tr], is_val[tr], seed=args.seed)
         t = time.perf_counter()
         pred = m.predict(X[te])
@@ -98,13 +106,13 @@ def run(name, table, crops, args):
         row(f"diffusion {what} (+ logistic, {choice['class_weight']}, C {choice['C']})",
             pred, sec, nfe, te.sum())  # fmt: skip
     # the same joined embedding under the features' own classifier (balanced boosting)
-    J = pd.DataFrame(rp.joined(E, F)).add_prefix("j")
+    J = pd.DataFrame(rp.joined(E, FR)).add_prefix("j")
     model, _ = classify.train_supervised(J[tr], y[tr], seed=args.seed, n_splits=1,
                                          columns=list(J.columns), max_iter=200)  # fmt: skip
     t = time.perf_counter()
     pred = classify.predict(model, J[te])["class"].to_numpy()
     sec = per_obj * te.sum() + time.perf_counter() - t
-    row("diffusion embedding + features (+ gradient boosting)", pred, sec, nfe, te.sum())
+    row("diffusion embedding + features + rings (+ gradient boosting)", pred, sec, nfe, te.sum())
     if args.le_steps:
         sub = np.flatnonzero(te)[: args.le_eval]
         t = time.perf_counter()
