@@ -28,7 +28,7 @@ fixed, as the full grid on 576 + 74 columns costs 2-8 min a fit on one thread he
     features + ring profile (+ logistic)            0.840     0.755
     embedding + features + rings (+ logistic)       0.844     0.739
     PCA-64 embedding + features + rings (+ log.)    0.839     0.745
-    before this change: embedding + features        0.843     0.753   (balanced, C chosen)
+    before this change: embedding + features        0.843     0.753   (issue 20 run, not rerun)
 
 Validation macro-F1 (train 8981 cells, validation 2440): features 0.642, features + rings 0.677,
 embedding alone 0.587, PCA-64 embedding + features + rings 0.672. The ring profile, not the
