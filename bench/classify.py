@@ -26,13 +26,16 @@ fixed, as the full grid on 576 + 74 columns costs 2-8 min a fit on one thread he
     features + gradient boosting                    0.809     0.693
     features (+ logistic)                           0.816     0.714
     features + ring profile (+ logistic)            0.840     0.755
+    embedding + features (+ logistic)               0.836     0.746
     embedding + features + rings (+ logistic)       0.844     0.739
     PCA-64 embedding + features + rings (+ log.)    0.839     0.745
     before this change: embedding + features        0.843     0.753   (issue 20 run, not rerun)
 
 Validation macro-F1 (train 8981 cells, validation 2440): features 0.642, features + rings 0.677,
 embedding alone 0.587, PCA-64 embedding + features + rings 0.672. The ring profile, not the
-embedding, carries the gain; target macro-F1 0.80 not reached.
+embedding, carries the gain for the features; joined with the full embedding the rings move
+accuracy up and macro-F1 down by less than a rare class's noise. Target macro-F1 0.80 not
+reached.
 """
 
 from __future__ import annotations
