@@ -113,3 +113,29 @@ def test_diffusion_method_picks_the_module():
     )
     with pytest.raises(ValueError, match="classify.diffusion.method"):
         diffusion_method({"method": "nope"})
+
+
+def test_ring_profile_sees_a_central_pallor():
+    """A disc with a pale centre and a uniform disc differ in their inner rings only."""
+    from microdiff.classify.crops import ring_profile
+
+    yy, xx = np.mgrid[:16, :16] - 7.5
+    r = np.hypot(yy, xx)
+    full = np.where(r < 6, -1.0, 1.0)
+    pale = np.where(r < 2, 0.5, full)
+    prof = ring_profile(np.stack([full, pale])[:, None].astype(np.float32), width=2)
+    assert prof.shape == (2, 4)
+    assert (prof[0, :3] == -1.0).all() and prof[0, 3] == 1.0  # inside the disc, outside
+    assert prof[1, 0] == 0.5 and prof[0, 0] == -1.0
+    np.testing.assert_allclose(prof[0, 1:], prof[1, 1:])
+    # channels interleave ring by ring: (ring 0: c0, c1), (ring 1: c0, c1), ...
+    two = ring_profile(np.stack([full, pale])[None].astype(np.float32), width=2)
+    np.testing.assert_allclose(two[0, :2], [prof[0, 0], prof[1, 0]])
+
+
+def test_class_weights_power_between_none_and_balanced():
+    y = np.array(["a"] * 8 + ["b"] * 2)
+    bal, half = rp.class_weights(y, 1.0), rp.class_weights(y, 0.5)
+    assert np.allclose(np.bincount(y == "b", weights=bal), [5, 5])  # balanced: equal totals
+    assert np.allclose(rp.class_weights(y, 0.0), 1.0)
+    assert 1 < half[-1] < bal[-1] and bal[0] < half[0] < 1

@@ -44,6 +44,22 @@ def object_crops(image, centroids: np.ndarray, size: int = 32, normalizer=None) 
     return out
 
 
+def ring_profile(crops: np.ndarray, width: float = 2.0) -> np.ndarray:
+    """(N, C * rings) mean of each channel of (N, C, S, S) crops in concentric rings `width` px
+    wide around the crop centre (ring k: k * width <= r < (k + 1) * width, out to S / 2),
+    ordered ring by ring. A cell's radial profile: its central pallor (or its absence), rim and
+    surroundings, which the shape and whole-object intensity features do not see."""
+    crops = np.asarray(crops, np.float32)
+    n, c, size = crops.shape[0], crops.shape[1], crops.shape[-1]
+    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2.0
+    ring = (np.hypot(yy, xx) // width).astype(np.int64).ravel()
+    keep = ring < int(np.ceil(size / 2 / width))
+    onehot = np.eye(int(ring[keep].max()) + 1, dtype=np.float32)[ring[keep]]
+    sums = crops.reshape(n, c, -1)[:, :, keep] @ onehot
+    means = sums / onehot.sum(axis=0)
+    return means.transpose(0, 2, 1).reshape(n, -1)
+
+
 def experiment_crops(objects: pd.DataFrame, images, norms, size: int) -> np.ndarray:
     """Crops of every row of `objects` (`sample`, `centroid_[z,]y,x`), in row order.
 

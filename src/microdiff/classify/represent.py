@@ -10,9 +10,10 @@ encoder level, the middle block and every decoder level is averaged over space (
 pooling). With `views` > 1 the embedding is averaged over that many dihedral views of the crop.
 Cost: levels x views network evaluations (NFE) per object.
 
-A light classifier on the embedding (alone, or joined with the morphology features): logistic
-regression on standardised columns, class weights (balanced or none) and the inverse
-regularisation C chosen on a validation split by macro-F1 (`fit_light`).
+A light classifier on the embedding (alone, or joined with the morphology features and the
+crop's ring profile, `crops.ring_profile`): logistic regression on standardised columns, class
+weights (balanced, square root of balanced, or none) and the inverse regularisation C chosen on
+a validation split by macro-F1 (`fit_light`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ log = logging.getLogger("microdiff.classify.represent")
 
 TASK = "classify-representation"
 SIGMAS = (0.1, 0.3)
+JOINED = "morphology features and the crop's ring profile"
 
 
 def build_denoiser(channels: int, width: int = 16, depth: int = 3) -> Denoiser:
@@ -147,37 +149,50 @@ def embed(
     return np.concatenate(out) if out else np.zeros((0, width), np.float32)
 
 
+def class_weights(y: np.ndarray, power: float) -> np.ndarray:
+    """Per-row weights (n / (k n_class)) ** power: 1 balances the classes, 0 leaves them."""
+    names, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
+    return (len(y) / (len(names) * counts[inverse])) ** float(power)
+
+
+WEIGHTINGS = {"balanced": 1.0, "sqrt-balanced": 0.5, None: 0.0}
+
+
 def fit_light(
     X: np.ndarray,
     y: np.ndarray,
     validation: np.ndarray,
     seed: int = 0,
     cs: Sequence[float] = (0.03, 0.1, 0.3, 1.0),
-    weights: Sequence[str | None] = ("balanced", None),
+    weights: Sequence[str | None] = ("balanced", "sqrt-balanced", None),
 ):
     """Logistic regression on standardised X; `(model, choice)`.
 
-    `validation` (boolean) marks the rows that choose C and the class weighting by macro-F1;
-    the model is then refitted on all rows with the choice."""
+    `validation` (boolean) marks the rows that choose C and the class weighting (`WEIGHTINGS`:
+    balanced, its square root, none) by macro-F1; the model is then refitted on all rows with
+    the choice."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    def make(c, w):
-        lr = LogisticRegression(C=c, class_weight=w, max_iter=300, random_state=seed)
-        return make_pipeline(StandardScaler(), lr)
+    def fit(rows, c, w):
+        lr = LogisticRegression(C=c, max_iter=300, random_state=seed)
+        sw = class_weights(y[rows], WEIGHTINGS[w])
+        return make_pipeline(StandardScaler(), lr).fit(
+            X[rows], y[rows], logisticregression__sample_weight=sw
+        )
 
     X, y, val = np.asarray(X, np.float64), np.asarray(y), np.asarray(validation, bool)
     best, choice = -1.0, {"C": cs[-1], "class_weight": weights[0], "validation_f1_macro": None}
     if val.any() and (~val).any() and len(np.unique(y[~val])) >= 2:
         for w in weights:
             for c in cs:
-                pred = make(c, w).fit(X[~val], y[~val]).predict(X[val])
+                pred = fit(~val, c, w).predict(X[val])
                 f1 = float(f1_score(y[val], pred, average="macro"))
                 if f1 > best:
                     best, choice = f1, {"C": c, "class_weight": w, "validation_f1_macro": f1}
-    return make(choice["C"], choice["class_weight"]).fit(X, y), choice
+    return fit(np.ones(len(y), bool), choice["C"], choice["class_weight"]), choice
 
 
 def joined(embedding: np.ndarray, features: np.ndarray) -> np.ndarray:
@@ -235,7 +250,7 @@ def classify_experiment(
     table, labels, images, norms, checkpoint, params: dict, seed=0, threads=None
 ):
     """Every object of `table` classified from its embedding (joined with the morphology
-    features when `params["join"]`); `(classes, info)`.
+    features and the crop's ring profile when `params["join"]`); `(classes, info)`.
 
     The light classifier learns from the labelled objects outside the held-out samples; C and
     the class weighting are chosen on a part of those (whole samples where there are several),
@@ -244,7 +259,7 @@ def classify_experiment(
 
     import pandas as pd
 
-    from .crops import experiment_crops, holdout_split, labelled
+    from .crops import experiment_crops, holdout_split, labelled, ring_profile
     from .tabular import KEYS, feature_columns, scores
 
     den, cfg = load_representation(checkpoint, device=pick_device("auto"))
@@ -256,8 +271,9 @@ def classify_experiment(
     X = embed(den, crops, sigmas, views, seed, int(params.get("batch_eval", 256)), None, threads)
     seconds = time.perf_counter() - start
     join = bool(params.get("join", True))
-    if join:
-        X = joined(X, rows[feature_columns(rows)].to_numpy(np.float64))
+    if join:  # the morphology features and the crop's radial profile (`ring_profile`)
+        F = rows[feature_columns(rows)].to_numpy(np.float64)
+        X = joined(X, np.concatenate([F, ring_profile(crops)], axis=1))
     cost = {"sigmas": list(sigmas), "views": views, "nfe_per_object": len(sigmas) * views,
             "s_per_1000_objects": 1000 * seconds / max(len(rows), 1),
             "model_hash": cfg.get("params_hash")}  # fmt: skip
@@ -285,7 +301,7 @@ def classify_experiment(
     info = {
         "mode": "diffusion",
         "method": "diffusion representation (pooled denoiser activations) + logistic regression"
-        + (", joined with morphology features" if join else ""),
+        + (f", joined with {JOINED}" if join else ""),
         "cv": "holdout",
         "holdout": cfg.get("holdout"),
         **cost,
@@ -315,7 +331,7 @@ def cluster_embeddings(rows, X: np.ndarray, unsupervised: dict, seed: int, join:
     info.pop("features", None)
     method = "diffusion representation (pooled denoiser activations) + Gaussian mixture"
     if join:
-        method += ", joined with morphology features"
+        method += f", joined with {JOINED}"
     head = {"mode": "diffusion", "method": method, "cv": "none (no labels: clusters)"}
     info = {**head, **cost, "n_objects": len(rows), **info}
     return classes, info
