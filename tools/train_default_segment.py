@@ -87,6 +87,9 @@ from microdiff.segment.stage import DEFAULT_MODEL, PAD
 from microdiff.simulate import simulate_image
 
 MODELS = Path(__file__).resolve().parents[1] / "src/microdiff/models"
+# a cell model's sampling start: at the stage's sigma 5 a training input still shows the target
+# (fg -1 on the background), so from pure noise there it calls background cell (see above)
+CELL_SIGMA_MAX = 20.0
 
 
 def simulated_pairs(n: int, seed: int = 100, shape=(384, 384), kind: str = "nuclei"):
@@ -195,7 +198,12 @@ def main():
     ap.add_argument("--scale", type=float, nargs=2, default=(1.0, 1.0),
                     help="random zoom range (log-uniform), e.g. 0.5 2")  # fmt: skip
     ap.add_argument("--blur", type=float, default=0.0, help="max Gaussian blur sigma (px)")
-    ap.add_argument("--sigma-max", type=float, help="sampling start recorded in the config")
+    ap.add_argument(
+        "--sigma-max",
+        type=float,
+        help=f"sampling start recorded in the config (default: {CELL_SIGMA_MAX:g} for --kind "
+        "cells, else the stage's)",
+    )
     ap.add_argument("--noise", type=float, help="max noise std (default: a fixed 0.02)")
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -244,6 +252,8 @@ def main():
             f"fine-tuned from a checkpoint of {prev['training']['steps']} steps on "
             f"{prev.get('trained_on')}"
         )
+    if a.sigma_max is None and a.kind == "cells":
+        a.sigma_max = CELL_SIGMA_MAX
     res = train_model(images, labels, out, kinds=(a.kind,), steps=a.steps, batch=a.batch,
                       patch=a.patch, width=a.width, depth=3, device=a.device, threads=a.threads,
                       lr=a.lr, init=a.init, sigma_max=a.sigma_max,
