@@ -13,39 +13,52 @@ odd ones are the benchmark's test part, see bench/segment.py). Run once by a mai
 The shipped weights are that run (934 s on one CPU thread). They are small (width 16, depth 3:
 about 2 MB). Noise levels follow `train_model`'s defaults (log-normal p_mean 1.0, p_std 1.2:
 mostly noise where the image decides the answer).
-The shipped cell model is two runs, the second fine-tuning the first on more images at half
-the learning rate:
+The shipped cell model is three runs: two of a model on the nuclear and cytoplasm channels,
+the second fine-tuning the first on more images at half the learning rate, then a fine-tune that
+adds the nuclei found as a third condition channel (--nuclei-found: the shipped nuclei model's
+mean foreground, K=4, 1 step, as the segment stage gives it; the third channel's first-conv
+weights start at zero, so step 0 computes what the 2-channel model computes):
 
     python tools/train_default_segment.py --kind cells --simulated 32 --steps 3000 --patch 96 \
         --threads 2 --out /tmp/cells1
     python tools/train_default_segment.py --kind cells --init /tmp/cells1 --simulated 48 \
-        --steps 3000 --patch 96 --lr 5e-4 --threads 2
+        --steps 3000 --patch 96 --lr 5e-4 --threads 2 --out /tmp/cells2
+    python tools/train_default_segment.py --kind cells --nuclei-found --init /tmp/cells2 \
+        --simulated 48 --steps 3000 --patch 96 --lr 5e-4 --threads 1
 
-(2015 s and 1114 s on two threads of a shared CPU; last loss 0.043, then 0.029; width 16,
-depth 3, 1.9 MB). The second run lifted cells AP@0.5 on simulated validation images (seeds
-700-709) from 0.80 / 0.82 to 0.87 / 0.89 (demo-like / varied): the first model called much
-of an empty, noisy background cell.
+(2015 s and 1114 s on two threads of a shared CPU, last loss 0.043, then 0.029; the third 2311 s
+on one thread of a 2-core CPU shared with two other jobs, 231 s of it making the nuclei found,
+last loss 0.0243; width 16, depth 3, 1.9 MB). /tmp/cells2 was the shipped model before the
+third run. The second run lifted cells AP@0.5 on simulated validation images (seeds 700-709)
+from 0.80 / 0.82 to 0.87 / 0.89 (demo-like / varied): the first model called much of an empty,
+noisy background cell.
 Only config.json and weights.pt are shipped; the resumable train_state.pt is deleted.
 
-A cell model also conditioned on the nuclei found (--nuclei-found: the shipped nuclei model's
-mean foreground, K=4, 1 step, as the segment stage gives it) was fine-tuned from the shipped one
-(third channel's first-conv weights zero: step 0 scores exactly as the shipped model) and NOT
-shipped, since it segmented worse (issue 21; one CPU thread shared with three other jobs):
-
-    python tools/train_default_segment.py --kind cells --nuclei-found \
-        --init src/microdiff/models/segment_cells --simulated 48 --steps 2000 --patch 96 \
-        --lr 5e-4 --threads 1 --out /tmp/cells3            # 1441 s, last loss 0.0270
-    python tools/train_default_segment.py --kind cells --nuclei-found \
-        --init src/microdiff/models/segment_cells --simulated 48 --sim-seed 300 --steps 1000 \
-        --patch 96 --lr 5e-5 --threads 1 --out /tmp/cells5  # 986 s, last loss 0.0265
+Cell models sample from sigma 20 (`segment.sigma_max` in the config, this tool's default for
+--kind cells), not the stage's 5. At sigma 5 a training input (target + 5 * noise) still shows
+the target: fg is -1 on the background, half the image, and the models read it. From pure
+noise at 5 they see no such offset and call background cell: mean cell probability on the
+truth's background of two simulated images (tests/unit/test_cell_model.py, which pins it) 0.42 /
+0.38 for /tmp/cells2 and 0.68 / 0.60 for the third run at 750 steps from sigma 5; from 20, 0.04
+/ 0.03 for /tmp/cells2 and 0.05 / 0.03 for the shipped third run. That is why the earlier
+3-channel fine-tunes, sampled from 5 (2000 steps at lr 5e-4; 1000 at 5e-5, seeds from 300),
+segmented worse than the 2-channel model, on their own training images too, though their loss
+was lower.
 
 `bench/segment.py --cells --sample-steps 1 --simulated-test 5 --threads 1 --model DIR` (cells
-AP@0.5 / mAP, AUROC of per-cell std and 1-consistency, varied | demo-like): shipped 0.832 /
-0.553, 0.66, 0.58 | 0.956 / 0.721, 0.58, 0.47; /tmp/cells3 0.724 / 0.497, 0.82, 0.66 | 0.884 /
-0.644, 0.91, 0.78; /tmp/cells5 0.752 / 0.478, 0.82, 0.76 | 0.761 / 0.541, 0.94, 0.87. Its
-per-cell uncertainty tells false cells far better, but it calls more of the background cell
-(mean cell probability on the truth's background 0.5-0.8 against 0.2-0.5), even on its own
-training images.
+AP@0.5 / mAP, AUROC of per-cell std and 1-consistency; 5 images of 512 x 512, seeds 900-904
+"varied" and 950-954 "demo-like"; DIR a copy with `segment.sigma_max` set as listed):
+
+| model | sigma_max | varied | demo-like |
+|---|---|---|---|
+| /tmp/cells2 (2 channels) | 5 | 0.832 / 0.553, 0.66, 0.58 | 0.956 / 0.721, 0.58, 0.47 |
+| /tmp/cells2 (2 channels) | 20 | 0.858 / 0.595, 0.49, 0.49 | 0.956 / 0.731, 0.45, 0.50 |
+| third run at 750 steps | 5 | 0.747 / 0.490, 0.78, 0.69 | 0.828 / 0.597, 0.95, 0.89 |
+| third run at 750 steps | 20 | 0.886 / 0.624, 0.66, 0.53 | 0.956 / 0.743, 0.37, 0.50 |
+| third run, 3000 steps (shipped) | 20 | 0.875 / 0.631, 0.57, 0.49 | 0.956 / 0.765, 0.38, 0.50 |
+
+The high AUROCs from sigma 5 rated cells spread over the background (likely the samples differ
+most there); from sigma 20 the cells' std and consistency tell false cells little (0.37-0.66).
 
 The generalist attempt (issue 17), DSB2018 added (--dsb: all but every 5th image by sorted
 name; colour and brightfield ones through the segment stage's colour conversion
@@ -87,6 +100,9 @@ from microdiff.segment.stage import DEFAULT_MODEL, PAD
 from microdiff.simulate import simulate_image
 
 MODELS = Path(__file__).resolve().parents[1] / "src/microdiff/models"
+# a cell model's sampling start: at the stage's sigma 5 a training input still shows the target
+# (fg -1 on the background), so from pure noise there it calls background cell (see above)
+CELL_SIGMA_MAX = 20.0
 
 
 def simulated_pairs(n: int, seed: int = 100, shape=(384, 384), kind: str = "nuclei"):
@@ -195,7 +211,12 @@ def main():
     ap.add_argument("--scale", type=float, nargs=2, default=(1.0, 1.0),
                     help="random zoom range (log-uniform), e.g. 0.5 2")  # fmt: skip
     ap.add_argument("--blur", type=float, default=0.0, help="max Gaussian blur sigma (px)")
-    ap.add_argument("--sigma-max", type=float, help="sampling start recorded in the config")
+    ap.add_argument(
+        "--sigma-max",
+        type=float,
+        help=f"sampling start recorded in the config (default: {CELL_SIGMA_MAX:g} for --kind "
+        "cells, else the stage's)",
+    )
     ap.add_argument("--noise", type=float, help="max noise std (default: a fixed 0.02)")
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -244,6 +265,8 @@ def main():
             f"fine-tuned from a checkpoint of {prev['training']['steps']} steps on "
             f"{prev.get('trained_on')}"
         )
+    if a.sigma_max is None and a.kind == "cells":
+        a.sigma_max = CELL_SIGMA_MAX
     res = train_model(images, labels, out, kinds=(a.kind,), steps=a.steps, batch=a.batch,
                       patch=a.patch, width=a.width, depth=3, device=a.device, threads=a.threads,
                       lr=a.lr, init=a.init, sigma_max=a.sigma_max,
