@@ -55,7 +55,7 @@ import classify_data as cd  # noqa: E402
 from microdiff import classify  # noqa: E402
 from microdiff.classify import lowest_error as le  # noqa: E402
 from microdiff.classify import represent as rp  # noqa: E402
-from microdiff.classify.crops import ring_profile  # noqa: E402
+from microdiff.classify.crops import descriptors  # noqa: E402
 
 
 def split(table: pd.DataFrame, seed: int, share: float = 0.2) -> np.ndarray:
@@ -71,6 +71,38 @@ def per_class(y, pred, classes) -> str:
     return " ".join(f"{c}:{v:.2f}" for c, v in zip(classes, f))
 
 
+def representation(train_x, x, args, cache: Path | None, tag: str):
+    """(embedding of x, seconds per object): the representation trained on `train_x` (no
+    labels), then x embedded; both kept under `cache` when given and read back next time."""
+    key = f"{tag}_rep_s{args.steps}_b{args.batch}_w{args.width}_seed{args.seed}"
+    ckpt = cache / f"{key}.pt" if cache else None
+    if ckpt is not None and ckpt.exists():
+        den, _ = rp.load_representation(ckpt)
+    else:
+        t0 = time.perf_counter()
+        res = rp.train_representation(train_x, steps=args.steps, batch=args.batch,
+                                      width=args.width, seed=args.seed, threads=1,
+                                      checkpoint_path=ckpt)  # fmt: skip
+        den = res.denoiser
+        print(f"representation trained in {time.perf_counter() - t0:.0f} s, "
+              f"loss {np.mean(res.losses[-50:]):.4f}", flush=True)  # fmt: skip
+    sig = tuple(args.sigmas)
+    emb = (
+        cache / f"{key}_emb_{'_'.join(map(str, sig))}_v{args.views}_n{len(x)}.npz"
+        if cache
+        else None
+    )
+    if emb is not None and emb.exists():
+        z = np.load(emb)
+        return z["E"], float(z["per_obj"])
+    t = time.perf_counter()
+    E = rp.embed(den, x, sig, views=args.views, seed=args.seed, threads=1)
+    per_obj = (time.perf_counter() - t) / max(len(x), 1)
+    if emb is not None:
+        np.savez(emb, E=E, per_obj=per_obj)
+    return E, per_obj
+
+
 def run(name, table, crops, args):
     rows = []
     test = split(table, args.seed)
@@ -84,7 +116,7 @@ def run(name, table, crops, args):
     x = cd.normalised(table, crops, args.crop, args.pool)
     cols = classify.feature_columns(table)
     F = table[cols].to_numpy(np.float64)
-    FR = np.concatenate([F, ring_profile(x)], axis=1)  # what `join` adds to the embedding
+    FD = np.concatenate([F, descriptors(table, x, 1.0 / args.pool)], axis=1)  # what join adds
     print(f"{name}: {lab.sum()} labelled of {len(table)}; train {tr.sum()} test {te.sum()}",
           flush=True)  # fmt: skip
 
@@ -96,49 +128,39 @@ def run(name, table, crops, args):
                      "per_class_f1": per_class(y[te][: len(pred)], pred, classes)})  # fmt: skip
         print(rows[-1], flush=True)
 
-    t = time.perf_counter()
-    model, _ = classify.train_supervised(
-        table[tr], y[tr], seed=args.seed, n_splits=1, columns=cols, max_iter=200
-    )
-    t = time.perf_counter()
-    pred = classify.predict(model, table[te])["class"].to_numpy()
-    row("features + gradient boosting", pred, time.perf_counter() - t, 0, te.sum())
-    for what, X in (("features", F), ("features + ring profile", FR)):
-        m, choice = rp.fit_light(rp.joined(X[:, :0], X)[tr], y[tr], is_val[tr], seed=args.seed)
-        t = time.perf_counter()
-        pred = m.predict(rp.joined(X[:, :0], X)[te])
-        row(f"{what} (+ logistic, {choice['class_weight']}, C {choice['C']})", pred,
-            time.perf_counter() - t, 0, te.sum())  # fmt: skip
-
-    t0 = time.perf_counter()
-    fit = ~test  # self-supervised: every crop of the non-test images, labelled or not
-    res = rp.train_representation(x[fit], steps=args.steps, batch=args.batch, width=args.width,
-                                  seed=args.seed, threads=1)  # fmt: skip
-    print(f"representation trained in {time.perf_counter() - t0:.0f} s, "
-          f"loss {np.mean(res.losses[-50:]):.4f}", flush=True)  # fmt: skip
-    sig = tuple(args.sigmas)
-    t = time.perf_counter()
-    E = rp.embed(res.denoiser, x, sig, views=args.views, seed=args.seed, threads=1)
-    per_obj = (time.perf_counter() - t) / len(x)
-    nfe = len(sig) * args.views
-    for what, X in (("embedding", E), ("embedding + features + rings", rp.joined(E, FR))):
-        m, choice = rp.fit_light(X[tr], y[tr], is_val[tr], seed=args.seed)
+    def light(what, X, per_obj=0.0, nfe=0, **kw):
+        X = rp.joined(X[:, :0], X)  # missing values: column median
+        m, c = rp.fit_light(X[tr], y[tr], is_val[tr], seed=args.seed, **kw)
         t = time.perf_counter()
         pred = m.predict(X[te])
         sec = per_obj * te.sum() + time.perf_counter() - t
-        row(f"diffusion {what} (+ logistic, {choice['class_weight']}, C {choice['C']})",
-            pred, sec, nfe, te.sum())  # fmt: skip
-    # the same joined embedding under the features' own classifier (balanced boosting)
-    J = pd.DataFrame(rp.joined(E, FR)).add_prefix("j")
-    model, _ = classify.train_supervised(J[tr], y[tr], seed=args.seed, n_splits=1,
-                                         columns=list(J.columns), max_iter=200)  # fmt: skip
-    t = time.perf_counter()
-    pred = classify.predict(model, J[te])["class"].to_numpy()
-    sec = per_obj * te.sum() + time.perf_counter() - t
-    row("diffusion embedding + features + rings (+ gradient boosting)", pred, sec, nfe, te.sum())
+        print(f"  {what}: chose {c}", flush=True)
+        row(f"{what} (+ {c['model']}, {c['class_weight']}, C {c['C']})", pred, sec, nfe, te.sum())
+
+    if args.boosting:
+        model, _ = classify.train_supervised(
+            table[tr], y[tr], seed=args.seed, n_splits=1, columns=cols, max_iter=200
+        )
+        t = time.perf_counter()
+        pred = classify.predict(model, table[te])["class"].to_numpy()
+        row("features + gradient boosting", pred, time.perf_counter() - t, 0, te.sum())
+    light("features (logistic only)", F, svm_cs=())
+    light("features", F)
+    light("features + descriptors", FD)
+
+    # self-supervised on every crop of the non-test images, labelled or not
+    E_lab, per_obj = representation(x[~test], x[lab], args, args.cache, name)
+    E = np.zeros((len(x), E_lab.shape[1]), np.float32)
+    E[lab] = E_lab  # only the labelled objects are embedded: the others play no part here
+    nfe = len(args.sigmas) * args.views
+    # the logistic grid on hundreds of embedding columns costs minutes a fit on one thread:
+    # these rows choose among SVMs only (logistic rows: the docstring's earlier runs)
+    svm_only = dict(cs=(), weights=(None, "balanced"))
+    light("diffusion embedding", E, per_obj, nfe, **svm_only)
+    light("diffusion embedding + features + descriptors", rp.joined(E, FD), per_obj, nfe,
+          **svm_only)  # fmt: skip
     if args.le_steps:
         sub = np.flatnonzero(te)[: args.le_eval]
-        t = time.perf_counter()
         r = le.train_classifier(x[tr], y[tr], classes, steps=args.le_steps, batch=args.batch,
                                 lr=2e-3, width=args.width, seed=args.seed, threads=1)  # fmt: skip
         kw = dict(sigmas=le.noise_levels(6, 0.05, 1.5), trials=1, seed=args.seed, threads=1)
@@ -165,7 +187,8 @@ def main():
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--sigmas", type=float, nargs="+", default=list(rp.SIGMAS))
     ap.add_argument("--views", type=int, default=1)
-    ap.add_argument("--le-steps", type=int, default=500, help="lowest-error model (0: skip)")
+    ap.add_argument("--le-steps", type=int, default=0, help="lowest-error model (0: skip)")
+    ap.add_argument("--boosting", action="store_true", help="also the gradient-boosting row")
     ap.add_argument("--le-eval", type=int, default=300, help="test objects for lowest error")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
