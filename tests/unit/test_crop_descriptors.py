@@ -85,3 +85,14 @@ def test_boundary_shape_sees_a_tail_and_spicules():
     assert abs(d[0, 0] - 1.0) < 0.1 and d[0, 1] < 0.05  # a disc: r = radius on every ray
     assert d[1, 5] > 5 * d[0, 5]  # the tail: first harmonic
     assert d[2, 4] > 3 * d[0, 4] and d[2, 4] > d[1, 4]  # spicules: jumps between rays
+
+
+def test_boundary_shape_reads_bright_objects_negated():
+    from microdiff.classify.crops import boundary_shape
+
+    yy, xx = np.mgrid[:32, :32] - 15.5
+    tail = np.where((np.hypot(yy, xx) < 8) | ((np.abs(yy) < 1.5) & (xx > 0) & (xx < 14)), -1.0, 1.0)
+    crops = np.stack([tail, tail])[:, None].astype(np.float32)
+    dark = boundary_shape(crops, np.full(2, 8.0))
+    np.testing.assert_allclose(boundary_shape(-crops, np.full(2, 8.0)), dark)
+    assert not np.allclose(boundary_shape(-crops, np.full(2, 8.0), dark=True), dark)

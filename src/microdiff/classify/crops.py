@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -88,7 +89,12 @@ def scaled_profile(
 
 
 def boundary_shape(
-    crops: np.ndarray, radius: np.ndarray, angles: int = 64, harmonics: int = 8, reach: float = 1.6
+    crops: np.ndarray,
+    radius: np.ndarray,
+    angles: int = 64,
+    harmonics: int = 8,
+    reach: float = 1.6,
+    dark: bool | None = None,
 ) -> np.ndarray:
     """(N, 5 + harmonics) outline descriptors of the object at the centre of each crop, from
     r(theta): along each of `angles` rays from the crop centre, the outermost point darker than
@@ -96,10 +102,23 @@ def boundary_shape(
     `reach` x `radius` (crop px), over `radius`. Columns: mean, std, min, max of r, the mean
     jump between neighbouring rays (spicules: burr cells), and the magnitudes of the first
     `harmonics` Fourier harmonics of r / mean r (a tail: teardrops; elongation: ovalocytes).
-    For dark objects on a bright background (blood smears)."""
+    Bright objects on a dark background (fluorescence) are read negated: `dark` says which
+    (None: decided once for all crops, by whether the median crop is darker inside `radius`
+    than outside 1.3 x `radius`)."""
     crops = np.asarray(crops, np.float32)
     n, size = crops.shape[0], crops.shape[-1]
     g = crops.mean(axis=1)
+    radius = np.maximum(np.asarray(radius, np.float64).reshape(-1), 1e-6)
+    if dark is None and n:
+        rr = np.hypot(*(np.mgrid[:size, :size] - (size - 1) / 2.0)).ravel()[None] / radius[:, None]
+        flat = g.reshape(n, -1)
+        inner = np.where(rr < 1, flat, np.nan)
+        outer = np.where(rr > 1.3, flat, np.nan)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a crop with no pixel outside
+            gap = np.nanmean(inner, axis=1) - np.nanmean(outer, axis=1)
+        dark = bool(np.nanmedian(gap) <= 0) if np.isfinite(gap).any() else True
+    g = g if dark or dark is None else -g
     lo, hi = np.percentile(g.reshape(n, -1), [10, 90], axis=1)
     thr = (lo + hi) / 2
     theta = np.linspace(0, 2 * np.pi, angles, endpoint=False)
@@ -107,7 +126,6 @@ def boundary_shape(
     mid = (size - 1) / 2
     yy = np.clip(np.rint(mid + rs[None, :] * np.sin(theta)[:, None]).astype(int), 0, size - 1)
     xx = np.clip(np.rint(mid + rs[None, :] * np.cos(theta)[:, None]).astype(int), 0, size - 1)
-    radius = np.maximum(np.asarray(radius, np.float64).reshape(-1), 1e-6)
     inside = (g[:, yy, xx] < thr[:, None, None]) & (rs <= reach * radius[:, None, None])
     last = inside.shape[-1] - 1 - np.argmax(inside[..., ::-1], axis=-1)
     r = rs[np.where(inside.any(axis=-1), last, 0)] / radius[:, None]  # (N, angles)
