@@ -96,3 +96,17 @@ def test_boundary_shape_reads_bright_objects_negated():
     dark = boundary_shape(crops, np.full(2, 8.0))
     np.testing.assert_allclose(boundary_shape(-crops, np.full(2, 8.0)), dark)
     assert not np.allclose(boundary_shape(-crops, np.full(2, 8.0), dark=True), dark)
+
+
+def test_light_classifier_probabilities_with_rare_classes(rng):
+    X = rng.normal(0, 1, (40, 3))
+    y = np.array(["a"] * 36 + ["b"] * 2 + ["c"] * 2)
+    X[y == "b"] += 4
+    X[y == "c"] -= 4
+    val = np.zeros(40, bool)
+    val[:10] = True
+    model, _ = rp.fit_light(X, y, val, probability=True)  # 2-fold calibration
+    assert model.predict_proba(X).shape == (40, 3)
+    y1 = np.array(["a"] * 39 + ["b"])
+    model, choice = rp.fit_light(X, y1, val, probability=True)
+    assert choice["model"] == "logistic" and model.predict_proba(X).shape == (40, 2)

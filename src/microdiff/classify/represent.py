@@ -11,9 +11,11 @@ pooling). With `views` > 1 the embedding is averaged over that many dihedral vie
 Cost: levels x views network evaluations (NFE) per object.
 
 A light classifier on the embedding (alone, or joined with the morphology features and the
-crop's ring profile, `crops.ring_profile`): logistic regression on standardised columns, class
-weights (balanced, square root of balanced, or none) and the inverse regularisation C chosen on
-a validation split by macro-F1 (`fit_light`).
+descriptors `crops.descriptors` derives from crop and table: ring profile, radial profile scaled
+to the cell, sizes and intensities relative to the sample, outline harmonics): logistic
+regression or an RBF support vector machine on standardised columns, the model, its C and the
+class weights (balanced, square root of balanced, or none) chosen on a validation split by
+macro-F1 (`fit_light`).
 """
 
 from __future__ import annotations
@@ -178,7 +180,8 @@ def fit_light(
     each under every class weighting in `weights` (`WEIGHTINGS`: balanced, its square root,
     none). `validation` (boolean) marks the rows that choose the candidate by macro-F1; the
     model is then refitted on all rows with the choice (`probability`: an SVM with Platt
-    probabilities, for `predict_proba`; logistic has them anyway)."""
+    probabilities, for `predict_proba`, fitted on up to 3 folds; with a class of one object
+    the SVM is left out; logistic has probabilities anyway)."""
     from sklearn.calibration import CalibratedClassifierCV
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score
@@ -190,7 +193,7 @@ def fit_light(
         if kind == "svm":
             est = SVC(C=c, gamma="scale", random_state=seed)
             if proba:  # Platt scaling, fitted on held-out folds; the SVM refitted on all rows
-                est = CalibratedClassifierCV(est, cv=3, ensemble=False)
+                est = CalibratedClassifierCV(est, cv=min(3, folds), ensemble=False)
         else:
             est = LogisticRegression(C=c, max_iter=300, random_state=seed)
         sw = class_weights(y[rows], WEIGHTINGS[w])
@@ -198,6 +201,9 @@ def fit_light(
         return pipe.fit(X[rows], y[rows], **{f"{pipe.steps[-1][0]}__sample_weight": sw})
 
     X, y, val = np.asarray(X, np.float64), np.asarray(y), np.asarray(validation, bool)
+    folds = int(np.unique(y, return_counts=True)[1].min()) if len(y) else 0
+    if probability and folds < 2:  # Platt scaling needs two objects of every class
+        svm_cs = ()
     grid = [("logistic", c) for c in cs] + [("svm", c) for c in svm_cs]
     best = -1.0
     choice = {"model": grid[-1][0], "C": grid[-1][1], "class_weight": weights[0],
@@ -271,7 +277,7 @@ def classify_experiment(
     table, labels, images, norms, checkpoint, params: dict, seed=0, threads=None
 ):
     """Every object of `table` classified from its embedding (joined with the morphology
-    features and the crop's ring profile when `params["join"]`); `(classes, info)`.
+    features and `crops.descriptors` when `params["join"]`); `(classes, info)`.
 
     The light classifier learns from the labelled objects outside the held-out samples; C and
     the class weighting are chosen on a part of those (whole samples where there are several),
