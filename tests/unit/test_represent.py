@@ -50,7 +50,7 @@ def test_light_classifier_chooses_on_validation_and_separates(rng):
     val = np.zeros(120, bool)
     val[::4] = True
     model, choice = rp.fit_light(X, y, val)
-    assert choice["validation_f1_macro"] > 0.9 and choice["C"] in (0.03, 0.1, 0.3, 1.0)
+    assert choice["validation_f1_macro"] > 0.9 and choice["model"] in ("logistic", "svm")
     assert (model.predict(X) == y).mean() > 0.9
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -58,6 +59,119 @@ def ring_profile(crops: np.ndarray, width: float = 2.0) -> np.ndarray:
     sums = crops.reshape(n, c, -1)[:, :, keep] @ onehot
     means = sums / onehot.sum(axis=0)
     return means.transpose(0, 2, 1).reshape(n, -1)
+
+
+SCALED_EDGES = (0.0, 0.15, 0.3, 0.45, 0.6, 0.75, 0.9, 1.05, 1.25, 1.5)
+SIZE_COLUMNS = ("area_px", "perimeter_px", "axis_major_px", "axis_minor_px", "diameter_px")
+
+
+def scaled_profile(
+    crops: np.ndarray, radius: np.ndarray, edges: tuple[float, ...] = SCALED_EDGES
+) -> np.ndarray:
+    """(N, C * bins) mean of each channel of (N, C, S, S) crops in rings at fractions of each
+    object's own `radius` (crop px): ring k is edges[k] <= r / radius < edges[k + 1], ordered
+    ring by ring; a ring with no pixel in the crop is 0. Unlike `ring_profile` the rings scale
+    with the cell, so a pallor's share of the cell reads the same in a large and a small cell."""
+    crops = np.asarray(crops, np.float32)
+    n, c, size = crops.shape[0], crops.shape[1], crops.shape[-1]
+    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2.0
+    r = np.hypot(yy, xx).ravel()
+    bins = len(edges) - 1
+    rel = r[None, :] / np.maximum(np.asarray(radius, np.float64).reshape(-1, 1), 1e-6)
+    ring = np.digitize(rel, edges) - 1  # (N, P), -1 or bins when outside
+    out = np.zeros((n, bins, c), np.float32)
+    flat = crops.reshape(n, c, -1)
+    for k in range(bins):
+        m = (ring == k).astype(np.float32)
+        cnt = m.sum(axis=1)
+        out[:, k] = np.einsum("ncp,np->nc", flat, m) / np.maximum(cnt, 1)[:, None]
+    return out.reshape(n, -1)
+
+
+def boundary_shape(
+    crops: np.ndarray,
+    radius: np.ndarray,
+    angles: int = 64,
+    harmonics: int = 8,
+    reach: float = 1.6,
+    dark: bool | None = None,
+) -> np.ndarray:
+    """(N, 5 + harmonics) outline descriptors of the object at the centre of each crop, from
+    r(theta): along each of `angles` rays from the crop centre, the outermost point darker than
+    the crop's midpoint (between its 10th and 90th percentile of the channel mean) within
+    `reach` x `radius` (crop px), over `radius`. Columns: mean, std, min, max of r, the mean
+    jump between neighbouring rays (spicules: burr cells), and the magnitudes of the first
+    `harmonics` Fourier harmonics of r / mean r (a tail: teardrops; elongation: ovalocytes).
+    Bright objects on a dark background (fluorescence) are read negated: `dark` says which
+    (None: decided once for all crops, by whether the median crop is darker inside `radius`
+    than outside 1.3 x `radius`)."""
+    crops = np.asarray(crops, np.float32)
+    n, size = crops.shape[0], crops.shape[-1]
+    g = crops.mean(axis=1)
+    radius = np.maximum(np.asarray(radius, np.float64).reshape(-1), 1e-6)
+    if dark is None and n:
+        rr = np.hypot(*(np.mgrid[:size, :size] - (size - 1) / 2.0)).ravel()[None] / radius[:, None]
+        flat = g.reshape(n, -1)
+        inner = np.where(rr < 1, flat, np.nan)
+        outer = np.where(rr > 1.3, flat, np.nan)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a crop with no pixel outside
+            gap = np.nanmean(inner, axis=1) - np.nanmean(outer, axis=1)
+        dark = bool(np.nanmedian(gap) <= 0) if np.isfinite(gap).any() else True
+    g = g if dark or dark is None else -g
+    lo, hi = np.percentile(g.reshape(n, -1), [10, 90], axis=1)
+    thr = (lo + hi) / 2
+    theta = np.linspace(0, 2 * np.pi, angles, endpoint=False)
+    rs = np.arange(0, size / 2, 0.5)
+    mid = (size - 1) / 2
+    yy = np.clip(np.rint(mid + rs[None, :] * np.sin(theta)[:, None]).astype(int), 0, size - 1)
+    xx = np.clip(np.rint(mid + rs[None, :] * np.cos(theta)[:, None]).astype(int), 0, size - 1)
+    inside = (g[:, yy, xx] < thr[:, None, None]) & (rs <= reach * radius[:, None, None])
+    last = inside.shape[-1] - 1 - np.argmax(inside[..., ::-1], axis=-1)
+    r = rs[np.where(inside.any(axis=-1), last, 0)] / radius[:, None]  # (N, angles)
+    mean = r.mean(axis=1, keepdims=True)
+    spec = np.abs(np.fft.rfft(r / np.maximum(mean, 1e-6), axis=1))[:, 1 : harmonics + 1] / angles
+    jump = np.abs(r - np.roll(r, 1, axis=1)).mean(axis=1, keepdims=True)
+    stats = [mean, r.std(axis=1, keepdims=True), r.min(axis=1, keepdims=True)]
+    return np.concatenate([*stats, r.max(axis=1, keepdims=True), jump, spec], axis=1)
+
+
+def relative_descriptors(table: pd.DataFrame) -> np.ndarray:
+    """(N, k) descriptors that red-blood-cell classes are defined by, relative to the sample:
+    each size column (`SIZE_COLUMNS` present) over the sample's median object (objects under
+    0.3 x the median left out of that median: fragments), each `intensity_mean_*` over the
+    sample's median, roundness 4 pi area / perimeter^2 and the minor / major axis ratio.
+    Macrocytes and microcytes are large or small for their smear, not in pixels."""
+    groups = table.groupby("sample", sort=False)
+    cols = []
+
+    def typical(s: pd.Series) -> float:
+        return float(s[s > 0.3 * s.median()].median())
+
+    for c in [c for c in SIZE_COLUMNS if c in table.columns]:
+        cols.append(table[c] / groups[c].transform(typical))
+    for c in [c for c in table.columns if c.startswith("intensity_mean_")]:
+        cols.append(table[c] / groups[c].transform("median"))
+    if {"area_px", "perimeter_px"} <= set(table.columns):
+        cols.append(4 * np.pi * table["area_px"] / table["perimeter_px"] ** 2)
+    if {"axis_minor_px", "axis_major_px"} <= set(table.columns):
+        cols.append(table["axis_minor_px"] / table["axis_major_px"])
+    if not cols:
+        return np.zeros((len(table), 0))
+    out = np.stack([np.asarray(v, np.float64) for v in cols], axis=1)
+    return np.where(np.isfinite(out), out, np.nan)
+
+
+def descriptors(table: pd.DataFrame, crops: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """What the light classifier joins to the features from the crops and the table: the ring
+    profile of `crops`, `relative_descriptors`, and (with an `area_px` column) the profile scaled
+    to each object's radius sqrt(area / pi) x `scale` (crop px per image px) and the outline's
+    `boundary_shape`."""
+    parts = [ring_profile(crops), relative_descriptors(table)]
+    if "area_px" in table.columns:
+        radius = np.sqrt(table["area_px"].to_numpy(np.float64) / np.pi) * scale
+        parts += [scaled_profile(crops, radius), boundary_shape(crops, radius)]
+    return np.concatenate(parts, axis=1)
 
 
 def experiment_crops(objects: pd.DataFrame, images, norms, size: int) -> np.ndarray:

@@ -11,9 +11,11 @@ pooling). With `views` > 1 the embedding is averaged over that many dihedral vie
 Cost: levels x views network evaluations (NFE) per object.
 
 A light classifier on the embedding (alone, or joined with the morphology features and the
-crop's ring profile, `crops.ring_profile`): logistic regression on standardised columns, class
-weights (balanced, square root of balanced, or none) and the inverse regularisation C chosen on
-a validation split by macro-F1 (`fit_light`).
+descriptors `crops.descriptors` derives from crop and table: ring profile, radial profile scaled
+to the cell, sizes and intensities relative to the sample, outline harmonics): logistic
+regression or an RBF support vector machine on standardised columns, the model, its C and the
+class weights (balanced, square root of balanced, or none) chosen on a validation split by
+macro-F1 (`fit_light`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,10 @@ log = logging.getLogger("microdiff.classify.represent")
 
 TASK = "classify-representation"
 SIGMAS = (0.1, 0.3)
-JOINED = "morphology features and the crop's ring profile"
+JOINED = (
+    "morphology features, the crop's ring and scaled radial profiles, sizes relative to the "
+    "sample (`crops.descriptors`)"
+)
 
 
 def build_denoiser(channels: int, width: int = 16, depth: int = 3) -> Denoiser:
@@ -165,34 +170,56 @@ def fit_light(
     seed: int = 0,
     cs: Sequence[float] = (0.03, 0.1, 0.3, 1.0),
     weights: Sequence[str | None] = ("balanced", "sqrt-balanced", None),
+    svm_cs: Sequence[float] = (3.0, 10.0, 30.0),
+    probability: bool = False,
 ):
-    """Logistic regression on standardised X; `(model, choice)`.
+    """A light classifier on standardised X; `(model, choice)`.
 
-    `validation` (boolean) marks the rows that choose C and the class weighting (`WEIGHTINGS`:
-    balanced, its square root, none) by macro-F1; the model is then refitted on all rows with
-    the choice."""
+    Candidates: logistic regression (inverse regularisation C in `cs`) and an RBF support
+    vector machine (C in `svm_cs`, gamma 1 / (columns x variance); `svm_cs=()` leaves it out),
+    each under every class weighting in `weights` (`WEIGHTINGS`: balanced, its square root,
+    none). `validation` (boolean) marks the rows that choose the candidate by macro-F1; the
+    model is then refitted on all rows with the choice (`probability`: an SVM with Platt
+    probabilities, for `predict_proba`, fitted on up to 3 folds; with a class of one object
+    the SVM is left out; logistic has probabilities anyway)."""
+    from sklearn.calibration import CalibratedClassifierCV
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
 
-    def fit(rows, c, w):
-        lr = LogisticRegression(C=c, max_iter=300, random_state=seed)
+    def fit(rows, kind, c, w, proba=False):
+        if kind == "svm":
+            est = SVC(C=c, gamma="scale", random_state=seed)
+            if proba:  # Platt scaling, fitted on held-out folds; the SVM refitted on all rows
+                est = CalibratedClassifierCV(est, cv=min(3, folds), ensemble=False)
+        else:
+            est = LogisticRegression(C=c, max_iter=300, random_state=seed)
         sw = class_weights(y[rows], WEIGHTINGS[w])
-        return make_pipeline(StandardScaler(), lr).fit(
-            X[rows], y[rows], logisticregression__sample_weight=sw
-        )
+        pipe = make_pipeline(StandardScaler(), est)
+        return pipe.fit(X[rows], y[rows], **{f"{pipe.steps[-1][0]}__sample_weight": sw})
 
     X, y, val = np.asarray(X, np.float64), np.asarray(y), np.asarray(validation, bool)
-    best, choice = -1.0, {"C": cs[-1], "class_weight": weights[0], "validation_f1_macro": None}
+    folds = int(np.unique(y, return_counts=True)[1].min()) if len(y) else 0
+    if probability and folds < 2:  # Platt scaling needs two objects of every class
+        svm_cs = ()
+    grid = [("logistic", c) for c in cs] + [("svm", c) for c in svm_cs]
+    best = -1.0
+    choice = {"model": grid[-1][0], "C": grid[-1][1], "class_weight": weights[0],
+              "validation_f1_macro": None}  # fmt: skip
     if val.any() and (~val).any() and len(np.unique(y[~val])) >= 2:
         for w in weights:
-            for c in cs:
-                pred = fit(~val, c, w).predict(X[val])
+            for kind, c in grid:
+                pred = fit(~val, kind, c, w).predict(X[val])
                 f1 = float(f1_score(y[val], pred, average="macro"))
                 if f1 > best:
-                    best, choice = f1, {"C": c, "class_weight": w, "validation_f1_macro": f1}
-    return fit(np.ones(len(y), bool), choice["C"], choice["class_weight"]), choice
+                    best = f1
+                    choice = {"model": kind, "C": c, "class_weight": w, "validation_f1_macro": f1}
+    everything = np.ones(len(y), bool)
+    return fit(
+        everything, choice["model"], choice["C"], choice["class_weight"], probability
+    ), choice
 
 
 def joined(embedding: np.ndarray, features: np.ndarray) -> np.ndarray:
@@ -250,7 +277,7 @@ def classify_experiment(
     table, labels, images, norms, checkpoint, params: dict, seed=0, threads=None
 ):
     """Every object of `table` classified from its embedding (joined with the morphology
-    features and the crop's ring profile when `params["join"]`); `(classes, info)`.
+    features and `crops.descriptors` when `params["join"]`); `(classes, info)`.
 
     The light classifier learns from the labelled objects outside the held-out samples; C and
     the class weighting are chosen on a part of those (whole samples where there are several),
@@ -259,7 +286,7 @@ def classify_experiment(
 
     import pandas as pd
 
-    from .crops import experiment_crops, holdout_split, labelled, ring_profile
+    from .crops import descriptors, experiment_crops, holdout_split, labelled
     from .tabular import KEYS, feature_columns, scores
 
     den, cfg = load_representation(checkpoint, device=pick_device("auto"))
@@ -271,9 +298,9 @@ def classify_experiment(
     X = embed(den, crops, sigmas, views, seed, int(params.get("batch_eval", 256)), None, threads)
     seconds = time.perf_counter() - start
     join = bool(params.get("join", True))
-    if join:  # the morphology features and the crop's radial profile (`ring_profile`)
+    if join:  # the morphology features and what `descriptors` derives from crops and table
         F = rows[feature_columns(rows)].to_numpy(np.float64)
-        X = joined(X, np.concatenate([F, ring_profile(crops)], axis=1))
+        X = joined(X, np.concatenate([F, descriptors(rows, crops)], axis=1))
     cost = {"sigmas": list(sigmas), "views": views, "nfe_per_object": len(sigmas) * views,
             "s_per_1000_objects": 1000 * seconds / max(len(rows), 1),
             "model_hash": cfg.get("params_hash")}  # fmt: skip
@@ -288,7 +315,9 @@ def classify_experiment(
         raise ValueError("the light classifier needs labelled objects of two or more classes "
                          "outside the held-out samples")  # fmt: skip
     _, val = holdout_split(fit["sample"].to_numpy(), fit["class"].to_numpy(), 0.25, seed + 1)
-    model, choice = fit_light(X[fit["_row"]], fit["class"].to_numpy(), val, seed=seed)
+    model, choice = fit_light(
+        X[fit["_row"]], fit["class"].to_numpy(), val, seed=seed, probability=True
+    )
     classes = [str(c) for c in model.classes_]
     proba = model.predict_proba(X)
     keys = rows[[k for k in KEYS if k in rows.columns]]
@@ -300,7 +329,7 @@ def classify_experiment(
     metrics = scores(test["class"], result["class"].to_numpy()[test["_row"]], classes)
     info = {
         "mode": "diffusion",
-        "method": "diffusion representation (pooled denoiser activations) + logistic regression"
+        "method": f"diffusion representation (pooled denoiser activations) + {choice['model']}"
         + (f", joined with {JOINED}" if join else ""),
         "cv": "holdout",
         "holdout": cfg.get("holdout"),
