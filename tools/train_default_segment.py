@@ -97,7 +97,7 @@ from microdiff.normalize import percentile_norm
 from microdiff.segment.model import Model, nuclei_prob, train_model
 from microdiff.segment.prepare import LUMINANCE, nuclear_channel
 from microdiff.segment.represent import PairSource
-from microdiff.segment.scale import training_diameter
+from microdiff.segment.scale import training_diameters
 from microdiff.segment.stage import DEFAULT_MODEL, PAD
 from microdiff.simulate import simulate_image
 
@@ -173,11 +173,13 @@ def dsb2018_pairs(data: Path, part: str = "train"):
 
 
 def record_diameter(model_dir: Path, labels) -> None:
-    """Write the training labels' median object diameter into a trained model's config (models
-    trained before `train_model` recorded it themselves; the weights are untouched)."""
+    """Write the training labels' median object diameter (and 10th..90th percentile) into a
+    trained model's config (models trained before `train_model` recorded them themselves; the
+    weights are untouched)."""
     path = Path(model_dir) / "config.json"
     cfg = json.loads(path.read_text())
-    cfg["segment"]["object_diameter"] = round(training_diameter([lab[0] for lab in labels]), 2)
+    p10, p50, p90 = training_diameters([lab[0] for lab in labels])
+    cfg["segment"]["object_diameter"], cfg["segment"]["object_diameter_range"] = p50, [p10, p90]
     path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     logging.info("%s: object_diameter %s", path, cfg["segment"]["object_diameter"])
 

@@ -20,7 +20,8 @@ def test_median_diameter_skips_objects_on_the_border():
     d, n = scale.median_diameter(lab)
     assert n == 3 and d == pytest.approx(np.sqrt(400 / np.pi))
     assert scale.median_diameter(np.zeros((8, 8), np.int32)) == (None, 0)
-    assert scale.training_diameter([lab]) == pytest.approx(np.sqrt(400 / np.pi))
+    p10, p50, p90 = scale.training_diameters([lab])
+    assert p50 == pytest.approx(np.sqrt(400 / np.pi), abs=0.01) and p10 < p50 < p90
 
 
 def test_choose_numbers_auto_snap_clip_and_errors():
@@ -38,6 +39,14 @@ def test_choose_numbers_auto_snap_clip_and_errors():
     few = scale.choose("auto", 30.0, lambda: lab * (lab <= 2))
     assert few.factor == 1.0 and "only 2" in few.method
     assert scale.choose("auto", None, lambda: lab).factor == 1.0  # model without a size
+    d = z.measured_px  # inside the model's range: as it is; outside: to the model's median
+    assert scale.choose("auto", 3 * d, lambda: lab, (0.5 * d, 4 * d)).factor == 1.0
+    assert scale.choose("auto", 3 * d, lambda: lab, (2 * d, 4 * d)).factor == pytest.approx(
+        3, abs=0.01
+    )
+    assert scale.choose("auto", d / 4, lambda: lab, (d / 8, d / 2)).factor == pytest.approx(
+        0.25, abs=0.01
+    )
 
 
 def test_resampled_returns_the_batch_grid_and_scales_origins():
