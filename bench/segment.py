@@ -47,7 +47,7 @@ from train_default_segment import dsb2018_pairs, simulated_pairs  # noqa: E402
 from microdiff import diffusion as dm  # noqa: E402
 from microdiff.metrics import auroc, average_precision, false_positive_flags  # noqa: E402
 from microdiff.normalize import percentile_norm  # noqa: E402
-from microdiff.segment import instances  # noqa: E402
+from microdiff.segment import instances, scale  # noqa: E402
 from microdiff.segment import model as segmodel  # noqa: E402
 from microdiff.segment.model import (  # noqa: E402
     Model,
@@ -151,22 +151,27 @@ def object_scores(lab, std, prob):
     return u, p
 
 
-def microdiff_fn(model, k, steps, params):
-    """As the stage does it: mirrored context around the image, instances from the mean maps,
-    then (K > 1) objects that fewer than params.min_consistency of the samples reproduce are
-    dropped."""
+def microdiff_fn(model, k, steps, params, zoom=1):
+    """As the stage does it: mirrored context around the image, resampled by `zoom`
+    (`segment.scale`: a number or "auto"), instances from the mean maps, then (K > 1) objects
+    that fewer than params.min_consistency of the samples reproduce are dropped."""
+
+    def sample(batch, origins):
+        s = predict(model, batch, origins, samples=k, steps=steps, seed=0, pad=PAD)
+        return shard_channels(s, 1)
 
     def run(img):
-        s = predict(model, img[None], [(0, 0)], samples=k, steps=steps, seed=0, pad=PAD)
-        m = shard_channels(s, 1)[0]
-        lab, _ = instances.extract(m[0], m[2], params)
+        f = scale.estimate(model, img, zoom, params, seed=0, pad=PAD).factor
+        m = scale.resampled(sample, img[None], [(0, 0)], f)[0]
+        p = scale.params_for(params, f)
+        lab, _ = instances.extract(m[0], m[2], p)
         sc = {}
         if k > 1:
-            maps = [((x[0] + 1) / 2, (x[1] + 1) / 2) for x in s[0]]
-            cons = instances.consistency(lab, int(lab.max()), maps, params)
-            lab, cons = instances.drop_inconsistent(lab, cons, params.min_consistency)
+            maps = [(m[3 + j], m[3 + k + j]) for j in range(k)]
+            cons = instances.consistency(lab, int(lab.max()), maps, p)
+            lab, cons = instances.drop_inconsistent(lab, cons, p.min_consistency)
             sc["1-consistency"] = 1 - cons
-        u, p = object_scores(lab, m[1], m[0])
+        u, pr = object_scores(lab, m[1], m[0])
         return lab, {"std": u, **sc}
 
     return run
@@ -212,6 +217,8 @@ def main():
         "of the checkpoint's own segment.sigma_max (choosing it on validation images)",
     )
     ap.add_argument("--no-unet", action="store_true", help="with --model: skip the UNet rows")
+    ap.add_argument("--scale", default="1", help="segment.scale for the microdiff rows: a "
+                    "number or auto (the model's object_diameter over the image's)")  # fmt: skip
     ap.add_argument(
         "--cells",
         action="store_true",
@@ -273,6 +280,7 @@ def main():
     if a.only:
         sets = {k: sets[k] for k in a.only if k in sets}  # in the order asked
     params = instances.Params()
+    zoom = a.scale if a.scale == "auto" else float(a.scale)
     rows = []
     for dname, (train, images, truths) in sets.items():
         if shared:
@@ -298,9 +306,9 @@ def main():
         runs = [
             ("otsu+watershed", lambda img: (otsu_watershed(img[0]), None), 0),
             *([("unet (single pass)", unet_fn, 1)] if net is not None else []),
-            ("microdiff K=1", microdiff_fn(model, 1, a.sample_steps, params),
+            ("microdiff K=1", microdiff_fn(model, 1, a.sample_steps, params, zoom),
              nfe(1, a.sample_steps)),
-            (f"microdiff K={a.k}", microdiff_fn(model, a.k, a.sample_steps, params),
+            (f"microdiff K={a.k}", microdiff_fn(model, a.k, a.sample_steps, params, zoom),
              nfe(a.k, a.sample_steps)),
         ]  # fmt: skip
         for name, fn, n in runs:
@@ -311,7 +319,7 @@ def main():
     how = f"diffusion model {a.model}" if a.model else f"{a.steps} training steps each"
     print(
         f"\nsegmentation benchmark ({device}, {how}, unet {a.steps} steps, width {a.width}, "
-        f"{a.sample_steps} DDIM steps per sample, "
+        f"{a.sample_steps} DDIM steps per sample, scale {a.scale}, "
         f"sigma {shared[0].sigma_max if shared else segmodel.SIGMA_MAX}->{segmodel.SIGMA_MIN}; "
         f"test images: " + ", ".join(f"{k} {len(v[1])}" for k, v in sets.items()) + ")\n"
     )

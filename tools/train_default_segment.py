@@ -85,6 +85,7 @@ from sigma 20 is within 0.013 on DSB2018 fluorescence, so most of that gain is t
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
 from pathlib import Path
@@ -96,6 +97,7 @@ from microdiff.normalize import percentile_norm
 from microdiff.segment.model import Model, nuclei_prob, train_model
 from microdiff.segment.prepare import LUMINANCE, nuclear_channel
 from microdiff.segment.represent import PairSource
+from microdiff.segment.scale import training_diameters
 from microdiff.segment.stage import DEFAULT_MODEL, PAD
 from microdiff.simulate import simulate_image
 
@@ -170,6 +172,18 @@ def dsb2018_pairs(data: Path, part: str = "train"):
     return images, labels, methods
 
 
+def record_diameter(model_dir: Path, labels) -> None:
+    """Write the training labels' median object diameter (and 10th..90th percentile) into a
+    trained model's config (models trained before `train_model` recorded them themselves; the
+    weights are untouched)."""
+    path = Path(model_dir) / "config.json"
+    cfg = json.loads(path.read_text())
+    p10, p50, p90 = training_diameters([lab[0] for lab in labels])
+    cfg["segment"]["object_diameter"], cfg["segment"]["object_diameter_range"] = p50, [p10, p90]
+    path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    logging.info("%s: object_diameter %s", path, cfg["segment"]["object_diameter"])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, help="folder holding bbbc039_nuclei/ (optional)")
@@ -218,6 +232,9 @@ def main():
         "cells, else the stage's)",
     )
     ap.add_argument("--noise", type=float, help="max noise std (default: a fixed 0.02)")
+    ap.add_argument("--diameter-only", action="store_true",
+                    help="no training: write the data's median object diameter into --out's "
+                    "config (segment.object_diameter, for segment.scale: auto)")  # fmt: skip
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     t = time.time()
@@ -259,6 +276,8 @@ def main():
     augment = {"scale": tuple(a.scale), "blur": a.blur, "noise": a.noise}
     sources.append(f"augment {augment}")
     logging.info("data ready in %.0f s: %s", time.time() - t, sources)
+    if a.diameter_only:
+        return record_diameter(out, labels)
     if a.init:
         prev = read_config(a.init)
         sources.append(

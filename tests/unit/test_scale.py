@@ -1,124 +1,114 @@
-"""Bounded memory and overlapped I/O: what bench/scale.py measures, checked small and fast."""
-
-import threading
-import tracemalloc
+"""segment.scale: the model's object size over the image's, resampling tiles there and back."""
 
 import numpy as np
 import pytest
 import zarr
+from scipy import ndimage as ndi
 
-from microdiff import normalize, shards
-from microdiff.io import ngff
-from microdiff.io.labels import create_labels, fill_label_pyramid
-
-
-def test_bands_partition_the_image_and_stay_under_the_budget():
-    shape, chunks = (2, 1100, 70000), (1, 512, 1024)
-    seen = np.zeros((2, 3, 69), np.int64)  # chunk grid: every chunk covered exactly once
-    for c, (ys, xs) in ngff.iter_bands(shape, chunks, max_pixels=1 << 20):
-        assert (ys.stop - ys.start) * (xs.stop - xs.start) <= 1 << 20
-        assert ys.start % 512 == 0 and xs.start % 1024 == 0
-        seen[c, ys.start // 512, xs.start // 1024 : -(-xs.stop // 1024)] += 1
-    assert (seen == 1).all()
-    narrow = list(ngff.iter_bands((1, 600, 2000), (1, 512, 1024), max_pixels=1 << 20))
-    assert [sl[-1] for _, sl in narrow] == [slice(0, 2000)] * 2  # whole rows where they fit
+from microdiff.segment import instances, scale
+from microdiff.segment.model import Model
+from tests.unit.test_prepare import discs
+from tests.unit.test_segment import Oracle
 
 
-def _image(path, width, rng):
-    g = ngff.create_image(path, (1, 1024, width), np.uint16, "cyx", chunks=(1, 512, 1024))
-    for x in range(0, width, 4096):
-        g["0"][0, :, x : x + 4096] = rng.integers(0, 4000, (1024, 4096), dtype=np.uint16)
-    return g
+def test_median_diameter_skips_objects_on_the_border():
+    lab = np.zeros((60, 60), np.int32)
+    lab[10:20, 10:20] = 1  # 100 px
+    lab[30:34, 30:34] = 2  # 16 px
+    lab[40:50, 40:50] = 3  # 100 px
+    lab[0:30, 50:60] = 4  # touches the border: not counted
+    d, n = scale.median_diameter(lab)
+    assert n == 3 and d == pytest.approx(np.sqrt(400 / np.pi))
+    assert scale.median_diameter(np.zeros((8, 8), np.int32)) == (None, 0)
+    p10, p50, p90 = scale.training_diameters([lab])
+    assert p50 == pytest.approx(np.sqrt(400 / np.pi), abs=0.01) and p10 < p50 < p90
 
 
-def _peak(fn) -> int:
-    tracemalloc.start()
-    try:
-        fn()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
-def test_pyramid_and_statistics_memory_does_not_grow_with_width(tmp_path, rng):
-    """A 4x wider image: the same peak memory (whole-row bands would need 4x)."""
-    peaks = {}
-    for width in (4096, 16384):
-        g = _image(tmp_path / f"w{width}.ome.zarr", width, rng)
-        pyr = _peak(lambda g=g: ngff.fill_pyramid(g))
-        hist = _peak(lambda g=g: normalize.channel_histograms(g))
-        labels = create_labels(g, ["nuclei"], (1024, width))["nuclei"]
-        labels["0"][:, :2048] = 7
-        lab = _peak(lambda g=labels: fill_label_pyramid(g))
-        peaks[width] = (pyr, hist, lab)
-        assert g["1"][0, 0, 0] == ngff.downsample2(g["0"][0, :2, :2])[0, 0]
-        assert labels["1"][0, 1023] == 7 and labels["1"][0, 1024] == 0
-    # zarr encodes several chunks at once, how many varies run to run: a few 1 MiB label chunks
-    # of slack (whole-row bands would need 4x, 20+ MiB more)
-    for narrow, wide in zip(peaks[4096], peaks[16384]):
-        assert wide < 1.3 * narrow + (4 << 20), peaks
-
-
-def test_pyramid_in_pieces_equals_whole_rows(tmp_path, rng, monkeypatch):
-    data = rng.integers(0, 60000, (1, 300, 5001), dtype=np.uint16)
-    whole = ngff.downsample2(data)
-    monkeypatch.setattr(ngff, "BAND_PIXELS", 4 * 64 * 256)  # pieces of 256 x 64 pixels
-    g = ngff.create_image(
-        tmp_path / "p.ome.zarr", data.shape, data.dtype, "cyx", chunks=(1, 64, 256)
+def test_choose_numbers_auto_snap_clip_and_errors():
+    assert scale.choose(1, 28.0).factor == 1.0
+    assert scale.choose(2.5, 28.0) == scale.Scale(2.5, "fixed")
+    with pytest.raises(ValueError, match="segment.scale must be auto or a positive number"):
+        scale.choose(-1, 28.0)
+    disc = discs((200, 200), [(50 + 40 * i, 50 + 40 * j) for i in range(3) for j in range(3)], 5)
+    lab = ndi.label(disc)[0]  # nine discs of radius 5: diameter about 10
+    z = scale.choose("auto", 30.0, lambda: lab)
+    assert z.method == "auto" and z.factor == pytest.approx(30.0 / z.measured_px, rel=1e-2)
+    assert 2.5 < z.factor < 3.5
+    assert scale.choose("auto", z.measured_px * 1.1, lambda: lab).factor == 1.0  # snapped
+    assert scale.choose("auto", 1000.0, lambda: lab).factor == scale.LIMITS[1]  # clipped
+    few = scale.choose("auto", 30.0, lambda: lab * (lab <= 2))
+    assert few.factor == 1.0 and "only 2" in few.method
+    assert scale.choose("auto", None, lambda: lab).factor == 1.0  # model without a size
+    d = z.measured_px  # inside the model's range: as it is; outside: to the model's median
+    assert scale.choose("auto", 3 * d, lambda: lab, (0.5 * d, 4 * d)).factor == 1.0
+    assert scale.choose("auto", 3 * d, lambda: lab, (2 * d, 4 * d)).factor == pytest.approx(
+        3, abs=0.01
     )
-    g["0"][:] = data
-    ngff.fill_pyramid(g)
-    np.testing.assert_array_equal(g["1"][:], whole)
+    assert scale.choose("auto", d / 4, lambda: lab, (d / 8, d / 2)).factor == pytest.approx(
+        0.25, abs=0.01
+    )
 
 
-def test_prefetch_overlaps_reading_and_writing_with_compute():
-    """Item 1 is read while item 0 is processed, item 0 written while item 1 is processed:
-    a serial loop would wait here until the timeout and fail."""
-    started = [threading.Event(), threading.Event()]
-    log = []
+def test_resampled_returns_the_batch_grid_and_scales_origins():
+    y, x = np.mgrid[0:40, 0:60]
+    batch = np.stack([np.sin(x / 9.0) + np.cos(y / 7.0)] * 2)[:, None].astype(np.float32)
+    seen = {}
 
-    def load(i):
-        if i == 1:
-            assert started[0].wait(10), "item 1 was not read while item 0 was processed"
-        return np.full(2, i), [i]
+    def fn(b, origins):
+        seen["shape"], seen["origins"] = b.shape, origins
+        return b * 2
 
-    def process(block, origins):
-        started[origins[0]].set()
-        return block * 10
-
-    def save(i, result, origins):
-        if i == 0:
-            assert started[1].wait(10), "item 0 was not written while item 1 was processed"
-        log.append((i, result.tolist()))
-
-    shards.prefetch([0, 1], load, process, save)
-    assert log == [(0, [0, 0]), (1, [10, 10])]
+    out = scale.resampled(fn, batch, [(0, 0), (10, 20)], 2.0)
+    assert seen["shape"] == (2, 1, 80, 120) and seen["origins"] == [(0, 0), (20, 40)]
+    assert out.shape == batch.shape
+    assert np.abs(out[..., 2:-2, 2:-2] - 2 * batch[..., 2:-2, 2:-2]).max() < 0.02  # smooth image
+    assert scale.resampled(fn, batch, [(0, 0)], 1.0) is not None and seen["shape"][2] == 40
+    small = scale.resampled(lambda b, o: b, batch, [(0, 0)] * 2, 0.5)
+    assert small.shape == batch.shape
 
 
-def test_prefetch_raises_a_failed_write():
-    def save(i, result, origins):
-        raise OSError("disk full")
-
-    with pytest.raises(OSError, match="disk full"):
-        shards.prefetch([0, 1, 2], lambda i: (i, [i]), lambda b, o: b, save)
-
-
-def test_shard_store_round_trip_with_background_writes(tmp_path, rng):
-    from microdiff import tiling
-
-    data = rng.random((1, 200, 300)).astype(np.float32)
-    src = zarr.create_array(str(tmp_path / "s.zarr"), shape=data.shape, dtype="f4")
-    src[:] = data
-    plan = tiling.plan_tiles((200, 300), 64, 8, (64, 64), tiles_per_shard=100)
-    out = shards.create_shard_store(tmp_path / "o.zarr", data.shape, "f4", plan)
-    assert shards.run_shard(src, plan, 0, lambda b, o: b + 1, out, batch_size=2) == len(plan)
-    np.testing.assert_array_equal(out[:], data + 1)
+def test_params_are_rescaled_to_model_pixels():
+    p = instances.Params(smooth=2.0, min_size=16, min_seed=4)
+    q = scale.params_for(p, 2.0)
+    assert (q.smooth, q.min_size, q.min_seed) == (1.0, 4, 1)
+    assert scale.params_for(p, 1.0) is p
 
 
-def test_codecs_follow_the_io_benchmark(tmp_path):
-    """Integer images and labels: zstd (they compress); float images: lz4 (fast)."""
-    img = ngff.create_image(tmp_path / "f.ome.zarr", (1, 64, 64), np.float32, "cyx")
-    raw = ngff.create_image(tmp_path / "u.ome.zarr", (1, 64, 64), np.uint16, "cyx")
-    lab = create_labels(raw, ["nuclei"], (64, 64))["nuclei"]
-    names = [a["0"].compressors[0].cname for a in (img, raw, lab)]
-    assert names == ["lz4", "zstd", "zstd"]
+def test_segment_stage_resamples_and_records_the_scale(tmp_path):
+    """Discs of radius 9 (diameter about 18) through ingest and the segment stage with a
+    pointwise stand-in model that says it was trained on objects of 36 px: auto doubles the
+    image, labels stay on the image grid and match the discs, the provenance says how."""
+    import tifffile
+
+    from microdiff import normalize
+    from microdiff.ingest import ingest
+    from microdiff.metrics import average_precision
+    from microdiff.segment.stage import segment_image
+    from microdiff.tiling import plan_store
+
+    centres = [(30 + 45 * i, 30 + 45 * j) for i in range(3) for j in range(4)]
+    mask = discs((160, 200), centres, 9)
+    truth = ndi.label(mask)[0]
+    tifffile.imwrite(tmp_path / "discs.tif", (mask * 3000 + 200).astype(np.uint16))
+    raw = tmp_path / "raw.ome.zarr"
+    ingest(tmp_path / "discs.tif", raw, pixel_size=0.5, progress=False)
+    normalize.compute([raw], (1.0, 99.8), tmp_path / "norm.json")
+    plan = plan_store(raw, tile=64, halo=16, tiles_per_shard=4)
+    params = {"samples": 2, "steps": 1, "kinds": ["nuclei"], "label_halo": 24}
+    model = Model(Oracle(), ("nuclei",), 1, diameter=36.0)
+
+    def run(name, value):
+        out, table = tmp_path / f"{name}.ome.zarr", tmp_path / f"{name}.parquet"
+        segment_image(raw, out, table, plan, model, tmp_path / "norm.json",
+                      {**params, "scale": value})  # fmt: skip
+        root = zarr.open_group(str(out), mode="r")
+        labels = root["labels/nuclei/0"][:]
+        assert labels.shape == mask.shape
+        return root.attrs["microdiff"]["scale"], average_precision(truth, labels, [0.5])[0]
+
+    zoom, ap = run("auto", "auto")
+    assert zoom["method"] == "auto" and 1.8 < zoom["factor"] < 2.2 and ap >= 0.9
+    assert zoom["model_px"] == 36.0 and 16 < zoom["measured_px"] < 20
+    zoom, ap = run("fixed", 0.5)
+    assert zoom == {"factor": 0.5, "method": "fixed", "measured_px": None, "model_px": None}
+    assert ap >= 0.9

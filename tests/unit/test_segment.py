@@ -163,6 +163,10 @@ def test_training_writes_a_loadable_checkpoint(tmp_path):
     s = predict(model, img[None, :, :32, :32], [(0, 0)], samples=2, steps=2)
     assert s.shape == (1, 2, 2, 32, 32)
     assert model.sigma_max == SIGMA_MAX  # no start recorded: the stage's default
+    # the training objects' median size, for segment.scale: auto
+    area = np.bincount(sim.nuclei.ravel())[1:]
+    assert model.diameter == pytest.approx(np.sqrt(4 * np.median(area[area > 0]) / np.pi), abs=0.01)
+    assert model.diameter_range[0] <= model.diameter <= model.diameter_range[1]
     train_model([img], [[sim.nuclei]], tmp_path / "m20", steps=1, batch=2, patch=32, width=8,
                 depth=2, threads=1, sigma_max=20.0)  # fmt: skip
     m20 = Model.load(tmp_path / "m20", device="cpu")

@@ -2,7 +2,8 @@
 tile and object size.
 
 table    the tiled passes over one label image: object boxes, then one row per object
-measure  the measurements of one object: shape, neighbours, intensity, texture, uncertainty
+measure  the measurements: shape and neighbours per object; intensity, texture and uncertainty of
+         a block's objects at once (`block_stats`)
 sample   one sample's stores: the label layers of a segmentation (`io.segmentation`), measured
          on its images
 

@@ -7,7 +7,8 @@ Two passes over one sample:
    every object's box in each tile core and takes the union per id. An object that crosses tile
    borders gets one box, so it is counted once.
 2. `object_table` groups objects by the tile holding their box start, reads the union of the
-   group's boxes (grown by a margin) once, and measures each object from its own box. Memory is
+   group's boxes (grown by a margin) once, and measures each object's shape from its own box and
+   the intensities, texture and uncertainty of all the group's objects at once. Memory is
    bounded by tile size plus the largest object, never by the image.
 
 Columns and units: the `features` package docstring.
@@ -23,7 +24,7 @@ import pandas as pd
 from scipy import ndimage as ndi
 
 from ..tiling import Box, axis_names, iter_tiles, read_box, tile_grid
-from .measure import INTENSITY_STATS, TEXTURE_PROPS, measure_object
+from .measure import INTENSITY_STATS, TEXTURE_PROPS, block_stats, measure_object
 
 
 def _boxes_in(block: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -183,23 +184,14 @@ def object_table(
             start = [o[f"{a}0"] for a in names]
             stop = [o[f"{a}1"] for a in names]
             sl = tuple(slice(s - b, t - b) for s, t, b in zip(start, stop, box.start))
-            row = measure_object(
-                int(o["id"]),
-                lab,
-                sl,
-                img,
-                unc,
-                spacing,
-                neighbor_distance,
-                texture_levels,
-                channel_names,
-            )
+            row = measure_object(int(o["id"]), lab, sl, spacing, neighbor_distance)
             row.update({f"bbox_{a}0": s for a, s in zip(names, start)})
             row.update({f"bbox_{a}1": t for a, t in zip(names, stop)})
             row["touches_border"] = min(start) == 0 or any(t == n for t, n in zip(stop, shape))
             row.update({f"centroid_{a}": c + s for a, c, s in zip(names, row.pop("c"), start)})
             rows.append(row)
-        frames.append(pd.DataFrame(rows))
+        stats = block_stats(lab, group["id"].to_numpy(), img, unc, texture_levels, channel_names)
+        frames.append(pd.DataFrame(rows).assign(**stats))
     df = pd.concat(frames, ignore_index=True)
     size = "area" if ndim == 2 else "volume"
     df[f"{size}_px"] = df.pop("n")

@@ -53,10 +53,16 @@ def read_json(path) -> dict:
     return json.loads(Path(path).read_text())
 
 
-def _group(path, labels: str | None = None):
+def open_store(path):
+    """An NGFF store opened for reading; an open group is returned as it is, so a figure that
+    reads one store many times opens it once."""
     import zarr
 
-    group = zarr.open_group(str(path), mode="r")
+    return path if isinstance(path, zarr.Group) else zarr.open_group(str(path), mode="r")
+
+
+def _group(path, labels: str | None = None):
+    group = open_store(path)
     return group["labels"][labels] if labels is not None else group
 
 

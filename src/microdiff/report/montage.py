@@ -21,6 +21,7 @@ from .common import (
     channel_index,
     full_shape,
     label_names,
+    open_store,
     pixel_size,
     plt,
     read_small,
@@ -149,6 +150,9 @@ def montage_figure(
     lo = hi = None
     if norm is not None:
         lo, hi = norm["channels"][0]["low"], norm["channels"][0]["high"]
+    raw = open_store(raw)  # each store opened once: the crops read them many times
+    segmentation = open_store(segmentation) if segmentation is not None else None
+    restored = open_store(restored) if restored is not None else None
     shape = full_shape(raw)
     px_um = pixel_size(raw)
     base = stretch(read_small(raw, max_px), lo, hi)

@@ -18,6 +18,7 @@ from .. import diffusion as dm
 from ..diffusion import accel
 from ..diffusion.posterior import PlaneNoise, Posterior, mean_std
 from .represent import KINDS, PairSource
+from .scale import training_diameters
 
 log = logging.getLogger("microdiff.segment")
 TASK = "segment"
@@ -86,6 +87,8 @@ def train_model(
         raise ValueError(f"unknown kinds {bad}; use {KINDS}")
     source = source or PairSource(images, labels, patch=patch)
     den = build(kinds, images[0].shape[0], width, depth, sigma_data)
+    # the first kind's median object size, for `segment.scale: auto` (2D label images only)
+    d = training_diameters([lab[0] for lab in labels if np.ndim(lab[0]) == 2]) if labels else None
     if init is not None:
         den.load_state_dict(widened(Model.load(init, device="cpu").denoiser.state_dict(), den))
     cfg = {
@@ -96,6 +99,7 @@ def train_model(
             "representation": "fg+dist",
             "slicewise": True,
             **({"sigma_max": float(sigma_max)} if sigma_max else {}),
+            **({"object_diameter": d[1], "object_diameter_range": [d[0], d[2]]} if d else {}),
         },
         **(extra_config or {}),
     }
@@ -142,6 +146,8 @@ class Model:
     hash: str | None = None
     distilled_steps: int | None = None  # a distilled student's sampling steps
     sigma_max: float = SIGMA_MAX  # where its sampling starts (`segment.sigma_max`)
+    diameter: float | None = None  # its training objects' median diameter (`segment.scale`)
+    diameter_range: tuple[float, float] | None = None  # and their 10th..90th percentile
 
     @classmethod
     def load(cls, path, device="auto") -> Model:
@@ -152,7 +158,9 @@ class Model:
         student = (cfg.get("distilled") or {}).get("student_steps")
         kinds, cond = tuple(seg["kinds"]), int(seg["cond_channels"])
         smax = float(seg.get("sigma_max", SIGMA_MAX))
-        return cls(den, kinds, cond, cfg.get("params_hash"), student, smax)
+        diameter, spread = seg.get("object_diameter"), seg.get("object_diameter_range")
+        return cls(den, kinds, cond, cfg.get("params_hash"), student, smax, diameter,
+                   tuple(spread) if spread else None)  # fmt: skip
 
 
 def posterior(

@@ -26,7 +26,7 @@ from ..normalize import Normalizer, level0
 from ..shards import run_whole, tile_shape, write_shard
 from ..tiling import Box, axis_names, iter_tiles
 from . import cells as cell_fallback
-from . import instances, prepare
+from . import instances, prepare, scale
 from .model import (
     Model,
     cell_condition,
@@ -121,8 +121,13 @@ def segment_shard(
 
     kinds = list(model.kinds) + (list(cells.kinds) if cells else [])
     per_px = nfe(k, steps, sampler) * (2 if cells else 1)
+    zoom = scale.estimate(model, source, p.get("scale", 1), instances.Params.from_config(p),
+                          sampler, seed, pad)  # fmt: skip
+    if zoom.factor != 1 or zoom.method != "fixed":
+        log.info("scale %s: objects %s px, the model's %s px: resampled x%g", zoom.method,
+                 zoom.measured_px, zoom.model_px, zoom.factor)  # fmt: skip
 
-    def process(batch, origins):
+    def sample(batch, origins):
         s = predict(model, batch[:, : model.cond_channels], origins, k, steps, sampler, seed,
                     pad=pad)  # fmt: skip
         if cells is not None:  # its own noise: a seed the model's samples never use
@@ -130,6 +135,9 @@ def segment_shard(
             c = predict(cells, cond, origins, k, steps, sampler, seed + 1, pad=pad)
             s = np.concatenate([s, c], axis=2)
         return shard_channels(s, len(kinds))
+
+    def process(batch, origins):  # on the model's grid (segment.scale), back on the image's
+        return scale.resampled(sample, batch, origins, zoom.factor)
 
     dev = str(next(model.denoiser.parameters()).device)
     batch_size = tile_batch(model, batch_size, tile_shape(plan), pad)  # "auto": free GPU memory
@@ -143,6 +151,7 @@ def segment_shard(
         "accel": accel.describe(dev),
         "colour": colour.asdict() if colour else None,
         "sigma_max": model.sigma_max,
+        "scale": zoom.asdict(),
     }
     n_ch = len(kinds) * (3 + 2 * k)
     n = write_shard(out, source, plan, shard, process, n_ch, batch_size, attrs={"segment": meta})
@@ -185,9 +194,10 @@ def segment_gather(
     src = zarr.open_group(str(image), mode="r")
     shape = tuple(src["0"].shape[1:])
     axes = "c" + "".join(axis_names(len(shape)))
-    scale = ngff.level0_scale(src)
+    px_scale = ngff.level0_scale(src)
     cores = [core for _, core, _ in iter_tiles(plan)]
-    ip = instances.Params.from_config(p)
+    zoom = meta.get("scale") or {"factor": 1.0}
+    ip = scale.params_for(instances.Params.from_config(p), float(zoom["factor"]))
     halo = int(p.get("label_halo", 64))
     cells = "cells" in want
     fallback = cells and "cells" not in kinds
@@ -226,6 +236,7 @@ def segment_gather(
         channels=[f"{k}_{m}" for k in out_kinds for m in ("prob", "std")],
         colour_conversion=meta.get("colour"),
         sigma_max=meta.get("sigma_max"),
+        scale=meta.get("scale"),
         **extra,
     )
     with atomic_output(out) as tmp:
@@ -235,12 +246,12 @@ def segment_gather(
             (len(names), *shape),
             np.float32,
             axes,
-            scale,
+            px_scale,
             names,
             attrs={"microdiff": prov},
             name="segmentation",
         )
-        labs = create_labels(group, out_kinds, shape, scale, attrs={"microdiff": prov})
+        labs = create_labels(group, out_kinds, shape, px_scale, attrs={"microdiff": prov})
         dst = group["0"]
         ki = {k: i for i, k in enumerate(kinds)}
 
