@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 import zarr
 from scipy import ndimage as ndi
 
@@ -112,3 +113,31 @@ def test_segment_stage_resamples_and_records_the_scale(tmp_path):
     zoom, ap = run("fixed", 0.5)
     assert zoom == {"factor": 0.5, "method": "fixed", "measured_px": None, "model_px": None}
     assert ap >= 0.9
+
+
+class Specks(torch.nn.Module):
+    """A stand-in denoiser that sees blobs in its own noise, not in the image: each sample's
+    objects are somewhere else, as a model's specks on an empty image are."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x, sigma, cond=None):
+        blobs = torch.nn.functional.avg_pool2d(x[:, :1], 9, stride=1, padding=4)
+        fg = torch.tanh(40 * blobs)
+        return torch.cat([fg, fg], 1)
+
+
+def test_auto_ignores_objects_the_second_sample_does_not_find(rng):
+    image = rng.random((1, 256, 256)).astype(np.float32) * 0.05  # an empty field
+    model = Model(Specks(), ("nuclei",), 1, diameter=36.0, diameter_range=(20.0, 50.0))
+    params = instances.Params()
+    z = scale.estimate(model, image, "auto", params)
+    assert z.factor == 1.0 and z.method.startswith("auto (only")
+    crop = scale.central_crop(image)
+    from microdiff.segment.model import predict, shard_channels
+
+    one = shard_channels(predict(model, crop[None], [(0, 0)], 1, 1, pad=32), 1)[0]
+    specks = instances.extract(one[3], one[4], params)[0]
+    assert specks.max() >= scale.MIN_OBJECTS  # one sample alone would have been measured
