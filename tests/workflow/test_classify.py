@@ -114,7 +114,15 @@ def test_diffusion_mode_trains_then_classifies(run, tmp_path):
     assert cfg["n_train"] == (objects["kind"] == "nucleus").sum()  # every nucleus, labelled or not
     metrics = json.loads((wd / "results/experiment/classifier_metrics.json").read_text())
     assert metrics["mode"] == "diffusion" and metrics["cv"] == "holdout"
-    assert "representation" in metrics["method"] and "joined" in metrics["method"]
+    if metrics["embedding_used"]:  # else validation preferred the features and descriptors
+        assert "representation" in metrics["method"] and "joined" in metrics["method"]
+    else:  # said in provenance and log
+        assert "non-diffusion" in metrics["method"]
+        assert (
+            metrics["light_classifier"]["validation_f1_macro_with_embedding"]
+            < (metrics["light_classifier"]["validation_f1_macro"])
+        )
+        assert "did not raise" in (wd / "logs/classify/experiment.log").read_text()
     assert metrics["n_test"] > 0 and metrics["nfe_per_object"] == 2
     assert metrics["classes"] == ["elongated", "round"] and metrics["s_per_1000_objects"] > 0
     classes = classes_of(wd)
@@ -129,6 +137,7 @@ def test_diffusion_mode_trains_then_classifies(run, tmp_path):
     snakemake(wd, "results/experiment/classifier_metrics.json")
     metrics = json.loads((wd / "results/experiment/classifier_metrics.json").read_text())
     assert "joined" not in metrics["method"] and metrics["n_test"] > 0
+    assert metrics["embedding_used"]  # the embedding alone has no rival
     # without labels the embeddings are clustered, as the unsupervised mode clusters features
     config(wd, mode="diffusion", labels=None, unsupervised={"k": 2})
     snakemake(wd, *TARGETS)

@@ -277,7 +277,10 @@ def classify_experiment(
     table, labels, images, norms, checkpoint, params: dict, seed=0, threads=None
 ):
     """Every object of `table` classified from its embedding (joined with the morphology
-    features and `crops.descriptors` when `params["join"]`); `(classes, info)`.
+    features and `crops.descriptors` when `params["join"]`); `(classes, info)`. When joined,
+    the same light-classifier choice is made on the features and descriptors alone, and if
+    they score higher on the validation objects the embedding is left out: `info` says so
+    (`embedding_used`, the method names it non-diffusion) and so does the log.
 
     The light classifier learns from the labelled objects outside the held-out samples; C and
     the class weighting are chosen on a part of those (whole samples where there are several),
@@ -298,9 +301,11 @@ def classify_experiment(
     X = embed(den, crops, sigmas, views, seed, int(params.get("batch_eval", 256)), None, threads)
     seconds = time.perf_counter() - start
     join = bool(params.get("join", True))
+    plain = None  # the features and descriptors alone, the joined embedding's rival
     if join:  # the morphology features and what `descriptors` derives from crops and table
         F = rows[feature_columns(rows)].to_numpy(np.float64)
-        X = joined(X, np.concatenate([F, descriptors(rows, crops)], axis=1))
+        plain = joined(np.zeros((len(rows), 0)), np.concatenate([F, descriptors(rows, crops)], 1))
+        X = joined(X, plain)
     cost = {"sigmas": list(sigmas), "views": views, "nfe_per_object": len(sigmas) * views,
             "s_per_1000_objects": 1000 * seconds / max(len(rows), 1),
             "model_hash": cfg.get("params_hash")}  # fmt: skip
@@ -318,6 +323,18 @@ def classify_experiment(
     model, choice = fit_light(
         X[fit["_row"]], fit["class"].to_numpy(), val, seed=seed, probability=True
     )
+    used = True
+    if plain is not None:  # does the embedding earn its place? the same validation decides
+        alt, alt_choice = fit_light(
+            plain[fit["_row"]], fit["class"].to_numpy(), val, seed=seed, probability=True
+        )
+        with_f1, without_f1 = choice["validation_f1_macro"], alt_choice["validation_f1_macro"]
+        if with_f1 is not None and without_f1 is not None and without_f1 > with_f1:
+            used, model, X = False, alt, plain
+            choice = {**alt_choice, "validation_f1_macro_with_embedding": with_f1}
+            log.warning("the diffusion embedding did not raise validation macro-F1 (%.3f with "
+                        "it, %.3f without): classified from %s alone (non-diffusion)", with_f1,
+                        without_f1, JOINED)  # fmt: skip
     classes = [str(c) for c in model.classes_]
     proba = model.predict_proba(X)
     keys = rows[[k for k in KEYS if k in rows.columns]]
@@ -327,10 +344,16 @@ def classify_experiment(
     )
     test = lab[is_test]
     metrics = scores(test["class"], result["class"].to_numpy()[test["_row"]], classes)
+    if used:
+        method = f"diffusion representation (pooled denoiser activations) + {choice['model']}"
+        method += f", joined with {JOINED}" if join else ""
+    else:
+        method = (f"{choice['model']} on {JOINED} (non-diffusion: the diffusion embedding did "
+                  "not raise validation macro-F1)")  # fmt: skip
     info = {
         "mode": "diffusion",
-        "method": f"diffusion representation (pooled denoiser activations) + {choice['model']}"
-        + (f", joined with {JOINED}" if join else ""),
+        "method": method,
+        "embedding_used": used,
         "cv": "holdout",
         "holdout": cfg.get("holdout"),
         **cost,
