@@ -92,7 +92,7 @@ def representation(train_x, x, args, cache: Path | None, tag: str):
               f"loss {np.mean(res.losses[-50:]):.4f}", flush=True)  # fmt: skip
     sig = tuple(args.sigmas)
     emb = (
-        cache / f"{key}_emb_{'_'.join(map(str, sig))}_v{args.views}_n{len(x)}.npz"
+        cache / f"{key}_emb_{'_'.join(map(str, sig))}_v{args.views}_rings_n{len(x)}.npz"
         if cache
         else None
     )

@@ -29,7 +29,8 @@ def test_embedding_does_not_depend_on_the_batch(denoiser, rng):
     single = rp.embed(denoiser, crops[3:4], (0.1, 0.3), batch=1, threads=1)
     np.testing.assert_allclose(whole[3], single[0], rtol=1e-4, atol=1e-5)
     assert whole.shape[0] == 10 and np.isfinite(whole).all()
-    assert whole.shape[1] == 2 * sum(b.conv2.out_channels for b in rp._blocks(denoiser.net))
+    blocks = sum(b.conv2.out_channels for b in rp._blocks(denoiser.net))
+    assert whole.shape[1] == 2 * blocks * (len(rp.RINGS) + 1)  # 2 levels, 3 rings
 
 
 def test_eight_views_make_the_embedding_rotation_invariant(denoiser, rng):
@@ -139,3 +140,15 @@ def test_class_weights_power_between_none_and_balanced():
     assert np.allclose(np.bincount(y == "b", weights=bal), [5, 5])  # balanced: equal totals
     assert np.allclose(rp.class_weights(y, 0.0), 1.0)
     assert 1 < half[-1] < bal[-1] and bal[0] < half[0] < 1
+
+
+def test_rings_keep_where_an_activation_is():
+    # a bright centre and a bright rim have the same crop mean but not the same rings
+    yy, xx = np.mgrid[:16, :16] - 7.5
+    r = np.hypot(yy, xx) / 8
+    centre = torch.as_tensor((r < 0.3).astype(np.float32))[None, None]
+    rim = torch.as_tensor((r > 0.8).astype(np.float32))[None, None] * centre.sum() / (r > 0.8).sum()
+    assert torch.isclose(centre.mean(), rim.mean())
+    a, b = rp.ring_pool(centre)[0], rp.ring_pool(rim)[0]
+    assert a[0] > 0.5 and (a[1:] == 0).all() and (b[:2] == 0).all() and b[2] > 0
+    np.testing.assert_allclose(rp.ring_pool(dihedral(centre, 3)), rp.ring_pool(centre), atol=1e-6)

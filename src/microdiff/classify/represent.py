@@ -109,6 +109,28 @@ def _blocks(net: UNet) -> list[torch.nn.Module]:
     return [blocks[-1] for blocks in net.down] + [net.mid2] + [blocks[-1] for blocks in net.up]
 
 
+RINGS = (0.35, 0.7)  # ring edges, as a share of the half-width: centre, middle, rim
+
+
+def ring_pool(maps: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) block output -> (N, C * 3): each channel's mean over the centre disc, the
+    middle ring and the rim of the crop (edges `RINGS`). A crop is centred on its object, so
+    the rings keep where an activation is (a pale centre, a spiky rim), which a mean over the
+    whole crop loses; they do not change under the dihedral views."""
+    h, w = maps.shape[-2:]
+    yy, xx = torch.meshgrid(
+        torch.arange(h, device=maps.device) - (h - 1) / 2,
+        torch.arange(w, device=maps.device) - (w - 1) / 2,
+        indexing="ij",
+    )
+    ring = torch.bucketize(
+        torch.hypot(yy, xx) / (min(h, w) / 2), torch.tensor(RINGS, device=maps.device), right=True
+    )
+    onehot = torch.nn.functional.one_hot(ring.reshape(-1), len(RINGS) + 1).to(maps.dtype)
+    sums = maps.flatten(-2) @ onehot  # (N, C, rings)
+    return (sums / onehot.sum(0)).transpose(1, 2).flatten(1)
+
+
 @torch.no_grad()
 def embed(
     denoiser: Denoiser,
@@ -120,14 +142,15 @@ def embed(
     device=None,
     threads: int | None = None,
 ) -> np.ndarray:
-    """(N, D) float32 embedding: pooled block outputs per noise level, levels concatenated,
-    averaged over `views` dihedral views. NFE per object = len(sigmas) * views."""
+    """(N, D) float32 embedding: block outputs pooled in rings (`ring_pool`) per noise level,
+    levels concatenated, averaged over `views` dihedral views. NFE per object = len(sigmas) *
+    views."""
     set_threads(threads)
     dev = pick_device(device or "auto")
     den = denoiser.to(dev).eval()
     pooled: list[torch.Tensor] = []
     hooks = [
-        b.register_forward_hook(lambda m, i, o: pooled.append(o.mean(dim=(-2, -1))))
+        b.register_forward_hook(lambda m, i, o: pooled.append(ring_pool(o)))
         for b in _blocks(den.net)
     ]
     n, c, *shape = crops.shape
@@ -150,7 +173,7 @@ def embed(
     finally:
         for h in hooks:
             h.remove()
-    width = sum(b.conv2.out_channels for b in _blocks(den.net)) * len(sigmas)
+    width = sum(b.conv2.out_channels for b in _blocks(den.net)) * len(sigmas) * (len(RINGS) + 1)
     return np.concatenate(out) if out else np.zeros((0, width), np.float32)
 
 
