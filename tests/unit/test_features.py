@@ -238,3 +238,21 @@ def test_block_texture_and_intensity_match_per_object_references(rng):
             assert tex[prop.lower()][i - 1] == pytest.approx(ref.mean(), rel=1e-9, abs=1e-12)
     assert math.isnan(tex["contrast"][4])  # a single pixel has no pair
     assert tex["contrast"][0] == 0.0 and tex["energy"][0] == pytest.approx(1.0)
+
+
+def test_textures_from_intensity_min_max_are_identical(rng):
+    """block_stats hands intensity_stats' min and max to textures: bit for bit what textures
+    finds itself (float32 values, as the images are)."""
+    from microdiff.features.measure import intensity_stats, textures
+
+    lab = np.zeros((50, 70), np.int32)
+    for i, (y, x) in enumerate([(10, 10), (30, 20), (25, 50), (40, 60)], start=1):
+        rr, cc = disk((y, x), 6 + i, shape=lab.shape)
+        lab[rr, cc] = i
+    values = (rng.random(lab.shape) * 3).astype(np.float32)
+    values[lab == 2] = 1.5  # a flat object
+    stats = intensity_stats(values, lab - 1, 4)
+    shared = textures(values, lab - 1, 4, 16, stats["min"], stats["max"])
+    own = textures(values, lab - 1, 4, 16)
+    for name in own:
+        np.testing.assert_array_equal(shared[name], own[name])

@@ -28,9 +28,13 @@ def texture(values: np.ndarray, mask: np.ndarray, levels: int = 32) -> dict[str,
     return {p.lower(): float(v[0]) for p, v in textures(values, obj, 1, levels).items()}
 
 
-def textures(values: np.ndarray, obj: np.ndarray, n: int, levels: int = 32) -> dict:
+def textures(
+    values: np.ndarray, obj: np.ndarray, n: int, levels: int = 32, lo=None, hi=None
+) -> dict:
     """Haralick statistics of objects 0..n-1 at once: `obj` gives each pixel's object (-1:
     none), `values` its value ((Y, X) or (Z, Y, X); 3D objects' pairs are summed over z-planes).
+    lo, hi: each object's min and max of `values` (as float64) where the caller has them
+    (`intensity_stats`), else found here.
 
     Per object, values are quantised to `levels` grey levels over its own min..max; the pairs
     of graycomatrix (distance 1, `ANGLES`, symmetric) whose two pixels belong to the object are
@@ -40,10 +44,11 @@ def textures(values: np.ndarray, obj: np.ndarray, n: int, levels: int = 32) -> d
     m = obj >= 0
     o = obj[m]
     v = values[m].astype(np.float64)
-    lo = np.full(n, np.inf)
-    hi = np.full(n, -np.inf)
-    np.minimum.at(lo, o, v)
-    np.maximum.at(hi, o, v)
+    if lo is None or hi is None:
+        lo = np.full(n, np.inf)
+        hi = np.full(n, -np.inf)
+        np.minimum.at(lo, o, v)
+        np.maximum.at(hi, o, v)
     span = (hi - lo)[o]
     with np.errstate(invalid="ignore", divide="ignore"):
         step = np.floor((v - lo[o]) / span * levels)
@@ -202,9 +207,11 @@ def block_stats(lab, ids, img, unc, levels, channel_names) -> dict[str, np.ndarr
     n = len(ids)
     cols = {}
     for ch, values in zip(channel_names, img if img is not None else []):
-        for name, v in intensity_stats(values, obj, n).items():
+        stats = intensity_stats(values, obj, n)
+        for name, v in stats.items():
             cols[f"intensity_{name}_{ch}"] = v
-        for name, v in textures(values, obj, n, levels).items():
+        lo, hi = stats["min"], stats["max"]  # the same values textures would find again
+        for name, v in textures(values, obj, n, levels, lo, hi).items():
             cols[f"texture_{name}_{ch}"] = v
     if unc is not None:
         u = intensity_stats(unc, obj, n)
