@@ -1,6 +1,7 @@
 """segment.scale: the model's object size over the image's, resampling tiles there and back."""
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import zarr
@@ -75,16 +76,17 @@ def test_params_are_rescaled_to_model_pixels():
     assert scale.params_for(p, 1.0) is p
 
 
-def test_segment_stage_resamples_and_records_the_scale(tmp_path):
+def test_segment_stage_resamples_and_records_the_scale(tmp_path, monkeypatch):
     """Discs of radius 9 (diameter about 18) through ingest and the segment stage with a
     pointwise stand-in model that says it was trained on objects of 36 px: auto doubles the
-    image, labels stay on the image grid and match the discs, the provenance says how."""
+    image, labels stay on the image grid and match the discs, the provenance says how. A
+    whole-image run finds the factor once for all its shards, as each shard job does alone."""
     import tifffile
 
     from microdiff import normalize
     from microdiff.ingest import ingest
     from microdiff.metrics import average_precision
-    from microdiff.segment.stage import segment_image
+    from microdiff.segment.stage import segment_gather, segment_image, segment_shard
     from microdiff.tiling import plan_store
 
     centres = [(30 + 45 * i, 30 + 45 * j) for i in range(3) for j in range(4)]
@@ -92,7 +94,7 @@ def test_segment_stage_resamples_and_records_the_scale(tmp_path):
     truth = ndi.label(mask)[0]
     tifffile.imwrite(tmp_path / "discs.tif", (mask * 3000 + 200).astype(np.uint16))
     raw = tmp_path / "raw.ome.zarr"
-    ingest(tmp_path / "discs.tif", raw, pixel_size=0.5, progress=False)
+    ingest(tmp_path / "discs.tif", raw, pixel_size=0.5, chunk_bytes=4096, progress=False)
     normalize.compute([raw], (1.0, 99.8), tmp_path / "norm.json")
     plan = plan_store(raw, tile=64, halo=16, tiles_per_shard=4)
     params = {"samples": 2, "steps": 1, "kinds": ["nuclei"], "label_halo": 24}
@@ -107,8 +109,32 @@ def test_segment_stage_resamples_and_records_the_scale(tmp_path):
         assert labels.shape == mask.shape
         return root.attrs["microdiff"]["scale"], average_precision(truth, labels, [0.5])[0]
 
+    calls = []
+    estimate = scale.estimate
+
+    def counted(*a, **kw):
+        calls.append(1)
+        return estimate(*a, **kw)
+
+    monkeypatch.setattr(scale, "estimate", counted)
     zoom, ap = run("auto", "auto")
+    assert plan["shard"].nunique() > 1 and len(calls) == 1  # once per image, not per shard
     assert zoom["method"] == "auto" and 1.8 < zoom["factor"] < 2.2 and ap >= 0.9
+    # shard jobs of their own (the rules segment_shard, segment_gather) each find it: the same
+    stores = []
+    for i in sorted(plan["shard"].unique()):
+        stores.append(tmp_path / f"shard-{i}.zarr")
+        segment_shard(raw, plan, int(i), stores[-1], model, tmp_path / "norm.json",
+                      {**params, "scale": "auto"})  # fmt: skip
+    assert len(calls) == 1 + len(stores)
+    segment_gather(raw, plan, stores, tmp_path / "jobs.ome.zarr", tmp_path / "jobs.parquet",
+                   tmp_path / "norm.json", {**params, "scale": "auto"})  # fmt: skip
+    jobs = zarr.open_group(str(tmp_path / "jobs.ome.zarr"), mode="r")
+    whole = zarr.open_group(str(tmp_path / "auto.ome.zarr"), mode="r")
+    assert jobs.attrs["microdiff"]["scale"] == zoom
+    np.testing.assert_array_equal(jobs["labels/nuclei/0"][:], whole["labels/nuclei/0"][:])
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "jobs.parquet"),
+                                  pd.read_parquet(tmp_path / "auto.parquet"))  # fmt: skip
     assert zoom["model_px"] == 36.0 and 16 < zoom["measured_px"] < 20
     zoom, ap = run("fixed", 0.5)
     assert zoom == {"factor": 0.5, "method": "fixed", "measured_px": None, "model_px": None}

@@ -70,6 +70,7 @@ def segment_shard(
     batch_size: int = 4,
     device: str = "auto",
     cell_model=None,
+    zoom: scale.Scale | None = None,
 ) -> dict:
     """Run K-sample inference on one shard's tiles; write the shard store `out`.
 
@@ -77,35 +78,14 @@ def segment_shard(
     cells when `params["kinds"]` asks for cells; its samples follow the model's in the store.
     It is conditioned on the nuclear and cytoplasm channels and, when it takes 3 condition
     channels, on the nuclei found: the model's mean nuclei foreground over its K samples of the
-    same tile, in [0, 1] (`nuclei_found`; predict mirrors it by `pad` with the image channels)."""
+    same tile, in [0, 1] (`nuclei_found`; predict mirrors it by `pad` with the image channels).
+
+    zoom: the image's `segment.scale` (`image_scale`) where the caller has found it for every
+    shard of the image at once (`segment_image`); None: found here (the first pass of `auto`
+    over the image's central crop, the same in every shard job)."""
     p = dict(params or {})
-    model = _load(model_path or DEFAULT_MODEL, device)
-    cells = None
-    if cell_model is not None and "cells" in p.get("kinds", []) and "cells" not in model.kinds:
-        cells = _load(cell_model, device)
-        if cells.kinds != ("cells",) or cells.cond_channels not in (2, 3):
-            raise ValueError(
-                f"{cell_model}: a cell model makes cells from the nuclear and cytoplasm "
-                "channels (2 condition channels) and optionally the nuclei found (3: the nuclei "
-                f"model's mean foreground); this one makes {list(cells.kinds)} from "
-                f"{cells.cond_channels}"
-            )
-    group = zarr.open_group(str(image), mode="r")
-    names = ngff.channel_labels(group.attrs)
-    chans = [resolve_channel(names, p.get("nuclei_channel", 0))]
-    if model.cond_channels == 2 or cells is not None:
-        chans.append(resolve_channel(names, p.get("cytoplasm_channel", 1)))
-    if model.cond_channels not in (1, 2):
-        raise ValueError(f"model needs {model.cond_channels} condition channels")
-    norm = Normalizer.from_json(norm_json) if norm_json else None
-    colour = None
-    if model.cond_channels == 1 and cells is None:  # RGB: a nuclear channel (segment.prepare)
-        colour = prepare.stage_conversion(group, names, p.get("nuclei_channel", 0))
-    if colour is not None:
-        log.info("RGB image: nuclear channel by %s", colour.method)
-        source = prepare.NuclearView(level0(group, norm), colour)
-    else:
-        source = NormalizedChannels(level0(group, norm), chans, norm)
+    model, cells = _models(model_path, cell_model, p, device)
+    source, colour = _source(image, model, cells, p, norm_json)
     extent = tuple(int(plan[f"{a}1"].max()) for a in axis_names(len(source.shape[1:])))
     if extent != tuple(source.shape[1:]):
         raise ValueError(
@@ -121,8 +101,8 @@ def segment_shard(
 
     kinds = list(model.kinds) + (list(cells.kinds) if cells else [])
     per_px = nfe(k, steps, sampler) * (2 if cells else 1)
-    zoom = scale.estimate(model, source, p.get("scale", 1), instances.Params.from_config(p),
-                          sampler, seed, pad)  # fmt: skip
+    if zoom is None:
+        zoom = _estimate(model, source, p)
     if zoom.factor != 1 or zoom.method != "fixed":
         log.info("scale %s: objects %s px, the model's %s px: resampled x%g", zoom.method,
                  zoom.measured_px, zoom.model_px, zoom.factor)  # fmt: skip
@@ -162,6 +142,57 @@ def segment_shard(
 
 def _load(model, device) -> Model:
     return model if isinstance(model, Model) else Model.load(model, device=device)
+
+
+def _models(model, cell_model, p: dict, device) -> tuple[Model, Model | None]:
+    """The model, and the cell model where one runs beside it (`segment_shard`)."""
+    model = _load(model or DEFAULT_MODEL, device)
+    cells = None
+    if cell_model is not None and "cells" in p.get("kinds", []) and "cells" not in model.kinds:
+        cells = _load(cell_model, device)
+        if cells.kinds != ("cells",) or cells.cond_channels not in (2, 3):
+            raise ValueError(
+                f"{cell_model}: a cell model makes cells from the nuclear and cytoplasm "
+                "channels (2 condition channels) and optionally the nuclei found (3: the nuclei "
+                f"model's mean foreground); this one makes {list(cells.kinds)} from "
+                f"{cells.cond_channels}"
+            )
+    return model, cells
+
+
+def _source(image, model: Model, cells: Model | None, p: dict, norm_json):
+    """The lazy normalized view the models are conditioned on (an RGB image's nuclear channel
+    by `segment.prepare`), and the colour conversion (None where there is none)."""
+    group = zarr.open_group(str(image), mode="r")
+    names = ngff.channel_labels(group.attrs)
+    chans = [resolve_channel(names, p.get("nuclei_channel", 0))]
+    if model.cond_channels == 2 or cells is not None:
+        chans.append(resolve_channel(names, p.get("cytoplasm_channel", 1)))
+    if model.cond_channels not in (1, 2):
+        raise ValueError(f"model needs {model.cond_channels} condition channels")
+    norm = Normalizer.from_json(norm_json) if norm_json else None
+    colour = None
+    if model.cond_channels == 1 and cells is None:  # RGB: a nuclear channel (segment.prepare)
+        colour = prepare.stage_conversion(group, names, p.get("nuclei_channel", 0))
+    if colour is not None:
+        log.info("RGB image: nuclear channel by %s", colour.method)
+        return prepare.NuclearView(level0(group, norm), colour), colour
+    return NormalizedChannels(level0(group, norm), chans, norm), None
+
+
+def _estimate(model: Model, source, p: dict) -> scale.Scale:
+    sampler, seed = p.get("sampler", "ddim"), int(p.get("seed", 0))
+    params = instances.Params.from_config(p)
+    return scale.estimate(model, source, p.get("scale", 1), params, sampler, seed, PAD)
+
+
+def image_scale(image, model, params: dict | None = None, norm_json=None, cell_model=None,
+                device: str = "auto") -> scale.Scale:  # fmt: skip
+    """The image's `segment.scale`, as each of its `segment_shard` jobs would find it (they
+    find the same: the same crop and seed), once for all of them."""
+    p = dict(params or {})
+    model, cells = _models(model, cell_model, p, device)
+    return _estimate(model, _source(image, model, cells, p, norm_json)[0], p)
 
 
 def window(reader: ShardReader, kind_index: int, box: Box) -> instances.Window:
@@ -368,9 +399,11 @@ def segment_image(
     if cell_model is not None:
         cell_model = _load(cell_model, device)
 
+    zoom = image_scale(image, model, params, norm_json, cell_model, device)  # once per image
+
     def shard(i, store):
         segment_shard(image, plan, i, store, model, norm_json, params, batch_size, device,
-                      cell_model)  # fmt: skip
+                      cell_model, zoom)  # fmt: skip
 
     def gather(stores):
         inputs = {"image": str(image), "shards": len(stores)}
