@@ -64,3 +64,35 @@ def test_fill_holes_gives_enclosed_background_to_its_object():
 
 def test_fixed_threshold_is_used_as_given():
     assert cells.image_threshold(None, [], 0.3) == {"threshold": 0.3, "method": "fixed"}
+
+
+def _fill_every_object(labels):
+    """fill_holes as it was: every object's box, in id order."""
+    out = labels.copy()
+    for i, sl in enumerate(ndi.find_objects(labels), start=1):
+        if sl is not None:
+            crop = out[sl]
+            crop[ndi.binary_fill_holes(crop == i) & (crop == 0)] = i
+    return out
+
+
+def test_fill_holes_only_where_a_pocket_is_equals_filling_every_object(rng):
+    """Nested rings (the lower id takes a hole both enclose), holes touching other objects,
+    background reaching the border, random and 3D labels: the same as filling every object."""
+    lab = np.zeros((40, 40), np.int32)
+    lab[5:35, 5:35] = 3
+    lab[10:30, 10:30] = 0
+    lab[14:26, 14:26] = 1
+    lab[17:23, 17:23] = 0
+    lab[19, 19] = 2
+    lab[0:3, :] = 4
+    lab[20, 0:12] = 0  # a channel from the border into the outer ring's hole
+    out = fill_holes(lab)
+    assert out[18, 18] == 1 and out[12, 12] == 0
+    np.testing.assert_array_equal(out, _fill_every_object(lab))
+    for t in range(200):
+        shape = (8, 12, 10) if t % 5 == 0 else (int(rng.integers(5, 50)), int(rng.integers(5, 50)))
+        dense = rng.random(shape) < rng.uniform(0.3, 0.9)
+        many = ndi.label(dense)[0] if t % 2 else rng.integers(0, 6, shape) * dense
+        many = many.astype(np.int32)
+        np.testing.assert_array_equal(fill_holes(many), _fill_every_object(many))

@@ -6,7 +6,15 @@ import pytest
 import torch
 
 from microdiff.metrics import average_precision, match
-from microdiff.segment.instances import Params, Window, best_iou, consistency, extract, stitch
+from microdiff.segment.instances import (
+    Params,
+    Window,
+    best_iou,
+    consistency,
+    extract,
+    extract_unordered,
+    stitch,
+)
 from microdiff.segment.model import (
     SIGMA_MAX,
     Model,
@@ -107,6 +115,22 @@ def test_consistency_counts_samples_that_reproduce_an_object():
     c = consistency(lab, 2, [(r[0], r[1]), (only_first[0], only_first[1])], Params())
     assert c.tolist() == [1.0, 0.5]
     assert best_iou(lab, np.zeros_like(lab), 2).tolist() == [0.0, 0.0]
+
+
+def test_unordered_extraction_has_the_objects_of_extract(rng):
+    """`consistency` takes each sample's objects without ids in anchor order: the same objects,
+    so the same IoUs with any reference."""
+    sim = simulate_image((96, 128), density=800, seed=3)
+    r = (representation(sim.nuclei) + 1) / 2
+    for p in (Params(), Params(seed_h=0.0), Params(min_size=60)):
+        fg = np.clip(r[0] + 0.2 * rng.standard_normal(r[0].shape), 0, 1)
+        lab, anchor = extract(fg, r[1], p)
+        other = extract_unordered(fg, r[1], p)
+        assert np.array_equal(other > 0, lab > 0) and len(np.unique(other)) == len(anchor) + 1
+        pairs = np.unique(np.stack([lab.ravel(), other.ravel()]), axis=1)
+        assert len(np.unique(pairs[0])) == len(np.unique(pairs[1])) == pairs.shape[1]
+        n = int(sim.nuclei.max())
+        assert np.array_equal(best_iou(sim.nuclei, lab, n), best_iou(sim.nuclei, other, n))
 
 
 class Oracle(torch.nn.Module):

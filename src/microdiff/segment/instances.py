@@ -64,6 +64,35 @@ def extract(prob: np.ndarray, dist: np.ndarray, p: Params = DEFAULT):
     Seeds: where the (optionally smoothed) distance exceeds `seed_level`, or with `seed_h` > 0
     its h-maxima above `seed_level` (separates touching objects whose distance maps do not drop
     below the level between them)."""
+    found = _objects(prob, dist, p)
+    if found is None:
+        return np.zeros(prob.shape, np.int32), np.zeros(0, np.int64)
+    lab, seeds, keep = found
+    n = len(keep) - 1
+    ids, first = np.unique(seeds.ravel(), return_index=True)
+    anchor = np.full(n + 1, -1, np.int64)
+    anchor[ids] = first
+    order = np.flatnonzero(keep)
+    order = order[np.argsort(anchor[order], kind="stable")]
+    lut = np.zeros(n + 1, np.int32)
+    lut[order] = np.arange(1, len(order) + 1, dtype=np.int32)
+    return lut[lab], anchor[order]
+
+
+def extract_unordered(prob: np.ndarray, dist: np.ndarray, p: Params = DEFAULT) -> np.ndarray:
+    """The objects of `extract`, the same pixels, under other ids (their seeds' labels) and
+    without anchors: for what does not depend on the ids (`best_iou`: a sample's objects in
+    `consistency`), without `extract`'s sort of every pixel by seed."""
+    found = _objects(prob, dist, p)
+    if found is None:
+        return np.zeros(prob.shape, np.int32)
+    lab, _, keep = found
+    return np.where(keep[lab], lab, 0)
+
+
+def _objects(prob, dist, p: Params):
+    """`extract`'s watershed: (labels by seed, seeds, which seed labels are kept objects), or
+    None when there is no seed."""
     mask = prob > p.threshold
     if p.smooth > 0:
         dist = ndi.gaussian_filter(np.asarray(dist, np.float32), p.smooth)
@@ -73,7 +102,7 @@ def extract(prob: np.ndarray, dist: np.ndarray, p: Params = DEFAULT):
     else:
         seeds, n = ndi.label(mask & (dist > p.seed_level))
     if n == 0:
-        return np.zeros(prob.shape, np.int32), np.zeros(0, np.int64)
+        return None
     sizes = np.bincount(seeds.ravel(), minlength=n + 1)
     if p.seed_h <= 0:
         seeds[sizes[seeds] < p.min_seed] = 0
@@ -81,14 +110,7 @@ def extract(prob: np.ndarray, dist: np.ndarray, p: Params = DEFAULT):
     area = np.bincount(lab.ravel(), minlength=n + 1)
     keep = (area >= p.min_size) & ((sizes >= p.min_seed) | (p.seed_h > 0))
     keep[0] = False
-    ids, first = np.unique(seeds.ravel(), return_index=True)
-    anchor = np.full(n + 1, -1, np.int64)
-    anchor[ids] = first
-    order = np.flatnonzero(keep)
-    order = order[np.argsort(anchor[order], kind="stable")]
-    lut = np.zeros(n + 1, np.int32)
-    lut[order] = np.arange(1, len(order) + 1, dtype=np.int32)
-    return lut[lab], anchor[order]
+    return lab, seeds, keep
 
 
 def h_maxima(d: np.ndarray, h: float, level: float) -> np.ndarray:
@@ -153,9 +175,8 @@ def consistency(labels: np.ndarray, n: int, sample_maps: Sequence[tuple], p: Par
     if n == 0 or not sample_maps:
         return np.zeros(n)
     hits = np.zeros(n)
-    for fg, dist in sample_maps:
-        lab_k, _ = extract(fg, dist, p)
-        hits += best_iou(labels, lab_k, n) > p.match_iou
+    for fg, dist in sample_maps:  # the IoUs do not depend on the sample's ids
+        hits += best_iou(labels, extract_unordered(fg, dist, p), n) > p.match_iou
     return hits / len(sample_maps)
 
 
@@ -299,10 +320,32 @@ def cells_from(prob, dist, nuclei, p: Params = DEFAULT, near=None) -> np.ndarray
 
 
 def fill_holes(labels: np.ndarray) -> np.ndarray:
-    """A copy of `labels` where background enclosed by one object becomes that object."""
+    """A copy of `labels` where background enclosed by one object becomes that object (the
+    lower id where objects nest).
+
+    Only background cut off from the image border (a pocket: a 4-connected component of it
+    that does not touch the border) can be in a hole of an object, and then the whole pocket
+    is, inside the object's box: background connected to the border leaves every object's box
+    through background. So only the objects whose box holds a whole pocket are filled (each as
+    before, in the same order); most are not."""
     out = labels.copy()
+    pockets, n = ndi.label(labels == 0)
+    if n == 0:
+        return out
+    rim = np.zeros(n + 1, bool)
+    for axis in range(labels.ndim):
+        rim[np.take(pockets, [0, -1], axis=axis)] = True
+    boxes = [sl for i, sl in enumerate(ndi.find_objects(pockets), start=1) if not rim[i]]
+    if not boxes:
+        return out
+    lo = np.array([[s.start for s in sl] for sl in boxes])  # (pockets, ndim)
+    hi = np.array([[s.stop for s in sl] for sl in boxes])
     for i, sl in enumerate(ndi.find_objects(labels), start=1):
-        if sl is not None:
-            crop = out[sl]
-            crop[ndi.binary_fill_holes(crop == i) & (crop == 0)] = i
+        if sl is None:
+            continue
+        start, stop = [s.start for s in sl], [s.stop for s in sl]
+        if not np.any(np.all((lo >= start) & (hi <= stop), axis=1)):
+            continue  # no pocket inside its box: it has no hole to fill
+        crop = out[sl]
+        crop[ndi.binary_fill_holes(crop == i) & (crop == 0)] = i
     return out
