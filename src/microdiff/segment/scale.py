@@ -18,9 +18,10 @@ the tile after it, so labels and tables stay on the image's own grid:
   and snapped to 1 within `SNAP`.
 
 Every shard job of an image reads the same crop with the same seed, so they agree on the
-factor. The instance extraction's pixel parameters (smoothing, minimum sizes) are in model
-pixels and are rescaled with it (`params_for`). The factor and how it was found are recorded in
-the segment provenance as `scale`.
+factor; a whole-image run (batch jobs, the CLI: `stage.segment_image`) finds it once and hands
+it to all the image's shards. The instance extraction's pixel parameters (smoothing, minimum
+sizes) are in model pixels and are rescaled with it (`params_for`). The factor and how it was
+found are recorded in the segment provenance as `scale`.
 """
 
 from __future__ import annotations
