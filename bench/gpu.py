@@ -51,9 +51,10 @@ from microdiff.restore.denoise import plane_batch
 from microdiff.restore.noise_model import NoiseModel
 from microdiff.restore.stage import DEFAULT_MODEL as RESTORE_MODEL
 from microdiff.restore.stage import gather_restore, load_model, make_process
+from microdiff.segment.inputs import DEFAULT_MODEL as SEGMENT_MODEL
+from microdiff.segment.inputs import PAD
 from microdiff.segment.model import Model, tile_batch
-from microdiff.segment.stage import DEFAULT_MODEL as SEGMENT_MODEL
-from microdiff.segment.stage import PAD, segment_gather, segment_shard
+from microdiff.segment.stage import segment_gather, segment_shard
 from microdiff.tiling import plan_store
 
 TILE, HALO = 512, 32

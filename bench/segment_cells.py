@@ -25,6 +25,7 @@ from microdiff.metrics import average_precision
 from microdiff.normalize import percentile_norm
 from microdiff.segment import cells as fallback
 from microdiff.segment import instances
+from microdiff.segment.inputs import PAD
 from microdiff.segment.model import (
     Model,
     cell_condition,
@@ -33,7 +34,6 @@ from microdiff.segment.model import (
     predict,
     shard_channels,
 )
-from microdiff.segment.stage import PAD
 from microdiff.shipped import SEGMENT_CELLS, SEGMENT_NUCLEI
 from microdiff.simulate import simulate_image
 from microdiff.tiling import Box

@@ -45,7 +45,7 @@ from microdiff.diffusion import posterior
 from microdiff.ingest import ingest
 from microdiff.io import ngff
 from microdiff.metrics import average_precision
-from microdiff.segment import instances, stage
+from microdiff.segment import inputs, instances, stage
 from microdiff.shipped import SEGMENT_CELLS, SEGMENT_NUCLEI
 from microdiff.simulate import simulate_image, write_sample
 from microdiff.tiling import plan_store
@@ -109,7 +109,7 @@ def time_shards(images: list[dict]) -> tuple[list, dict]:
     """Every image's shard jobs again: (step, CPU s) rows and a digest of each shard store."""
     spent = defaultdict(float)
     posterior.initial_noise = timed(spent, "noise", posterior.initial_noise)
-    models = [stage._load(m, "cpu") for m in (SEGMENT_NUCLEI, SEGMENT_CELLS)]
+    models = [inputs.load_model(m, "cpu") for m in (SEGMENT_NUCLEI, SEGMENT_CELLS)]
     p, digests = {**params(), "batch_size": "auto"}, {}
     net, t = NETWORK.cpu, time.process_time()
     with tempfile.TemporaryDirectory() as tmp:

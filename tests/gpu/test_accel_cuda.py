@@ -12,8 +12,8 @@ from microdiff.restore.denoise import denoise_v, plane_batch, to_v, vst_range
 from microdiff.restore.noise_model import NoiseModel
 from microdiff.restore.stage import DEFAULT_MODEL as RESTORE_MODEL
 from microdiff.restore.stage import load_model
+from microdiff.segment.inputs import DEFAULT_MODEL as SEGMENT_MODEL
 from microdiff.segment.model import Model, predict, shard_channels, tile_batch
-from microdiff.segment.stage import DEFAULT_MODEL as SEGMENT_MODEL
 
 FP32 = {"bf16": False, "channels_last": False, "compile": False}
 FAST = {"bf16": True, "channels_last": True, "compile": False}

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from microdiff.normalize import percentile_norm
+from microdiff.segment.inputs import PAD
 from microdiff.segment.model import Model, cell_condition, nuclei_prob, predict
-from microdiff.segment.stage import PAD
 from microdiff.shipped import SEGMENT_CELLS, SEGMENT_NUCLEI
 from microdiff.simulate import simulate_image
 

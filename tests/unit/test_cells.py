@@ -7,8 +7,8 @@ from scipy import ndimage as ndi
 
 from microdiff.metrics import average_precision
 from microdiff.segment import cells
+from microdiff.segment.inputs import NormalizedChannels
 from microdiff.segment.instances import Params, cells_from, fill_holes
-from microdiff.segment.stage import NormalizedChannels
 from microdiff.simulate import simulate_image
 from microdiff.tiling import Box
 

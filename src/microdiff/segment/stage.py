@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import zarr
 
-from .. import provenance, shipped
+from .. import provenance
 from ..atomic import atomic_output
 from ..diffusion import accel
 from ..gather import ShardReader
@@ -26,9 +26,9 @@ from ..normalize import Normalizer, level0
 from ..shards import run_whole, tile_shape, write_shard
 from ..tiling import Box, axis_names, iter_tiles
 from . import cells as cell_fallback
-from . import instances, prepare, scale
+from . import inputs, instances, scale
+from .inputs import DEFAULT_MODEL, PAD, NormalizedChannels
 from .model import (
-    Model,
     cell_condition,
     nfe,
     nuclei_found,
@@ -38,25 +38,6 @@ from .model import (
 )
 
 log = logging.getLogger("microdiff.segment")
-PAD = 32  # mirrored context (pixels) around every tile, so image borders look alike however tiled
-DEFAULT_MODEL = shipped.SEGMENT_NUCLEI
-
-
-class NormalizedChannels:
-    """Lazy (C', ...) view of an NGFF level 0: chosen channels, percentile-normalized."""
-
-    def __init__(self, array, channels: Sequence[int], norm: Normalizer | None):
-        self.array, self.channels, self.norm = array, list(channels), norm
-        self.shape = (len(self.channels), *array.shape[1:])
-
-    def __getitem__(self, index):
-        block = np.stack([np.asarray(self.array[(c, *index[1:])]) for c in self.channels])
-        block = block.astype(np.float32)
-        if self.norm is not None:
-            lo = self.norm.low[self.channels].reshape(-1, *[1] * (block.ndim - 1))
-            hi = self.norm.high[self.channels].reshape(-1, *[1] * (block.ndim - 1))
-            block = (block - lo) / (hi - lo)
-        return block
 
 
 def segment_shard(
@@ -80,12 +61,12 @@ def segment_shard(
     channels, on the nuclei found: the model's mean nuclei foreground over its K samples of the
     same tile, in [0, 1] (`nuclei_found`; predict mirrors it by `pad` with the image channels).
 
-    zoom: the image's `segment.scale` (`image_scale`) where the caller has found it for every
+    zoom: the image's `segment.scale` (`inputs.image_scale`) where the caller has found it for every
     shard of the image at once (`segment_image`); None: found here (the first pass of `auto`
     over the image's central crop, the same in every shard job)."""
     p = dict(params or {})
-    model, cells = _models(model_path, cell_model, p, device)
-    source, colour = _source(image, model, cells, p, norm_json)
+    model, cells = inputs.models(model_path, cell_model, p, device)
+    source, colour = inputs.source(image, model, cells, p, norm_json)
     extent = tuple(int(plan[f"{a}1"].max()) for a in axis_names(len(source.shape[1:])))
     if extent != tuple(source.shape[1:]):
         raise ValueError(
@@ -102,7 +83,7 @@ def segment_shard(
     kinds = list(model.kinds) + (list(cells.kinds) if cells else [])
     per_px = nfe(k, steps, sampler) * (2 if cells else 1)
     if zoom is None:
-        zoom = _estimate(model, source, p)
+        zoom = inputs.estimate_scale(model, source, p)
     if zoom.factor != 1 or zoom.method != "fixed":
         log.info("scale %s: objects %s px, the model's %s px: resampled x%g", zoom.method,
                  zoom.measured_px, zoom.model_px, zoom.factor)  # fmt: skip
@@ -138,61 +119,6 @@ def segment_shard(
     log.info("shard %d: %d tiles, %d samples x %d steps%s", shard, n, k, steps,
              " (nuclei and cell models)" if cells else "")  # fmt: skip
     return {"tiles": n, "kinds": kinds, "nfe_per_pixel": per_px}
-
-
-def _load(model, device) -> Model:
-    return model if isinstance(model, Model) else Model.load(model, device=device)
-
-
-def _models(model, cell_model, p: dict, device) -> tuple[Model, Model | None]:
-    """The model, and the cell model where one runs beside it (`segment_shard`)."""
-    model = _load(model or DEFAULT_MODEL, device)
-    cells = None
-    if cell_model is not None and "cells" in p.get("kinds", []) and "cells" not in model.kinds:
-        cells = _load(cell_model, device)
-        if cells.kinds != ("cells",) or cells.cond_channels not in (2, 3):
-            raise ValueError(
-                f"{cell_model}: a cell model makes cells from the nuclear and cytoplasm "
-                "channels (2 condition channels) and optionally the nuclei found (3: the nuclei "
-                f"model's mean foreground); this one makes {list(cells.kinds)} from "
-                f"{cells.cond_channels}"
-            )
-    return model, cells
-
-
-def _source(image, model: Model, cells: Model | None, p: dict, norm_json):
-    """The lazy normalized view the models are conditioned on (an RGB image's nuclear channel
-    by `segment.prepare`), and the colour conversion (None where there is none)."""
-    group = zarr.open_group(str(image), mode="r")
-    names = ngff.channel_labels(group.attrs)
-    chans = [resolve_channel(names, p.get("nuclei_channel", 0))]
-    if model.cond_channels == 2 or cells is not None:
-        chans.append(resolve_channel(names, p.get("cytoplasm_channel", 1)))
-    if model.cond_channels not in (1, 2):
-        raise ValueError(f"model needs {model.cond_channels} condition channels")
-    norm = Normalizer.from_json(norm_json) if norm_json else None
-    colour = None
-    if model.cond_channels == 1 and cells is None:  # RGB: a nuclear channel (segment.prepare)
-        colour = prepare.stage_conversion(group, names, p.get("nuclei_channel", 0))
-    if colour is not None:
-        log.info("RGB image: nuclear channel by %s", colour.method)
-        return prepare.NuclearView(level0(group, norm), colour), colour
-    return NormalizedChannels(level0(group, norm), chans, norm), None
-
-
-def _estimate(model: Model, source, p: dict) -> scale.Scale:
-    sampler, seed = p.get("sampler", "ddim"), int(p.get("seed", 0))
-    params = instances.Params.from_config(p)
-    return scale.estimate(model, source, p.get("scale", 1), params, sampler, seed, PAD)
-
-
-def image_scale(image, model, params: dict | None = None, norm_json=None, cell_model=None,
-                device: str = "auto") -> scale.Scale:  # fmt: skip
-    """The image's `segment.scale`, as each of its `segment_shard` jobs would find it (they
-    find the same: the same crop and seed), once for all of them."""
-    p = dict(params or {})
-    model, cells = _models(model, cell_model, p, device)
-    return _estimate(model, _source(image, model, cells, p, norm_json)[0], p)
 
 
 def window(reader: ShardReader, kind_index: int, box: Box) -> instances.Window:
@@ -395,11 +321,11 @@ def segment_image(
     """Every shard, then the gather, in one process (batch jobs, the CLI, tests, benchmarks).
 
     model and cell_model: checkpoint dirs or loaded `Model`s (a batch loads them once)."""
-    model = _load(model or DEFAULT_MODEL, device)
+    model = inputs.load_model(model or DEFAULT_MODEL, device)
     if cell_model is not None:
-        cell_model = _load(cell_model, device)
+        cell_model = inputs.load_model(cell_model, device)
 
-    zoom = image_scale(image, model, params, norm_json, cell_model, device)  # once per image
+    zoom = inputs.image_scale(image, model, params, norm_json, cell_model, device)  # once per image
 
     def shard(i, store):
         segment_shard(image, plan, i, store, model, norm_json, params, batch_size, device,
