@@ -232,3 +232,22 @@ def test_class_examples_are_crops_of_each_class(stores, tmp_path):
     assert [a.get_ylabel().split("\n")[0] for a in fig.axes[::3]] == ["big", "small"]
     report.save(fig, tmp_path / "e.png")
     assert (tmp_path / "e.png").stat().st_size > 1000
+
+
+def test_pooled_crops_average_a_wider_window(stores):
+    from microdiff.classify.crops import crop_pool, experiment_crops
+
+    d, _, _, table = stores
+    nuc = table[table["kind"] == "nucleus"].head(5).reset_index(drop=True)
+    images = {s: d / "raw.ome.zarr" for s in nuc["sample"].unique()}
+    norms = {s: d / "norm.json" for s in nuc["sample"].unique()}
+    wide = experiment_crops(nuc, images, norms, 32)
+    pooled = experiment_crops(nuc, images, norms, 16, pool=2)
+    n, c = wide.shape[:2]
+    want = wide.reshape(n, c, 16, 2, 16, 2).mean(axis=(3, 5))
+    np.testing.assert_allclose(pooled, want, rtol=1e-5, atol=1e-6)
+    # auto: a window of about 1.5 median diameters; a number as given; no diameters: 1
+    sizes = pd.DataFrame({"diameter_px": [36.0, 38.0, 40.0]})
+    assert crop_pool(sizes, 32) == 2 and crop_pool(sizes, 16) == 4
+    assert crop_pool(sizes.assign(diameter_px=12.0), 32) == 1
+    assert crop_pool(sizes, 32, 3) == 3 and crop_pool(pd.DataFrame({"x": [1]}), 32) == 1

@@ -9,7 +9,7 @@ CLASSIFY_MODEL = "models/classify/diffusion"
 # what training reads: changing any other key (noise levels, views, join, trials, prior) reruns
 # classify only
 CLASSIFY_TRAINING = {
-    "method", "crop", "width", "depth", "steps", "batch", "lr", "holdout", "max_train"
+    "method", "crop", "pool", "width", "depth", "steps", "batch", "lr", "holdout", "max_train"
 }
 CLASSIFY_EXPERIMENT = [
     "results/experiment/classes_summary.tsv",

@@ -174,22 +174,38 @@ def descriptors(table: pd.DataFrame, crops: np.ndarray, scale: float = 1.0) -> n
     return np.concatenate(parts, axis=1)
 
 
-def experiment_crops(objects: pd.DataFrame, images, norms, size: int) -> np.ndarray:
-    """Crops of every row of `objects` (`sample`, `centroid_[z,]y,x`), in row order.
+def experiment_crops(objects: pd.DataFrame, images, norms, size: int, pool: int = 1) -> np.ndarray:
+    """Crops of every row of `objects` (`sample`, `centroid_[z,]y,x`), in row order: the
+    `size * pool` px around each centroid, averaged over `pool` x `pool` px blocks to `size`.
 
     `images` maps sample -> NGFF image store (raw), `norms` sample -> its norm.json.
     """
     from ..normalize import Normalizer, level0
 
     cols = [c for c in ("centroid_z", "centroid_y", "centroid_x") if c in objects.columns]
+    edge = size * pool
     out = None
     for sample, rows in objects.groupby("sample", sort=False):
         norm = Normalizer.from_json(norms[sample])
-        crops = object_crops(level0(images[sample], norm), rows[cols].to_numpy(), size, norm)
+        crops = object_crops(level0(images[sample], norm), rows[cols].to_numpy(), edge, norm)
+        if pool > 1:
+            n, c = crops.shape[:2]
+            crops = crops.reshape(n, c, size, pool, size, pool).mean(axis=(3, 5))
         if out is None:
             out = np.zeros((len(objects), *crops.shape[1:]), np.float32)
         out[objects.index.get_indexer(rows.index)] = crops
     return np.zeros((0, 1, size, size), np.float32) if out is None else out
+
+
+def crop_pool(objects: pd.DataFrame, size: int, pool="auto") -> int:
+    """`classify.diffusion.pool`: a number, or for "auto" the pooling that makes the crop
+    window about 1.5 median object diameters (`diameter_px`), so a crop holds its whole object
+    and a rim of what is around it, whatever the objects' size in pixels; 1 without diameters."""
+    if pool != "auto":
+        return max(1, int(pool))
+    d = objects["diameter_px"].to_numpy(np.float64) if "diameter_px" in objects.columns else []
+    d = np.asarray(d)[np.isfinite(d)] if len(d) else np.zeros(0)
+    return max(1, int(round(1.5 * float(np.median(d)) / size))) if len(d) else 1
 
 
 def labelled(table: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:

@@ -31,6 +31,7 @@ import torch
 
 from ..diffusion import Denoiser, build, load_checkpoint, pick_device, set_threads
 from .crops import (
+    crop_pool,
     dihedral,
     experiment_crops,
     hash_arrays,
@@ -283,7 +284,9 @@ def train_experiment(
         lab["sample"].to_numpy(), lab["class"].to_numpy(), params.get("holdout", 0.25), seed
     )
     fit = lab[train_mask].reset_index(drop=True)
-    crops = experiment_crops(fit, images, norms, int(params.get("crop", 32)))
+    size = int(params.get("crop", 32))
+    pool = crop_pool(fit, size, params.get("pool", "auto"))
+    crops = experiment_crops(fit, images, norms, size, pool)
     log.info("training on %d crops of %d classes; %d held out", len(fit), len(classes),
              int(test_mask.sum()))  # fmt: skip
     return train_classifier(
@@ -299,7 +302,7 @@ def train_experiment(
         checkpoint_path=checkpoint_path,
         threads=threads,
         device=device,
-        extra=heldout_config(lab, test_mask),
+        extra={**heldout_config(lab, test_mask), "pool": pool},
     )
 
 
@@ -344,8 +347,9 @@ def classify_experiment(
     cal = lab[~is_test & lab["class"].isin(classes)]
     cal = cal.sample(min(len(cal), max_calibration), random_state=seed) if len(cal) else cal
     cal_y = np.array([classes.index(c) for c in cal["class"]], np.int64)
-    cal_crops = experiment_crops(cal.reset_index(drop=True), images, norms, size)
-    crops = experiment_crops(table.reset_index(drop=True), images, norms, size)
+    pool = int(cfg.get("pool", 1))  # as the model was trained
+    cal_crops = experiment_crops(cal.reset_index(drop=True), images, norms, size, pool)
+    crops = experiment_crops(table.reset_index(drop=True), images, norms, size, pool)
     counts = None
     if params.get("prior", "uniform") == "train":  # Bayes' rule with the training class counts
         counts = [cfg.get("class_counts", {}).get(str(c), 0) for c in classes]

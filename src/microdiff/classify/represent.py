@@ -6,8 +6,9 @@ engine's one loop (EDM loss), with random flips, 90-degree rotations and a small
 brightness/contrast jitter. The embedding of a crop x: for each noise level sigma_l, the crop
 is noised with a fixed, seeded draw (x + sigma_l eps_l, the same eps for every crop, so an
 object's embedding does not depend on its batch), passed once through D, and the output of every
-encoder level, the middle block and every decoder level is averaged over space (global average
-pooling). With `views` > 1 the embedding is averaged over that many dihedral views of the crop.
+encoder level, the middle block and every decoder level is averaged over three rings of the
+crop: centre, middle and rim (`ring_pool`). With `views` > 1 the embedding is averaged over
+that many dihedral views of the crop.
 Cost: levels x views network evaluations (NFE) per object.
 
 A light classifier on the embedding (alone, or joined with the morphology features and the
@@ -265,7 +266,7 @@ def train_experiment(
     for its metrics are chosen here (as `lowest_error.train_experiment` does) and recorded in
     the checkpoint config, so the light classifier never sees them. At most `max_train` objects
     (a seeded subset) are training crops."""
-    from .crops import experiment_crops, heldout_config, holdout_split, labelled
+    from .crops import crop_pool, experiment_crops, heldout_config, holdout_split, labelled
 
     lab = labelled(table, labels) if labels is not None else table.iloc[:0].assign(**{"class": ""})
     if labels is not None and lab.empty:
@@ -279,9 +280,12 @@ def train_experiment(
     cap = int(params.get("max_train", 20000))
     if len(rows) > cap:
         rows = rows.sample(cap, random_state=seed).reset_index(drop=True)
-    crops = experiment_crops(rows, images, norms, int(params.get("crop", 32)))
-    log.info("representation: %d crops (labels not used); %d labelled objects held out for "
-             "the metrics", len(crops), int(test.sum()))  # fmt: skip
+    size = int(params.get("crop", 32))
+    pool = crop_pool(rows, size, params.get("pool", "auto"))
+    crops = experiment_crops(rows, images, norms, size, pool)
+    log.info("representation: %d crops of %d px, pooled from %d px (labels not used); %d "
+             "labelled objects held out for the metrics", len(crops), size, size * pool,
+             int(test.sum()))  # fmt: skip
     return train_representation(
         crops,
         steps=int(params.get("steps", 2000)),
@@ -292,7 +296,7 @@ def train_experiment(
         seed=seed,
         checkpoint_path=checkpoint_path,
         threads=threads,
-        extra=heldout_config(lab, test),
+        extra={**heldout_config(lab, test), "pool": pool},
     )
 
 
@@ -319,7 +323,8 @@ def classify_experiment(
     rows = table.reset_index(drop=True)
     sigmas = tuple(float(s) for s in params.get("sigmas", SIGMAS))
     views = int(params.get("views", 1))
-    crops = experiment_crops(rows, images, norms, int(cfg["crop_size"]))
+    pool = int(cfg.get("pool", 1))  # as the representation was trained
+    crops = experiment_crops(rows, images, norms, int(cfg["crop_size"]), pool)
     start = time.perf_counter()
     X = embed(den, crops, sigmas, views, seed, int(params.get("batch_eval", 256)), None, threads)
     seconds = time.perf_counter() - start
@@ -327,7 +332,9 @@ def classify_experiment(
     plain = None  # the features and descriptors alone, the joined embedding's rival
     if join:  # the morphology features and what `descriptors` derives from crops and table
         F = rows[feature_columns(rows)].to_numpy(np.float64)
-        plain = joined(np.zeros((len(rows), 0)), np.concatenate([F, descriptors(rows, crops)], 1))
+        plain = joined(
+            np.zeros((len(rows), 0)), np.concatenate([F, descriptors(rows, crops, 1.0 / pool)], 1)
+        )
         X = joined(X, plain)
     cost = {"sigmas": list(sigmas), "views": views, "nfe_per_object": len(sigmas) * views,
             "s_per_1000_objects": 1000 * seconds / max(len(rows), 1),
