@@ -97,7 +97,7 @@ from microdiff.normalize import percentile_norm
 from microdiff.segment.model import Model, nuclei_prob, train_model
 from microdiff.segment.prepare import LUMINANCE, nuclear_channel
 from microdiff.segment.represent import PairSource
-from microdiff.segment.scale import training_diameters
+from microdiff.segment.scale import to_model_size, training_diameters
 from microdiff.segment.stage import DEFAULT_MODEL, PAD
 from microdiff.simulate import simulate_image
 
@@ -184,6 +184,23 @@ def record_diameter(model_dir: Path, labels) -> None:
     logging.info("%s: object_diameter %s", path, cfg["segment"]["object_diameter"])
 
 
+def normalise_scale(images, labels, model_dir: Path):
+    """Every (image, labels) pair resampled as `segment.scale: auto` resamples an image at
+    inference for the model in `model_dir` (its recorded `object_diameter` and
+    `object_diameter_range`), the image's own true objects standing in for the first pass
+    (`scale.to_model_size`). Returns images, labels, factors and the (diameter, range) used."""
+    seg = read_config(model_dir)["segment"]
+    px, rng = seg["object_diameter"], seg.get("object_diameter_range")
+    out_i, out_l, factors = [], [], []
+    for img, labs in zip(images, labels):
+        if np.ndim(labs[0]) == 2:
+            img, labs, z = to_model_size(img, labs, px, rng)
+            factors.append(z.factor)
+        out_i.append(img)
+        out_l.append(labs)
+    return out_i, out_l, factors, (px, rng)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, help="folder holding bbbc039_nuclei/ (optional)")
@@ -232,6 +249,11 @@ def main():
         "cells, else the stage's)",
     )
     ap.add_argument("--noise", type=float, help="max noise std (default: a fixed 0.02)")
+    ap.add_argument("--normalise-scale", action="store_true",
+                    help="resample each training image (labels nearest) to the object size of "
+                    "--init's model (else the shipped one) as segment.scale: auto does at "
+                    "inference, by its true objects' median diameter; that diameter and range "
+                    "are recorded in the config")  # fmt: skip
     ap.add_argument("--diameter-only", action="store_true",
                     help="no training: write the data's median object diameter into --out's "
                     "config (segment.object_diameter, for segment.scale: auto)")  # fmt: skip
@@ -273,6 +295,15 @@ def main():
         counts = {m: methods.count(m) for m in sorted(set(methods))}
         sources.append(f"dsb2018 all but every 5th by name x{len(di)} {counts}, "
                        f"non-luminance ones x{a.colour_repeat}")  # fmt: skip
+    norm = None
+    if a.normalise_scale:
+        images, labels, factors, norm = normalise_scale(images, labels, a.init or DEFAULT_MODEL)
+        moved = [f for f in factors if f != 1]
+        sources.append(
+            f"normalise-scale: to object_diameter {norm[0]} where outside {norm[1]} "
+            f"({len(moved)} of {len(factors)} pairs resampled"
+            + (f", factors {min(moved):.3g}..{max(moved):.3g})" if moved else ")")
+        )
     augment = {"scale": tuple(a.scale), "blur": a.blur, "noise": a.noise}
     sources.append(f"augment {augment}")
     logging.info("data ready in %.0f s: %s", time.time() - t, sources)
@@ -294,6 +325,11 @@ def main():
                                     "script": "tools/train_default_segment.py"})  # fmt: skip
     logging.info("trained %d steps in %.0f s, last loss %.4f", res.step, time.time() - t,
                  float(np.mean(res.losses[-100:])))  # fmt: skip
+    if norm:  # the size the data were normalised to, not the normalised labels' own
+        path = out / "config.json"
+        cfg = json.loads(path.read_text())
+        cfg["segment"]["object_diameter"], cfg["segment"]["object_diameter_range"] = norm
+        path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     (out / "train_state.pt").unlink(missing_ok=True)  # ship weights + config only
 
 

@@ -167,3 +167,40 @@ def test_auto_ignores_objects_the_second_sample_does_not_find(rng):
     one = shard_channels(predict(model, crop[None], [(0, 0)], 1, 1, pad=32), 1)[0]
     specks = instances.extract(one[3], one[4], params)[0]
     assert specks.max() >= scale.MIN_OBJECTS  # one sample alone would have been measured
+
+
+def test_training_pairs_are_resampled_to_the_model_size_as_auto_would():
+    """tools/train_default_segment.py --normalise-scale: a simulated pair whose nuclei are
+    outside the model's range is resampled (labels nearest, still integer instances) so its
+    median diameter is the model's; one inside it is left as it is."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    from microdiff.normalize import percentile_norm
+    from microdiff.simulate import simulate_image
+
+    sim = simulate_image((192, 192), channels=("nuclei",), density=400, seed=3)
+    img, lab = percentile_norm(sim.noisy.astype(np.float32)), sim.nuclei.astype(np.int32)
+    d, n = scale.median_diameter(lab)
+    assert n >= scale.MIN_OBJECTS
+    out, labs, z = scale.to_model_size(img, [lab], 2 * d, (1.5 * d, 3 * d))
+    assert z.factor == pytest.approx(2, abs=0.01) and z.measured_px == pytest.approx(d, abs=0.01)
+    assert out.shape == (1, 384, 384) and labs[0].shape == (384, 384)
+    assert labs[0].dtype == np.int32 and set(np.unique(labs[0])) == set(np.unique(lab))
+    assert scale.median_diameter(labs[0])[0] == pytest.approx(2 * d, rel=0.1)
+    same = scale.to_model_size(img, [lab], 1.2 * d, (0.5 * d, 3 * d))
+    assert same[0] is img and same[1][0] is lab and same[2].factor == 1
+    small = scale.resample_labels(lab, (96, 96))  # shrinking: nearest keeps values, no mixing
+    assert small.dtype == np.int32 and set(np.unique(small)) <= set(np.unique(lab))
+    # the tool's option reads the model's recorded size from its config
+    tool = Path(__file__).resolve().parents[2] / "tools" / "train_default_segment.py"
+    spec = importlib.util.spec_from_file_location("train_default_segment", tool)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    ref = json.loads((Path(mod.DEFAULT_MODEL) / "config.json").read_text())["segment"]
+    model_px, model_range = ref["object_diameter"], ref["object_diameter_range"]
+    imgs, labels, factors, norm = mod.normalise_scale([img, img], [[lab], [lab]], mod.DEFAULT_MODEL)
+    assert norm == (model_px, model_range) and factors[0] == factors[1]
+    f = scale.choose("auto", model_px, lambda: lab, model_range).factor
+    assert factors[0] == f and imgs[0].shape[-2:] == scale.size_for(img.shape, f)

@@ -163,6 +163,33 @@ def resampled(fn, batch: np.ndarray, origins, factor: float):
     return resample(out, batch.shape[-2:])
 
 
+def resample_labels(labels: np.ndarray, size) -> np.ndarray:
+    """(.., Y, X) integer labels resampled in y and x to `size` by nearest neighbour (pixel
+    centres, as `resample`'s geometry); the dtype and the label values are kept."""
+    labels = np.asarray(labels)
+    yx = labels.shape[-2:]
+    if tuple(yx) == tuple(size):
+        return labels
+    iy, ix = ((np.arange(m) + 0.5) * n / m for n, m in zip(yx, size))
+    iy, ix = (np.minimum(i.astype(np.intp), n - 1) for i, n in zip((iy, ix), yx))
+    return labels[..., iy[:, None], ix[None, :]]
+
+
+def to_model_size(image, labels, model_px: float, model_range=None):
+    """A training pair resampled as `choose` ("auto") would resample it at inference, with its
+    own true `labels[0]` (Y, X) as the first pass: (image, labels, Scale). `image` (C, Y, X)
+    is resampled bilinearly (`resample`), every label image by nearest neighbour; an image
+    whose median whole-object diameter is inside `model_range` (or has fewer than
+    `MIN_OBJECTS` whole objects) is returned as it is (tools/train_default_segment.py
+    --normalise-scale)."""
+    z = choose("auto", model_px, lambda: labels[0], model_range)
+    if z.factor == 1:
+        return image, labels, z
+    size = size_for(np.shape(image), z.factor)
+    image = resample(np.asarray(image, np.float32)[None], size)[0]
+    return image, [resample_labels(lab, size) for lab in labels], z
+
+
 def params_for(p: instances.Params, factor: float) -> instances.Params:
     """Instance parameters in model pixels for maps resampled back by `factor`."""
     if factor == 1:
