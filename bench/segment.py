@@ -7,17 +7,20 @@ size trained on the same data, and microdiff (K = 1 and the default K), side by 
         --only dsb_fluo dsb_colour simulated bbbc039 --sample-steps 1 --threads 1 --device cpu
 
 The last (DSB2018 validation part, every 5th image by name, split by the colour conversion
-`segment.prepare` picks: 50 fluorescence, 13 colour/brightfield; about 25 min on a shared CPU):
+`segment.prepare` picks: 50 fluorescence, 13 colour/brightfield; about 25 min on a shared CPU),
+with `--scale auto` (the workflow's default) and, for colour images, haematoxylin on every
+bright background (inverted luminance for grey ones before: colour 0.194 / 0.293 AP@0.5):
 
 | data | method | AP@0.5 | mAP.5:.9 | AUROC std, 1-consistency | NFE |
 |---|---|---|---|---|---|
 | dsb_fluo | otsu+watershed | 0.600 | 0.365 | - | 0 |
-| dsb_fluo | microdiff K=4 | 0.687 | 0.456 | 0.644, 0.658 | 4 |
-| dsb_colour | otsu+watershed | 0.194 | 0.108 | - | 0 |
-| dsb_colour | microdiff K=4 | 0.293 | 0.181 | 0.805, 0.685 | 4 |
+| dsb_fluo | microdiff K=4 | 0.738 | 0.507 | 0.727, 0.602 | 4 |
+| dsb_colour | otsu+watershed | 0.215 | 0.114 | - | 0 |
+| dsb_colour | microdiff K=4 | 0.332 | 0.203 | 0.827, 0.672 | 4 |
+| simulated | otsu+watershed | 0.845 | 0.613 | - | 0 |
 | simulated | microdiff K=4 | 0.822 | 0.666 | 0.759, 0.848 | 4 |
 | bbbc039 | otsu+watershed | 0.746 | 0.606 | - | 0 |
-| bbbc039 | microdiff K=4 | 0.902 | 0.817 | 0.828, 0.664 | 4 |
+| bbbc039 | microdiff K=4 | 0.902 | 0.817 | 0.827, 0.664 | 4 |
 
 Data sets: bbbc039_nuclei (split by image: even index in sorted order trains, odd tests) and
 simulator ground truth (simulated nuclei; separate seeds for train and test). Columns: AP at IoU

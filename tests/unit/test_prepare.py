@@ -28,12 +28,12 @@ def he_like(mask, rng):
     return np.clip(rgb + rng.normal(0, 4, rgb.shape), 0, 255)
 
 
-def test_bright_grey_background_gives_inverted_luminance(rng):
+def test_bright_grey_background_gives_its_optical_density(rng):
     mask = discs()
     grey = np.where(mask, 90.0, 210.0) + rng.normal(0, 5, mask.shape)
     rgb = np.stack([grey] * 3).astype(np.float32)
     plane, conv = prepare.nuclear_channel(rgb)
-    assert conv.method == prepare.INVERTED
+    assert conv.method == prepare.HAEMATOXYLIN
     assert contrast(plane[0], mask) > 1.5  # the dark nuclei come out bright
     assert plane.shape == (1, *mask.shape) and plane.dtype == np.float32
 
