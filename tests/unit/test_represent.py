@@ -152,3 +152,9 @@ def test_rings_keep_where_an_activation_is():
     a, b = rp.ring_pool(centre)[0], rp.ring_pool(rim)[0]
     assert a[0] > 0.5 and (a[1:] == 0).all() and (b[:2] == 0).all() and b[2] > 0
     np.testing.assert_allclose(rp.ring_pool(dihedral(centre, 3)), rp.ring_pool(centre), atol=1e-6)
+
+
+def test_rings_of_small_maps_are_finite():
+    for size in (1, 2, 4):
+        pooled = rp.ring_pool(torch.ones(2, 3, size, size))
+        assert pooled.shape == (2, 3 * (len(rp.RINGS) + 1)) and torch.isfinite(pooled).all()

@@ -117,7 +117,8 @@ def ring_pool(maps: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) block output -> (N, C * 3): each channel's mean over the centre disc, the
     middle ring and the rim of the crop (edges `RINGS`). A crop is centred on its object, so
     the rings keep where an activation is (a pale centre, a spiky rim), which a mean over the
-    whole crop loses; they do not change under the dihedral views."""
+    whole crop loses; they do not change under the dihedral views. A ring with no pixel (maps
+    of 4 x 4 px or less, deep in a network on small crops) gives 0."""
     h, w = maps.shape[-2:]
     yy, xx = torch.meshgrid(
         torch.arange(h, device=maps.device) - (h - 1) / 2,
@@ -129,7 +130,7 @@ def ring_pool(maps: torch.Tensor) -> torch.Tensor:
     )
     onehot = torch.nn.functional.one_hot(ring.reshape(-1), len(RINGS) + 1).to(maps.dtype)
     sums = maps.flatten(-2) @ onehot  # (N, C, rings)
-    return (sums / onehot.sum(0)).transpose(1, 2).flatten(1)
+    return (sums / onehot.sum(0).clamp(min=1)).transpose(1, 2).flatten(1)  # empty ring: 0
 
 
 @torch.no_grad()
