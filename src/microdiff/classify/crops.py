@@ -203,8 +203,10 @@ def crop_pool(objects: pd.DataFrame, size: int, pool="auto") -> int:
     and a rim of what is around it, whatever the objects' size in pixels; 1 without diameters."""
     if pool != "auto":
         return max(1, int(pool))
-    d = objects["diameter_px"].to_numpy(np.float64) if "diameter_px" in objects.columns else []
-    d = np.asarray(d)[np.isfinite(d)] if len(d) else np.zeros(0)
+    if "diameter_px" not in objects.columns:
+        return 1
+    d = objects["diameter_px"].to_numpy(np.float64)
+    d = d[np.isfinite(d)]
     return max(1, int(round(1.5 * float(np.median(d)) / size))) if len(d) else 1
 
 
