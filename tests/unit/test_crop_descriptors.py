@@ -87,6 +87,25 @@ def test_boundary_shape_sees_a_tail_and_spicules():
     assert d[2, 4] > 3 * d[0, 4] and d[2, 4] > d[1, 4]  # spicules: jumps between rays
 
 
+def test_rim_spectrum_sees_spicules_a_boundary_misses():
+    """A disc whose rim carries 12 small spicules: the rim's 9-13 cycles-per-turn band rises well
+    above a smooth disc's, inside the disc nothing changes, and a quarter turn changes little."""
+    from microdiff.classify.crops import RIM_BANDS, RIM_FRACTIONS, rim_spectrum
+
+    yy, xx = np.mgrid[:32, :32] - 15.5
+    r, theta = np.hypot(yy, xx), np.arctan2(yy, xx)
+    disc = np.where(r < 8, 0.2, 1.0)
+    burr = np.where(r < 8 + 1.5 * (np.cos(12 * theta) > 0), 0.2, 1.0)
+    crops = np.stack([disc, burr, np.rot90(burr)])[:, None].astype(np.float32)
+    d = rim_spectrum(crops, np.full(3, 8.0)).reshape(3, len(RIM_BANDS) - 1, len(RIM_FRACTIONS))
+    band = next(i for i, lo in enumerate(RIM_BANDS[:-1]) if lo <= 12 < RIM_BANDS[i + 1])
+    at_rim = RIM_FRACTIONS.index(1.1)
+    assert d[1, band, at_rim] > d[0, band, at_rim] + 1.0  # log energy: e-fold and more
+    inside = RIM_FRACTIONS.index(0.7)
+    np.testing.assert_allclose(d[1, :, inside], d[0, :, inside], atol=0.2)
+    np.testing.assert_allclose(d[2], d[1], atol=0.3)
+
+
 def test_boundary_shape_reads_bright_objects_negated():
     from microdiff.classify.crops import boundary_shape
 

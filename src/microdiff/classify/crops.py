@@ -136,6 +136,44 @@ def boundary_shape(
     return np.concatenate([*stats, r.max(axis=1, keepdims=True), jump, spec], axis=1)
 
 
+RIM_FRACTIONS = (0.7, 0.8, 0.9, 1.0, 1.1, 1.2)
+RIM_BANDS = (2, 5, 9, 14, 20, 28)
+
+
+def rim_spectrum(
+    crops: np.ndarray,
+    radius: np.ndarray,
+    fractions: tuple[float, ...] = RIM_FRACTIONS,
+    bands: tuple[int, ...] = RIM_BANDS,
+    angles: int = 128,
+) -> np.ndarray:
+    """(N, (len(bands) - 1) * len(fractions)) how much the channel mean of (N, C, S, S) crops
+    swings around circles at `fractions` of each object's `radius` (crop px) from the crop
+    centre: log(1e-3 + the root energy of the circle's angular Fourier harmonics k, bands[i] <= k
+    < bands[i + 1] cycles per turn), band by band. A burr cell's 10-30 spicules are a periodic
+    swing along its rim that an outline traced at crop resolution (`boundary_shape`) does not
+    resolve. Invariant to rotation about the centre (up to the sampling of `angles` points)."""
+    crops = np.asarray(crops, np.float32)
+    n, size = crops.shape[0], crops.shape[-1]
+    g = crops.mean(axis=1)
+    mid = (size - 1) / 2.0
+    theta = np.linspace(0, 2 * np.pi, angles, endpoint=False)
+    radius = np.asarray(radius, np.float64).reshape(-1, 1)
+    rows = np.arange(n)[:, None]
+    out = np.zeros((n, len(bands) - 1, len(fractions)))
+    for j, f in enumerate(fractions):
+        yy = np.clip(mid + f * radius * np.sin(theta), 0, size - 1.001)
+        xx = np.clip(mid + f * radius * np.cos(theta), 0, size - 1.001)
+        y0, x0 = yy.astype(np.int64), xx.astype(np.int64)
+        fy, fx = yy - y0, xx - x0
+        ring = (g[rows, y0, x0] * (1 - fy) + g[rows, y0 + 1, x0] * fy) * (1 - fx)
+        ring += (g[rows, y0, x0 + 1] * (1 - fy) + g[rows, y0 + 1, x0 + 1] * fy) * fx
+        power = (np.abs(np.fft.rfft(ring, axis=1)) / angles) ** 2
+        for i, (lo, hi) in enumerate(zip(bands[:-1], bands[1:])):
+            out[:, i, j] = np.sqrt(power[:, lo:hi].sum(axis=1))
+    return np.log(out.reshape(n, -1) + 1e-3)
+
+
 def relative_descriptors(table: pd.DataFrame) -> np.ndarray:
     """(N, k) descriptors that red-blood-cell classes are defined by, relative to the sample:
     each size column (`SIZE_COLUMNS` present) over the sample's median object (objects under
@@ -165,12 +203,13 @@ def relative_descriptors(table: pd.DataFrame) -> np.ndarray:
 def descriptors(table: pd.DataFrame, crops: np.ndarray, scale: float = 1.0) -> np.ndarray:
     """What the light classifier joins to the features from the crops and the table: the ring
     profile of `crops`, `relative_descriptors`, and (with an `area_px` column) the profile scaled
-    to each object's radius sqrt(area / pi) x `scale` (crop px per image px) and the outline's
-    `boundary_shape`."""
+    to each object's radius sqrt(area / pi) x `scale` (crop px per image px), the outline's
+    `boundary_shape` and the `rim_spectrum`."""
     parts = [ring_profile(crops), relative_descriptors(table)]
     if "area_px" in table.columns:
         radius = np.sqrt(table["area_px"].to_numpy(np.float64) / np.pi) * scale
         parts += [scaled_profile(crops, radius), boundary_shape(crops, radius)]
+        parts.append(rim_spectrum(crops, radius))
     return np.concatenate(parts, axis=1)
 
 
