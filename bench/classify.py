@@ -21,33 +21,32 @@ NFE per cell, issue 20); `--boosting` adds the features + gradient-boosting row.
 
 Measured (issue 20, 2 shared CPU cores, 1 torch thread; 2938 held-back cells of 83 images;
 representation 1500 steps, batch 32, width 16, sigmas 0.1 0.3, views 1, trained in 568 s; 2 NFE
-per object; the rows' s per 1000 objects were measured under load from two other jobs; the
-whole-crop mean's embedding alone took 8.6 s per 1000 on a quieter machine;
+per object; the rows' s per 1000 objects were measured under load from two other jobs;
 `python bench/classify.py --data ../shared/data --which chula --cache /tmp/classify2`).
-The embedding pools each block's output in three rings of the crop (centre, middle, rim:
-`represent.ring_pool`); before, a mean over the whole crop:
+The descriptors include the rim spectrum (`crops.rim_spectrum`, the angular swing of intensity
+around the cell's rim: burr cells' spicules); the embedding pools each block's output in three
+rings of the crop (`represent.ring_pool`):
 
     classifier (chosen on validation)                     accuracy  macro-F1  val. macro-F1
-    features (logistic only, sqrt-balanced, C 1)             0.816     0.714      0.642
+    features (logistic only, sqrt-balanced, C 1)             0.815     0.713      0.644
     features (SVM, sqrt-balanced, C 10)                      0.840     0.749      0.686
-    features + descriptors (SVM, unweighted, C 10)           0.868     0.782      0.763
+    features + descriptors (SVM, unweighted, C 10)           0.880     0.804      0.773
     embedding, rings (SVM, unweighted, C 10)                 0.830     0.719      0.658
-    embedding, rings + features + descriptors (SVM, bal.)    0.859     0.763      0.696
-    embedding, whole-crop mean (SVM, unweighted, C 30)       0.758     0.621      0.566
-    ... + features + descriptors (SVM, bal., C 30)           0.846     0.741      0.702
-    earlier runs (logistic): features + rings 0.840 / 0.755, embedding + features 0.836 /
-    0.746, embedding + features + rings 0.844 / 0.739; gradient boosting on features 0.809 /
-    0.693; lowest error 0.316 / 0.302.
+    embedding, rings + features + descriptors (SVM, bal.)    0.871     0.780      0.727
+    before the rim spectrum: features + descriptors 0.868 / 0.782 (val. 0.763), joined with
+    the rings 0.859 / 0.763; the embedding as a whole-crop mean 0.758 / 0.621, joined 0.846 /
+    0.741. Earlier runs (logistic): features + rings 0.840 / 0.755, embedding + features 0.836 /
+    0.746; gradient boosting on features 0.809 / 0.693; lowest error 0.316 / 0.302.
 
-The descriptors (`crops.descriptors`: ring profile, profile scaled to the cell, size and
-intensity relative to the image's median cell, roundness, outline harmonics) and the SVM carry
-the gain. The ring-pooled embedding alone is 0.10 above the whole-crop mean and, joined, above
-the features alone (0.763 against 0.749), but still 0.02 below features + descriptors: under the
-SVM its 1,728 columns dilute the kernel. Late fusion (the two SVMs' decision functions summed,
-weight chosen on validation), PCA-reduced or down-weighted embedding columns, and fine-tuning
-the representation's network as a classifier (7 epochs, validation macro-F1 0.65) did not do
-better. Target macro-F1 0.80 not reached (best 0.782; weakest: burr cells 0.53, uncategorised
-0.55, microcytes 0.64).
+Per-class F1 of the best row (classes 0-12): 0.85 0.85 0.64 0.94 0.91 0.74 0.93 0.75 0.68 0.82
+0.60 0.74 1.00; the rim spectrum lifted burr cells (8) from 0.53 to 0.68. The descriptors
+(`crops.descriptors`: ring profile, profile scaled to the cell, size and intensity relative to
+the image's median cell, roundness, outline harmonics, rim spectrum) and the SVM carry the gain.
+The ring-pooled embedding, joined, is above the features alone (0.780 against 0.749) but below
+features + descriptors (0.804): under the SVM its 1,728 columns dilute the kernel, and the
+validation choice (`represent.fit_light`, the workflow's) leaves it out on Chula. Late fusion,
+PCA-reduced or down-weighted embedding columns, and fine-tuning the representation's network
+as a classifier did not do better (issue 20's notes).
 """
 
 from __future__ import annotations
