@@ -7,7 +7,7 @@ crop descriptors, the diffusion representation alone, joined, and the lowest-err
   cells segmented by `segment.bright` (threshold + watershed, the workflow's `bright` option);
   a point labels the cell that contains it. Split by image: a seeded 20% of the 412 images is
   held back (test); of the rest, 20% of the images is the validation part that chooses the
-  light classifier (`represent.fit_light`: logistic or RBF SVM, C, class weighting); the
+  light classifier (`light.fit_light`: logistic or RBF SVM, C, class weighting); the
   representation trains (no labels) on the crops of the training and validation images only.
 - Simulator: `microdiff.simulate`, three phenotypes, objects = true nuclei, split by image.
 
@@ -48,7 +48,7 @@ Per-class F1 of the best row (classes 0-12): 0.85 0.85 0.64 0.94 0.91 0.74 0.93 
 the image's median cell, roundness, outline harmonics, rim spectrum) and the SVM carry the gain.
 The ring-pooled embedding, joined, is above the features alone (0.780 against 0.749) but below
 features + descriptors (0.804): under the SVM its 1,728 columns dilute the kernel, and the
-validation choice (`represent.fit_light`, the workflow's) leaves it out on Chula. Late fusion,
+validation choice (`light.fit_light`, the workflow's) leaves it out on Chula. Late fusion,
 PCA-reduced or down-weighted embedding columns, and fine-tuning the representation's network
 as a classifier did not do better (issue 20's notes).
 """
@@ -68,6 +68,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import classify_data as cd  # noqa: E402
 
 from microdiff import classify  # noqa: E402
+from microdiff.classify import light as lc  # noqa: E402
 from microdiff.classify import lowest_error as le  # noqa: E402
 from microdiff.classify import represent as rp  # noqa: E402
 from microdiff.classify.crops import descriptors  # noqa: E402
@@ -144,8 +145,8 @@ def run(name, table, crops, args):
         print(rows[-1], flush=True)
 
     def light(what, X, per_obj=0.0, nfe=0, **kw):
-        X = rp.joined(X[:, :0], X)  # missing values: column median
-        m, c = rp.fit_light(X[tr], y[tr], is_val[tr], seed=args.seed, **kw)
+        X = lc.joined(X[:, :0], X)  # missing values: column median
+        m, c = lc.fit_light(X[tr], y[tr], is_val[tr], seed=args.seed, **kw)
         t = time.perf_counter()
         pred = m.predict(X[te])
         sec = per_obj * te.sum() + time.perf_counter() - t
@@ -172,7 +173,7 @@ def run(name, table, crops, args):
     # these rows choose among SVMs only (logistic rows: the docstring's earlier runs)
     svm_only = dict(cs=(), weights=(None, "balanced"))
     light("diffusion embedding", E, per_obj, nfe, **svm_only)
-    light("diffusion embedding + features + descriptors", rp.joined(E, FD), per_obj, nfe,
+    light("diffusion embedding + features + descriptors", lc.joined(E, FD), per_obj, nfe,
           **svm_only)  # fmt: skip
     if args.le_steps:
         sub = np.flatnonzero(te)[: args.le_eval]

@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 
-from microdiff.classify import represent as rp
+from microdiff.classify import light
 from microdiff.classify.crops import relative_descriptors, scaled_profile
 
 
@@ -65,10 +65,10 @@ def test_light_classifier_takes_the_svm_where_classes_are_not_linear(rng):
     y = np.where(np.arange(n) < n // 2, "in", "out")
     val = np.zeros(n, bool)
     val[::3] = True
-    model, choice = rp.fit_light(X, y, val, probability=True)
+    model, choice = light.fit_light(X, y, val, probability=True)
     assert choice["model"] == "svm" and choice["validation_f1_macro"] > 0.95
     assert model.predict_proba(X).shape == (n, 2)
-    _, only = rp.fit_light(X, y, val, svm_cs=())
+    _, only = light.fit_light(X, y, val, svm_cs=())
     assert only["model"] == "logistic" and only["validation_f1_macro"] < 0.8
 
 
@@ -124,8 +124,8 @@ def test_light_classifier_probabilities_with_rare_classes(rng):
     X[y == "c"] -= 4
     val = np.zeros(40, bool)
     val[:10] = True
-    model, _ = rp.fit_light(X, y, val, probability=True)  # 2-fold calibration
+    model, _ = light.fit_light(X, y, val, probability=True)  # 2-fold calibration
     assert model.predict_proba(X).shape == (40, 3)
     y1 = np.array(["a"] * 39 + ["b"])
-    model, choice = rp.fit_light(X, y1, val, probability=True)
+    model, choice = light.fit_light(X, y1, val, probability=True)
     assert choice["model"] == "logistic" and model.predict_proba(X).shape == (40, 2)

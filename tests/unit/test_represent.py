@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from microdiff.classify import light
 from microdiff.classify import represent as rp
 from microdiff.classify.crops import dihedral
 from microdiff.metrics import average_precision
@@ -50,7 +51,7 @@ def test_light_classifier_chooses_on_validation_and_separates(rng):
     X = rng.normal(0, 1, (120, 5)) + (y == "b")[:, None] * np.array([3.0, 0, 0, 0, 0])
     val = np.zeros(120, bool)
     val[::4] = True
-    model, choice = rp.fit_light(X, y, val)
+    model, choice = light.fit_light(X, y, val)
     assert choice["validation_f1_macro"] > 0.9 and choice["model"] in ("logistic", "svm")
     assert (model.predict(X) == y).mean() > 0.9
 
@@ -58,7 +59,7 @@ def test_light_classifier_chooses_on_validation_and_separates(rng):
 def test_joined_fills_missing_features_with_the_median():
     E = np.zeros((3, 2))
     F = np.array([[1.0, np.nan], [3.0, 4.0], [np.nan, 6.0]])
-    J = rp.joined(E, F)
+    J = light.joined(E, F)
     assert J.shape == (3, 4) and np.isfinite(J).all()
     assert J[0, 3] == 5.0 and J[2, 2] == 2.0
 
@@ -82,7 +83,7 @@ def test_representation_separates_simulated_phenotypes(rng):
     test = np.arange(80) >= 60
     val = np.zeros(60, bool)
     val[::3] = True
-    model, _ = rp.fit_light(E[~test], y[~test], val)
+    model, _ = light.fit_light(E[~test], y[~test], val)
     assert (model.predict(E[test]) == y[test]).mean() >= 0.85
 
 
@@ -136,9 +137,9 @@ def test_ring_profile_sees_a_central_pallor():
 
 def test_class_weights_power_between_none_and_balanced():
     y = np.array(["a"] * 8 + ["b"] * 2)
-    bal, half = rp.class_weights(y, 1.0), rp.class_weights(y, 0.5)
+    bal, half = light.class_weights(y, 1.0), light.class_weights(y, 0.5)
     assert np.allclose(np.bincount(y == "b", weights=bal), [5, 5])  # balanced: equal totals
-    assert np.allclose(rp.class_weights(y, 0.0), 1.0)
+    assert np.allclose(light.class_weights(y, 0.0), 1.0)
     assert 1 < half[-1] < bal[-1] and bal[0] < half[0] < 1
 
 
@@ -158,3 +159,55 @@ def test_rings_of_small_maps_are_finite():
     for size in (1, 2, 4):
         pooled = rp.ring_pool(torch.ones(2, 3, size, size))
         assert pooled.shape == (2, 3 * (len(rp.RINGS) + 1)) and torch.isfinite(pooled).all()
+
+
+@pytest.mark.parametrize("embedding_wins", [True, False])
+def test_objects_are_embedded_only_once_the_embedding_is_chosen(monkeypatch, embedding_wins):
+    """The with/without-embedding choice needs the embedding of the objects the light
+    classifier learns from; the held-out and unlabelled objects are embedded only when the
+    embedding is used (a Chula smear has 3x more objects than labels)."""
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    from microdiff.classify import crops as crops_module
+
+    rng = np.random.default_rng(0)
+    n = 48
+    table = pd.DataFrame({"sample": np.repeat(["s1", "s2", "s3", "s4"], 12), "kind": "nucleus",
+                          "id": np.tile(np.arange(1, 13), 4), "area_px": rng.uniform(40, 90, n),
+                          "intensity_mean_0": rng.uniform(0, 1, n)})  # fmt: skip
+    labelled = table.groupby("sample").head(8)  # 4 of each sample's 12 objects are unlabelled
+    labels = labelled[["sample", "id"]].assign(**{"class": np.tile(["a", "b"], 16)})
+    heldout = [["s4", int(i)] for i in labelled.loc[labelled["sample"] == "s4", "id"]]
+    monkeypatch.setattr(
+        rp, "load_representation", lambda *a, **k: (None, {"crop_size": 8, "heldout": heldout})
+    )
+    monkeypatch.setattr(
+        crops_module, "experiment_crops",
+        lambda rows, *a: rng.normal(size=(len(rows), 1, 8, 8)).astype(np.float32),
+    )  # fmt: skip
+    seen = []
+
+    def embed(den, crops, *a, **k):
+        seen.append(len(crops))
+        return np.ones((len(crops), 3), np.float32)
+
+    widths = []
+
+    def fit_light(X, y, val, **k):  # first called with the embedding joined, then without
+        widths.append(X.shape[1])
+        win = (len(widths) == 1) == embedding_wins
+        model = LogisticRegression(max_iter=1000).fit(X, y)
+        return model, {"model": "logistic", "validation_f1_macro": 0.9 if win else 0.5}
+
+    monkeypatch.setattr(rp, "embed", embed)
+    monkeypatch.setattr(rp, "fit_light", fit_light)
+    result, info = rp.classify_experiment(table, labels, {}, {}, "ckpt", {"join": True})
+    fitted = 32 - len(heldout)
+    assert widths[0] == widths[1] + 3  # the same objects, with and without the embedding
+    assert seen[0] == fitted  # first the objects the light classifier learns from
+    assert info["embedding_used"] is embedding_wins and len(result) == n
+    if embedding_wins:
+        assert seen == [fitted, n - fitted] and info["n_embedded"] == n
+    else:
+        assert seen == [fitted] and info["n_embedded"] == fitted

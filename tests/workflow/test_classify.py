@@ -116,8 +116,10 @@ def test_diffusion_mode_trains_then_classifies(run, tmp_path):
     assert metrics["mode"] == "diffusion" and metrics["cv"] == "holdout"
     if metrics["embedding_used"]:  # else validation preferred the features and descriptors
         assert "representation" in metrics["method"] and "joined" in metrics["method"]
-    else:  # said in provenance and log
+        assert metrics["n_embedded"] == metrics["n_objects"]
+    else:  # said in provenance and log; the objects it was not fitted on were not embedded
         assert "non-diffusion" in metrics["method"]
+        assert 0 < metrics["n_embedded"] <= metrics["n_labelled"] - metrics["n_test"]
         assert (
             metrics["light_classifier"]["validation_f1_macro_with_embedding"]
             < (metrics["light_classifier"]["validation_f1_macro"])
@@ -138,6 +140,7 @@ def test_diffusion_mode_trains_then_classifies(run, tmp_path):
     metrics = json.loads((wd / "results/experiment/classifier_metrics.json").read_text())
     assert "joined" not in metrics["method"] and metrics["n_test"] > 0
     assert metrics["embedding_used"]  # the embedding alone has no rival
+    assert metrics["n_embedded"] == metrics["n_objects"]
     # without labels the embeddings are clustered, as the unsupervised mode clusters features
     config(wd, mode="diffusion", labels=None, unsupervised={"k": 2})
     snakemake(wd, *TARGETS)

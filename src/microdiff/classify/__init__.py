@@ -8,6 +8,7 @@ represent     the diffusion representation: a denoiser trained self-supervised o
               activations at chosen noise levels as the object's embedding, and a light
               classifier on it (joined with the morphology features by default; torch)
               (the `diffusion` mode's default method)
+light         the light classifier on embeddings and/or features (logistic or RBF SVM)
 lowest_error  the class-conditional lowest-denoising-error rule (the other `diffusion` method)
 
 Both diffusion methods offer `train_experiment` and `classify_experiment` over an experiment's

@@ -13,10 +13,8 @@ Cost: levels x views network evaluations (NFE) per object.
 
 A light classifier on the embedding (alone, or joined with the morphology features and the
 descriptors `crops.descriptors` derives from crop and table: ring profile, radial profile scaled
-to the cell, sizes and intensities relative to the sample, outline harmonics): logistic
-regression or an RBF support vector machine on standardised columns, the model, its C and the
-class weights (balanced, square root of balanced, or none) chosen on a validation split by
-macro-F1 (`fit_light`).
+to the cell, sizes and intensities relative to the sample, outline harmonics, rim spectrum):
+`light.fit_light`.
 """
 
 from __future__ import annotations
@@ -29,6 +27,7 @@ import torch
 
 from ..diffusion import Denoiser, UNet, build, load_checkpoint, pick_device, set_threads
 from .crops import dihedral, hash_arrays, train_on_crops
+from .light import fit_light, joined
 
 log = logging.getLogger("microdiff.classify.represent")
 
@@ -36,7 +35,7 @@ TASK = "classify-representation"
 SIGMAS = (0.1, 0.3)
 JOINED = (
     "morphology features, the crop's ring and scaled radial profiles, sizes relative to the "
-    "sample (`crops.descriptors`)"
+    "sample, outline and rim spectrum (`crops.descriptors`)"
 )
 
 
@@ -179,82 +178,6 @@ def embed(
     return np.concatenate(out) if out else np.zeros((0, width), np.float32)
 
 
-def class_weights(y: np.ndarray, power: float) -> np.ndarray:
-    """Per-row weights (n / (k n_class)) ** power: 1 balances the classes, 0 leaves them."""
-    names, inverse, counts = np.unique(y, return_inverse=True, return_counts=True)
-    return (len(y) / (len(names) * counts[inverse])) ** float(power)
-
-
-WEIGHTINGS = {"balanced": 1.0, "sqrt-balanced": 0.5, None: 0.0}
-
-
-def fit_light(
-    X: np.ndarray,
-    y: np.ndarray,
-    validation: np.ndarray,
-    seed: int = 0,
-    cs: Sequence[float] = (0.03, 0.1, 0.3, 1.0),
-    weights: Sequence[str | None] = ("balanced", "sqrt-balanced", None),
-    svm_cs: Sequence[float] = (3.0, 10.0, 30.0),
-    probability: bool = False,
-):
-    """A light classifier on standardised X; `(model, choice)`.
-
-    Candidates: logistic regression (inverse regularisation C in `cs`) and an RBF support
-    vector machine (C in `svm_cs`, gamma 1 / (columns x variance); `svm_cs=()` leaves it out),
-    each under every class weighting in `weights` (`WEIGHTINGS`: balanced, its square root,
-    none). `validation` (boolean) marks the rows that choose the candidate by macro-F1; the
-    model is then refitted on all rows with the choice (`probability`: an SVM with Platt
-    probabilities, for `predict_proba`, fitted on up to 3 folds; with a class of one object
-    the SVM is left out; logistic has probabilities anyway)."""
-    from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import f1_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import SVC
-
-    def fit(rows, kind, c, w, proba=False):
-        if kind == "svm":
-            est = SVC(C=c, gamma="scale", random_state=seed)
-            if proba:  # Platt scaling, fitted on held-out folds; the SVM refitted on all rows
-                est = CalibratedClassifierCV(est, cv=min(3, folds), ensemble=False)
-        else:
-            est = LogisticRegression(C=c, max_iter=300, random_state=seed)
-        sw = class_weights(y[rows], WEIGHTINGS[w])
-        pipe = make_pipeline(StandardScaler(), est)
-        return pipe.fit(X[rows], y[rows], **{f"{pipe.steps[-1][0]}__sample_weight": sw})
-
-    X, y, val = np.asarray(X, np.float64), np.asarray(y), np.asarray(validation, bool)
-    folds = int(np.unique(y, return_counts=True)[1].min()) if len(y) else 0
-    if probability and folds < 2:  # Platt scaling needs two objects of every class
-        svm_cs = ()
-    grid = [("logistic", c) for c in cs] + [("svm", c) for c in svm_cs]
-    best = -1.0
-    choice = {"model": grid[-1][0], "C": grid[-1][1], "class_weight": weights[0],
-              "validation_f1_macro": None}  # fmt: skip
-    if val.any() and (~val).any() and len(np.unique(y[~val])) >= 2:
-        for w in weights:
-            for kind, c in grid:
-                pred = fit(~val, kind, c, w).predict(X[val])
-                f1 = float(f1_score(y[val], pred, average="macro"))
-                if f1 > best:
-                    best = f1
-                    choice = {"model": kind, "C": c, "class_weight": w, "validation_f1_macro": f1}
-    everything = np.ones(len(y), bool)
-    return fit(
-        everything, choice["model"], choice["C"], choice["class_weight"], probability
-    ), choice
-
-
-def joined(embedding: np.ndarray, features: np.ndarray) -> np.ndarray:
-    """Embedding and morphology features side by side (missing features: column median)."""
-    f = np.asarray(features, np.float64)
-    med = np.nanmedian(f, axis=0) if len(f) else np.zeros(f.shape[1])
-    f = np.where(np.isnan(f), np.nan_to_num(med), f)
-    return np.concatenate([np.asarray(embedding, np.float64), f], axis=1)
-
-
 # -- an experiment's objects (the workflow's diffusion mode, method `representation`) ---------
 
 
@@ -312,7 +235,9 @@ def classify_experiment(
 
     The light classifier learns from the labelled objects outside the held-out samples; C and
     the class weighting are chosen on a part of those (whole samples where there are several),
-    the metrics are on the held-out ones (`cv: holdout`)."""
+    the metrics are on the held-out ones (`cv: holdout`). Only the objects the light classifier
+    learns from are embedded before that choice; the rest only when the embedding is used
+    (`n_embedded`)."""
     import time
 
     import pandas as pd
@@ -326,9 +251,21 @@ def classify_experiment(
     views = int(params.get("views", 1))
     pool = int(cfg.get("pool", 1))  # as the representation was trained
     crops = experiment_crops(rows, images, norms, int(cfg["crop_size"]), pool)
-    start = time.perf_counter()
-    X = embed(den, crops, sigmas, views, seed, int(params.get("batch_eval", 256)), None, threads)
-    seconds = time.perf_counter() - start
+    E = None  # the embedding, filled in as it is needed (`embedded` marks the rows done)
+    embedded = np.zeros(len(rows), bool)
+    seconds = 0.0
+
+    def embedding(need: np.ndarray) -> np.ndarray:
+        nonlocal E, seconds
+        todo = np.flatnonzero(need & ~embedded)
+        start = time.perf_counter()
+        new = embed(den, crops[todo], sigmas, views, seed, int(params.get("batch_eval", 256)),
+                    None, threads)  # fmt: skip
+        seconds += time.perf_counter() - start
+        E = np.zeros((len(rows), new.shape[1]), np.float32) if E is None else E
+        E[todo], embedded[todo] = new, True
+        return E
+
     join = bool(params.get("join", True))
     plain = None  # the features and descriptors alone, the joined embedding's rival
     if join:  # the morphology features and what `descriptors` derives from crops and table
@@ -336,12 +273,19 @@ def classify_experiment(
         plain = joined(
             np.zeros((len(rows), 0)), np.concatenate([F, descriptors(rows, crops, 1.0 / pool)], 1)
         )
-        X = joined(X, plain)
-    cost = {"sigmas": list(sigmas), "views": views, "nfe_per_object": len(sigmas) * views,
-            "s_per_1000_objects": 1000 * seconds / max(len(rows), 1),
-            "model_hash": cfg.get("params_hash")}  # fmt: skip
+
+    def features(E: np.ndarray) -> np.ndarray:
+        return E if plain is None else np.concatenate([E, plain], axis=1)
+
+    def cost() -> dict:
+        n = int(embedded.sum())
+        return {"sigmas": list(sigmas), "views": views, "nfe_per_object": len(sigmas) * views,
+                "s_per_1000_objects": 1000 * seconds / max(n, 1), "n_embedded": n,
+                "model_hash": cfg.get("params_hash")}  # fmt: skip
+
     if labels is None:
-        return cluster_embeddings(rows, X, params.get("unsupervised") or {}, seed, join, cost)
+        X = features(embedding(np.ones(len(rows), bool)))
+        return cluster_embeddings(rows, X, params.get("unsupervised") or {}, seed, join, cost())
     lab = labelled(rows.assign(_row=np.arange(len(rows))), labels)
     lab = lab.drop_duplicates(["sample", "id"])
     held = {(str(s), int(i)) for s, i in cfg.get("heldout", [])}
@@ -351,6 +295,11 @@ def classify_experiment(
         raise ValueError("the light classifier needs labelled objects of two or more classes "
                          "outside the held-out samples")  # fmt: skip
     _, val = holdout_split(fit["sample"].to_numpy(), fit["class"].to_numpy(), 0.25, seed + 1)
+    # the choice needs the embedding of the objects it learns from only: the others are
+    # embedded once it is known that the embedding is used
+    in_fit = np.zeros(len(rows), bool)
+    in_fit[fit["_row"].to_numpy()] = True
+    X = features(embedding(in_fit))
     model, choice = fit_light(
         X[fit["_row"]], fit["class"].to_numpy(), val, seed=seed, probability=True
     )
@@ -364,8 +313,11 @@ def classify_experiment(
             used, model, X = False, alt, plain
             choice = {**alt_choice, "validation_f1_macro_with_embedding": with_f1}
             log.warning("the diffusion embedding did not raise validation macro-F1 (%.3f with "
-                        "it, %.3f without): classified from %s alone (non-diffusion)", with_f1,
-                        without_f1, JOINED)  # fmt: skip
+                        "it, %.3f without): classified from %s alone (non-diffusion); the "
+                        "other %d objects were not embedded", with_f1, without_f1, JOINED,
+                        len(rows) - int(in_fit.sum()))  # fmt: skip
+    if used:
+        X = features(embedding(np.ones(len(rows), bool)))
     classes = [str(c) for c in model.classes_]
     proba = model.predict_proba(X)
     keys = rows[[k for k in KEYS if k in rows.columns]]
@@ -387,7 +339,7 @@ def classify_experiment(
         "embedding_used": used,
         "cv": "holdout",
         "holdout": cfg.get("holdout"),
-        **cost,
+        **cost(),
         "light_classifier": choice,
         "n_test": int(len(test)),
         "n_labelled": int(len(lab)),
