@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import zarr
@@ -14,7 +15,9 @@ from ..io import ngff
 from ..io.readers import resolve_channel
 from ..normalize import Normalizer, level0
 from . import instances, prepare, scale
-from .model import Model
+
+if TYPE_CHECKING:  # the models need torch; the gather's NormalizedChannels does not
+    from .model import Model
 
 log = logging.getLogger("microdiff.segment")
 PAD = 32  # mirrored context (pixels) around every tile, so image borders look alike however tiled
@@ -39,6 +42,8 @@ class NormalizedChannels:
 
 
 def load_model(model, device) -> Model:
+    from .model import Model
+
     return model if isinstance(model, Model) else Model.load(model, device=device)
 
 

@@ -30,8 +30,6 @@ import dataclasses
 import math
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from . import instances
 
@@ -146,6 +144,9 @@ def resample(batch: np.ndarray, size) -> np.ndarray:
     lead, yx = batch.shape[:-2], batch.shape[-2:]
     if tuple(yx) == tuple(size):
         return batch
+    import torch  # here, not at the top: the gather (instance parameters) runs without torch
+    import torch.nn.functional as F
+
     t = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).reshape(1, -1, *yx)
     shrink = size[0] < yx[0] or size[1] < yx[1]
     out = F.interpolate(t, size=tuple(size), mode="bilinear", align_corners=False,

@@ -17,7 +17,6 @@ import zarr
 
 from .. import provenance
 from ..atomic import atomic_output
-from ..diffusion import accel
 from ..gather import ShardReader
 from ..io import ngff
 from ..io.labels import create_labels, fill_label_pyramid, set_colors, validate_labels
@@ -28,14 +27,6 @@ from ..tiling import Box, axis_names, iter_tiles
 from . import cells as cell_fallback
 from . import inputs, instances, scale
 from .inputs import DEFAULT_MODEL, PAD, NormalizedChannels
-from .model import (
-    cell_condition,
-    nfe,
-    nuclei_found,
-    predict,
-    shard_channels,
-    tile_batch,
-)
 
 log = logging.getLogger("microdiff.segment")
 
@@ -64,6 +55,10 @@ def segment_shard(
     zoom: the image's `segment.scale` (`inputs.image_scale`) where the caller has found it for every
     shard of the image at once (`segment_image`); None: found here (the first pass of `auto`
     over the image's central crop, the same in every shard job)."""
+    # the network's modules (torch) here, not at the top: the gather runs without them
+    from ..diffusion import accel
+    from .model import cell_condition, nfe, nuclei_found, predict, shard_channels, tile_batch
+
     p = dict(params or {})
     model, cells = inputs.models(model_path, cell_model, p, device)
     source, colour = inputs.source(image, model, cells, p, norm_json)
