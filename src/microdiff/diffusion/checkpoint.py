@@ -22,11 +22,11 @@ import torch
 
 from .. import __version__
 from ..atomic import atomic_output
+from ..model_config import CONFIG, FORMAT, read_config
 from .network import from_config
 from .precond import Denoiser
 
-FORMAT = "microdiff.checkpoint/1"
-CONFIG, WEIGHTS, TRAIN_STATE = "config.json", "weights.pt", "train_state.pt"
+WEIGHTS, TRAIN_STATE = "weights.pt", "train_state.pt"
 
 
 def params_hash(state_dict: dict) -> str:
@@ -62,19 +62,6 @@ def save_checkpoint(
         if extra_state is not None:
             torch.save(extra_state, tmp / TRAIN_STATE)
         (tmp / CONFIG).write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
-    return cfg
-
-
-def read_config(path) -> dict:
-    f = Path(path) / CONFIG
-    if not f.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}: {f} is missing")
-    try:
-        cfg = json.loads(f.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{f}: not valid JSON ({e})") from e
-    if cfg.get("format") != FORMAT or "architecture" not in cfg:
-        raise ValueError(f"{f}: not a microdiff checkpoint config (format {cfg.get('format')!r})")
     return cfg
 
 

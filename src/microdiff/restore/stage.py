@@ -14,29 +14,28 @@ channel (same units).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from .. import gather, normalize, provenance, shards, shipped
-from ..diffusion import Denoiser, accel, load_checkpoint, pick_device, set_threads
+from ..model_config import read_config
 from ..normalize import Normalizer
-from .denoise import (
-    denoise_v,
-    from_v,
-    plane_batch,
-    std_from_v,
-    to_v,
-    variance_map,
-    vst_range,
-)
 from .noise_model import NoiseModel
+
+# The network's modules (torch) are imported in the functions that run it: the gather, which
+# reads only the model's recorded config, runs without torch.
+if TYPE_CHECKING:
+    from ..diffusion import Denoiser
 
 DEFAULT_MODEL = shipped.RESTORE
 
 
 def load_model(path) -> tuple[Denoiser, dict]:
     """A restore checkpoint; its network is local (configs that predate the key included)."""
+    from ..diffusion import load_checkpoint
+
     return load_checkpoint(path, local=True)
 
 
@@ -54,6 +53,8 @@ def make_process(
 ):
     """The shard `process` function: raw tiles (B, C, *S) -> restored (+ std) tiles; the
     network is evaluated at `scale` times each channel's noise level (see `restore.level`)."""
+    from .denoise import denoise_v, from_v, std_from_v, to_v, variance_map, vst_range
+
     f_lo, f_hi, sigma = vst_range(noise, norm.low, norm.high)
     k = int(inference.get("samples", 1))
     probes = k if k > 1 else 0
@@ -115,6 +116,9 @@ def restore_shard(
 
     params: {"inference": {halo, batch, samples, seed, level}} (config `restore`).
     """
+    from ..diffusion import accel, pick_device, set_threads
+    from .denoise import plane_batch
+
     set_threads(threads)
     norm = Normalizer.from_json(norm_path)
     src = normalize.level0(raw, norm)
@@ -136,7 +140,7 @@ def restore_shard(
 
 def gather_restore(raw, plan: pd.DataFrame, shard_stores: Sequence, model_dir, params: dict, out):
     """Assemble the shard stores into `out` (NGFF, atomic, validated); returns provenance."""
-    _, cfg = load_checkpoint(model_dir)
+    cfg = read_config(model_dir)
     k = int(params["inference"].get("samples", 1))
     used = eval_scale(params["inference"], cfg)
     reader = gather.ShardReader(shard_stores, plan)
