@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 import zarr
 
-from . import flatfield, provenance
+from . import provenance
 from .atomic import atomic_output
 from .io import ngff
 
@@ -84,6 +84,8 @@ def estimate(stores: Sequence, params: dict | None = None, out=None, channel_nam
 
     Returns the provenance block (also in the output's attributes, key `microdiff`).
     """
+    from . import flatfield  # scipy: here, so that applying profiles (normalize) does not load it
+
     p = {**DEFAULTS, **(params or {})}
     p.pop("enabled", None)
     groups = [zarr.open_group(str(s), mode="r") for s in stores]
