@@ -5,7 +5,8 @@ Each `*_figure` function returns a matplotlib Figure; `save` writes it (PNG) ato
 size (a pyramid level, then a stride) or as native-resolution windows, so a figure of a
 whole-slide image costs about `max_px` squared pixels of memory, not the image.
 
-- common: saving, NGFF reads (`read_small`, `read_window`), display stretch
+- common: saving figures, NGFF reads (`read_small`, `read_window`), display stretch
+- text: writing pages and tables, reading JSON
 - figures: normalization and noise, features by class, class counts, classifier metrics
 - examples: example crops per class or cluster
 - montage: per-sample full view and native-resolution crops with outlines and uncertainty
@@ -15,64 +16,45 @@ whole-slide image costs about `max_px` squared pixels of memory, not the image.
 - about: configuration, software versions and model hashes
 """
 
-from .about import config_page, shipped_models, versions
-from .common import (
-    channel_index,
-    pixel_size,
-    plural,
-    read_json,
-    read_small,
-    read_window,
-    save,
-    stretch,
-    write_text,
-)
-from .examples import composite, examples_figure, pick_examples
-from .figures import (
-    FEATURES,
-    class_counts_figure,
-    feature_figure,
-    metrics_figure,
-    noise_curve,
-    normalization_figure,
-    pick_features,
-)
-from .montage import montage_figure, pick_crops
-from .qc import RULE, THRESHOLD, qc_figure, qc_html, qc_table, robust_z, sample_qc
-from .runtime import runtime_figure, runtime_table
+from ..lazy import exports
 
-__all__ = [
-    "FEATURES",
-    "RULE",
-    "THRESHOLD",
-    "channel_index",
-    "class_counts_figure",
-    "composite",
-    "config_page",
-    "examples_figure",
-    "feature_figure",
-    "metrics_figure",
-    "montage_figure",
-    "noise_curve",
-    "normalization_figure",
-    "pick_crops",
-    "pick_examples",
-    "pixel_size",
-    "pick_features",
-    "plural",
-    "qc_figure",
-    "qc_html",
-    "qc_table",
-    "read_json",
-    "read_small",
-    "read_window",
-    "robust_z",
-    "runtime_figure",
-    "runtime_table",
-    "sample_qc",
-    "save",
-    "shipped_models",
-    "stretch",
-    "versions",
-    "write_text",
-]
+# Names served from their submodule on first use: a rule that writes only a page (report_config)
+# loads neither matplotlib nor the figure modules.
+_TABLE = {
+    "FEATURES": "figures",
+    "RULE": "qc",
+    "THRESHOLD": "qc",
+    "channel_index": "common",
+    "class_counts_figure": "figures",
+    "composite": "examples",
+    "config_page": "about",
+    "examples_figure": "examples",
+    "feature_figure": "figures",
+    "metrics_figure": "figures",
+    "montage_figure": "montage",
+    "noise_curve": "figures",
+    "normalization_figure": "figures",
+    "pick_crops": "montage",
+    "pick_examples": "examples",
+    "pick_features": "figures",
+    "pixel_size": "common",
+    "plural": "common",
+    "qc_figure": "qc",
+    "qc_html": "qc",
+    "qc_table": "qc",
+    "read_json": "text",
+    "read_small": "common",
+    "read_window": "common",
+    "robust_z": "qc",
+    "runtime_figure": "runtime",
+    "runtime_table": "runtime",
+    "sample_qc": "qc",
+    "save": "common",
+    "shipped_models": "about",
+    "stretch": "common",
+    "versions": "about",
+    "write_text": "text",
+}
+
+__all__ = sorted(_TABLE)
+__getattr__ = exports(__name__, _TABLE)

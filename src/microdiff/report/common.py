@@ -7,9 +7,7 @@ reads a native-resolution (level 0) window. 3D images show one plane (the middle
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import matplotlib
 
@@ -41,16 +39,6 @@ def save(fig, path, dpi: int = 100) -> None:
     with atomic_output(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi, bbox_inches=box, pil_kwargs={"compress_level": 1})
     plt.close(fig)
-
-
-def write_text(text: str, path) -> None:
-    """Write a text file (HTML, TSV) atomically."""
-    with atomic_output(path) as tmp:
-        Path(tmp).write_text(text)
-
-
-def read_json(path) -> dict:
-    return json.loads(Path(path).read_text())
 
 
 def open_store(path):
