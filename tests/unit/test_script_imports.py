@@ -1,0 +1,69 @@
+"""Start-up of the workflow's jobs: a rule's script imports only what its rule uses.
+
+Every job is a fresh Python process, so its imports are paid per job (torch alone is seconds).
+The scripts of rules that run no network must not import torch, and those that draw no figure
+must not import matplotlib. Each script's own import statements run here in a fresh interpreter,
+as they do in the job; every script is classified, so a new one has to be placed."""
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPTS = ROOT / "scripts"
+
+# rules that run a diffusion network, train one or load and save a checkpoint's weights
+NETWORK = {
+    "generate_examples", "generate_pairs", "generate_train", "restore_batch", "restore_shard",
+    "restore_train", "segment_batch", "segment_shard", "superres_batch", "superres_shard",
+    "superres_train", "train_segment",
+}  # fmt: skip
+# CPU rules that still import torch: the SR gather takes its NFE count from the samplers (torch)
+# and its module holds the SR training and shard functions
+KNOWN = {"superres_gather"}
+# CPU rules that draw a figure (matplotlib)
+FIGURES = {
+    "generate_examples", "report_classes", "report_illumination", "report_montage",
+    "report_normalization", "report_plate", "report_qc", "report_runtime",
+}  # fmt: skip
+
+
+def _import_code(script: Path) -> str:
+    tree = ast.parse(script.read_text(), str(script))
+    return "\n".join(
+        ast.unparse(node) for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)
+    )
+
+
+def _loaded(script: Path) -> set[str]:
+    """Top-level names of the modules loaded by `script`'s imports, in a fresh interpreter."""
+    code = _import_code(script) + "\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT / "src"), "PATH": ""},
+        check=True,
+    )
+    return {m.split(".")[0] for m in json.loads(proc.stdout.splitlines()[-1])}
+
+
+def test_every_script_is_classified():
+    names = {p.stem for p in SCRIPTS.glob("*.py")}
+    assert (NETWORK | FIGURES | KNOWN) - names == set(), "listed scripts that no longer exist"
+    assert names  # the CPU-only scripts are every other one
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in SCRIPTS.glob("*.py")))
+def test_cpu_rules_import_no_torch(name):
+    if name in NETWORK | KNOWN:
+        pytest.skip("runs a network" if name in NETWORK else "known: imports torch")
+    loaded = _loaded(SCRIPTS / f"{name}.py")
+    assert "torch" not in loaded, f"scripts/{name}.py imports torch without running a network"
+    if name not in FIGURES:
+        assert "matplotlib" not in loaded, f"scripts/{name}.py imports matplotlib, draws nothing"
