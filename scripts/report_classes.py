@@ -3,27 +3,36 @@ example crops per class (or cluster)."""
 
 import pandas as pd
 
-from microdiff import report
 from microdiff.classify.crops import experiment_crops
 from microdiff.jobs import job
+from microdiff.report import (
+    class_counts_figure,
+    examples_figure,
+    feature_figure,
+    metrics_figure,
+    pick_examples,
+    pixel_size,
+    read_json,
+    save,
+)
 
 with job(snakemake.log[0], "report_classes"):
     inp, out = snakemake.input, snakemake.output
     objects = pd.read_parquet(inp.objects)
     classes = pd.concat([pd.read_parquet(p) for p in inp.classes], ignore_index=True)
     n = snakemake.params.report.get("features", 6)
-    report.save(report.feature_figure(objects, classes, n), out.features)
+    save(feature_figure(objects, classes, n), out.features)
     counts = pd.read_csv(inp.counts, sep="\t", dtype={"class": str})
-    report.save(report.class_counts_figure(counts), out.counts)
+    save(class_counts_figure(counts), out.counts)
     # the note says why the confusion matrix counts fewer objects than the class counts
-    metrics = report.metrics_figure(report.read_json(inp.metrics), n_classified=len(classes))
-    report.save(metrics, out.metrics)
+    metrics = metrics_figure(read_json(inp.metrics), n_classified=len(classes))
+    save(metrics, out.metrics)
     size = int(snakemake.params.report.get("example_px", 48))
-    picks = report.pick_examples(objects, classes, snakemake.params.report.get("examples", 8))
+    picks = pick_examples(objects, classes, snakemake.params.report.get("examples", 8))
     images = dict(zip(snakemake.params.samples, inp.images))
     norms = dict(zip(snakemake.params.samples, inp.norms))
     crops = {name: experiment_crops(rows.reset_index(drop=True), images, norms, size)
              for name, rows in picks.items()}  # fmt: skip
     n = classes["class"].astype(str).value_counts().to_dict()
-    px = report.pixel_size(inp.images[0]) if inp.images else None
-    report.save(report.examples_figure(crops, n, px), out.examples)
+    px = pixel_size(inp.images[0]) if inp.images else None
+    save(examples_figure(crops, n, px), out.examples)

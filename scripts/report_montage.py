@@ -4,18 +4,18 @@ uncertainty is highest."""
 
 import pandas as pd
 
-from microdiff import report
 from microdiff.jobs import each, job
+from microdiff.report import montage_figure, read_json, save
 
 with job(snakemake.log[0], "report_montage") as log:
     for m in each(snakemake, log):
         inp = m.input
-        fig = report.montage_figure(
+        fig = montage_figure(
             inp.raw,
             inp.segmentation,
             restored=inp.restored[0] if inp.restored else None,
-            norm=report.read_json(inp.norm),
+            norm=read_json(inp.norm),
             segments=pd.read_parquet(inp.segments),
             max_px=m.params.report.get("max_px", 512),
         )
-        report.save(fig, m.output.montage)
+        save(fig, m.output.montage)

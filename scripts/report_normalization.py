@@ -1,17 +1,17 @@
 """Rule report_normalization: histograms, percentile ranges and noise curves per sample."""
 
-from microdiff import report
 from microdiff.jobs import job
+from microdiff.report import noise_curve, normalization_figure, read_json, read_small, save
 
 with job(snakemake.log[0], "report_normalization"):
     samples = snakemake.params.samples
     max_px = snakemake.params.report.get("noise_px", 1024)
-    norms = {s: report.read_json(p) for s, p in zip(samples, snakemake.input.norms)}
+    norms = {s: read_json(p) for s, p in zip(samples, snakemake.input.norms)}
     noise = {
         s: [
-            report.noise_curve(report.read_small(raw, max_px, channel=c))
+            noise_curve(read_small(raw, max_px, channel=c))
             for c in range(len(norms[s]["channels"]))
         ]
         for s, raw in zip(samples, snakemake.input.raw)
     }
-    report.save(report.normalization_figure(norms, noise), snakemake.output[0])
+    save(normalization_figure(norms, noise), snakemake.output[0])
