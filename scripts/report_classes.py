@@ -2,8 +2,10 @@
 example crops per class (or cluster)."""
 
 import pandas as pd
+import zarr
 
 from microdiff.classify.crops import experiment_crops
+from microdiff.io.ngff import level0
 from microdiff.jobs import job
 from microdiff.report import (
     class_counts_figure,
@@ -28,8 +30,10 @@ with job(snakemake.log[0], "report_classes"):
     metrics = metrics_figure(read_json(inp.metrics), n_classified=len(classes))
     save(metrics, out.metrics)
     size = int(snakemake.params.report.get("example_px", 48))
-    picks = pick_examples(objects, classes, snakemake.params.report.get("examples", 8))
     images = dict(zip(snakemake.params.samples, inp.images))
+    shapes = {s: level0(zarr.open_group(str(p), mode="r")).shape for s, p in images.items()}
+    n_examples = snakemake.params.report.get("examples", 8)
+    picks = pick_examples(objects, classes, n_examples, shapes=shapes, size=size)
     norms = dict(zip(snakemake.params.samples, inp.norms))
     crops = {name: experiment_crops(rows.reset_index(drop=True), images, norms, size)
              for name, rows in picks.items()}  # fmt: skip

@@ -234,6 +234,23 @@ def test_class_examples_are_crops_of_each_class(stores, tmp_path):
     assert (tmp_path / "e.png").stat().st_size > 1000
 
 
+def test_class_examples_prefer_crops_inside_the_image():
+    """Objects whose example crop would reach past the image border (filled with repeated
+    edge pixels) come last: only when a class has too few others."""
+    centres = [(5, 50), (50, 50), (50, 95), (30, 30), (70, 70), (60, 40)]  # 3 near a border
+    objects = pd.DataFrame({"sample": "s", "kind": "cell", "id": np.arange(1, 7),
+                            "centroid_y": [c[0] for c in centres],
+                            "centroid_x": [c[1] for c in centres]})  # fmt: skip
+    classes = objects[["sample", "kind", "id"]].assign(**{"class": ["a"] * 4 + ["b"] * 2})
+    picks = report.pick_examples(objects, classes, n=2, shapes={"s": (3, 100, 100)}, size=24)
+    assert sorted(picks["a"]["id"]) == [2, 4]  # the inner two of a's four
+    assert sorted(picks["b"]["id"]) == [5, 6]
+    few = report.pick_examples(objects, classes, n=3, shapes={"s": (3, 100, 100)}, size=24)
+    assert len(few["a"]) == 3 and {2, 4} <= set(few["a"]["id"])  # filled from the border ones
+    plain = report.pick_examples(objects, classes, n=4)  # no shapes: any object
+    assert len(plain["a"]) == 4
+
+
 def test_pooled_crops_average_a_wider_window(stores):
     from microdiff.classify.crops import crop_pool, experiment_crops
 

@@ -16,19 +16,48 @@ from .common import plt
 KEYS = ("sample", "kind", "id")
 
 
-def pick_examples(objects: pd.DataFrame, classes: pd.DataFrame, n: int = 8, seed: int = 0):
-    """{class: object rows (with centroids)}: up to `n` per class, most probable first."""
+def pick_examples(
+    objects: pd.DataFrame,
+    classes: pd.DataFrame,
+    n: int = 8,
+    seed: int = 0,
+    shapes: dict | None = None,
+    size: int = 0,
+):
+    """{class: object rows (with centroids)}: up to `n` per class, most probable first. With
+    `shapes` (sample -> level 0 shape, Y and X last) the objects whose `size`-px crop lies
+    wholly inside their image are drawn first: a crop that reaches past the border is filled
+    with the edge pixel repeated, streaks that are not the object."""
     keys = [k for k in KEYS if k in objects.columns and k in classes.columns]
     prob = [c for c in classes.columns if c.startswith("prob_")]
     df = objects.merge(classes[[*keys, "class", *prob]], on=keys)
     out = {}
     for name, rows in df.groupby("class", sort=True):
-        rows = rows.sample(min(n, len(rows)), random_state=seed)
+        inside = _crop_inside(rows, shapes, size)
+        first = rows[inside].sample(min(n, int(inside.sum())), random_state=seed)
+        rest = rows[~inside].sample(min(n - len(first), int((~inside).sum())), random_state=seed)
+        rows = pd.concat([first, rest])
         col = f"prob_{name}"
         if col in rows.columns:
             rows = rows.sort_values(col, ascending=False, kind="stable")
         out[str(name)] = rows
     return out
+
+
+def _crop_inside(rows: pd.DataFrame, shapes: dict | None, size: int) -> np.ndarray:
+    """Whether each row's `size`-px crop (as `classify.crops.object_crops` cuts it) lies inside
+    its image; all True without `shapes`."""
+    inside = np.ones(len(rows), bool)
+    if not shapes or size <= 0:
+        return inside
+    half = size // 2
+    for axis, col in ((-2, "centroid_y"), (-1, "centroid_x")):
+        if col not in rows.columns:
+            continue
+        extent = np.array([shapes[s][axis] for s in rows["sample"]])
+        lo = np.floor(rows[col].to_numpy(np.float64) + 0.5) - half
+        inside &= (lo >= 0) & (lo + size <= extent)
+    return inside
 
 
 def composite(crop: np.ndarray) -> np.ndarray:
