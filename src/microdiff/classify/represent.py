@@ -274,8 +274,9 @@ def classify_experiment(
             np.zeros((len(rows), 0)), np.concatenate([F, descriptors(rows, crops, 1.0 / pool)], 1)
         )
 
-    def features(E: np.ndarray) -> np.ndarray:
-        return E if plain is None else np.concatenate([E, plain], axis=1)
+    def features(E: np.ndarray, idx=slice(None)) -> np.ndarray:
+        """The light classifier's columns for rows `idx`: their embedding, joined or not."""
+        return E[idx] if plain is None else np.concatenate([E[idx], plain[idx]], axis=1)
 
     def cost() -> dict:
         n = int(embedded.sum())
@@ -297,27 +298,27 @@ def classify_experiment(
     _, val = holdout_split(fit["sample"].to_numpy(), fit["class"].to_numpy(), 0.25, seed + 1)
     # the choice needs the embedding of the objects it learns from only: the others are
     # embedded once it is known that the embedding is used
+    fit_rows = fit["_row"].to_numpy()
     in_fit = np.zeros(len(rows), bool)
-    in_fit[fit["_row"].to_numpy()] = True
-    X = features(embedding(in_fit))
+    in_fit[fit_rows] = True
     model, choice = fit_light(
-        X[fit["_row"]], fit["class"].to_numpy(), val, seed=seed, probability=True
-    )
+        features(embedding(in_fit), fit_rows), fit["class"].to_numpy(), val, seed=seed,
+        probability=True,
+    )  # fmt: skip
     used = True
     if plain is not None:  # does the embedding earn its place? the same validation decides
         alt, alt_choice = fit_light(
-            plain[fit["_row"]], fit["class"].to_numpy(), val, seed=seed, probability=True
+            plain[fit_rows], fit["class"].to_numpy(), val, seed=seed, probability=True
         )
         with_f1, without_f1 = choice["validation_f1_macro"], alt_choice["validation_f1_macro"]
         if with_f1 is not None and without_f1 is not None and without_f1 > with_f1:
-            used, model, X = False, alt, plain
+            used, model = False, alt
             choice = {**alt_choice, "validation_f1_macro_with_embedding": with_f1}
             log.warning("the diffusion embedding did not raise validation macro-F1 (%.3f with "
                         "it, %.3f without): classified from %s alone (non-diffusion); the "
                         "other %d objects were not embedded", with_f1, without_f1, JOINED,
                         len(rows) - int(in_fit.sum()))  # fmt: skip
-    if used:
-        X = features(embedding(np.ones(len(rows), bool)))
+    X = features(embedding(np.ones(len(rows), bool))) if used else plain
     classes = [str(c) for c in model.classes_]
     proba = model.predict_proba(X)
     keys = rows[[k for k in KEYS if k in rows.columns]]
