@@ -196,14 +196,16 @@ def measure_object(oid, lab, sl, spacing, distance) -> dict:
     return row
 
 
-def block_stats(lab, ids, img, unc, levels, channel_names) -> dict[str, np.ndarray]:
+def block_stats(lab, ids, img, unc, levels, channel_names, obj=None) -> dict[str, np.ndarray]:
     """Intensity statistics and texture per channel of `img` ((C, ...) or None), and the mean
     and max of `unc` (or None), of the objects `ids` of the label block `lab` (each wholly
-    inside it), in the order of `ids`."""
+    inside it), in the order of `ids`; `obj`: each pixel's position in `ids` where the caller
+    has it (`shape.object_index`)."""
     ids = np.asarray(ids, np.int64)
-    lut = np.full(int(lab.max()) + 1, -1, np.int64)
-    lut[ids] = np.arange(len(ids))
-    obj = lut[lab]
+    if obj is None:
+        lut = np.full(int(lab.max()) + 1, -1, np.int64)
+        lut[ids] = np.arange(len(ids))
+        obj = lut[lab]
     n = len(ids)
     cols = {}
     for ch, values in zip(channel_names, img if img is not None else []):
@@ -214,6 +216,10 @@ def block_stats(lab, ids, img, unc, levels, channel_names) -> dict[str, np.ndarr
         for name, v in textures(values, obj, n, levels, lo, hi).items():
             cols[f"texture_{name}_{ch}"] = v
     if unc is not None:
-        u = intensity_stats(unc, obj, n)
-        cols["uncertainty_mean"], cols["uncertainty_max"] = u["mean"], u["max"]
+        m = obj >= 0  # mean and max only: no sort by value (issue 15)
+        o, u = obj[m], unc[m].astype(np.float64)
+        cols["uncertainty_mean"] = np.bincount(o, u, n) / np.bincount(o, minlength=n)
+        top = np.full(n, -np.inf)
+        np.maximum.at(top, o, u)
+        cols["uncertainty_max"] = top
     return cols

@@ -25,6 +25,7 @@ from scipy import ndimage as ndi
 
 from ..tiling import Box, axis_names, iter_tiles, read_box, tile_grid
 from .measure import INTENSITY_STATS, TEXTURE_PROPS, block_stats, measure_object
+from .shape import block_shapes, object_index
 
 
 def _boxes_in(block: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -174,24 +175,18 @@ def object_table(
     margin = max(math.ceil(neighbor_distance), 1)
     frames = []  # one frame per tile group: columns of numbers, not a dict per object
     for _, group in boxes.groupby(keys, sort=True):
-        rows = []
         box = _group_box(group, names, margin, shape)
         lab = read_box(labels, box, channel_axis=False)
         img = None if image is None else _read_image(image, box, has_channels)
         unc = None if uncertainty is None else read_box(uncertainty, box, channel_axis=False)
-        for obj in group.itertuples(index=False):
-            o = obj._asdict()
-            start = [o[f"{a}0"] for a in names]
-            stop = [o[f"{a}1"] for a in names]
-            sl = tuple(slice(s - b, t - b) for s, t, b in zip(start, stop, box.start))
-            row = measure_object(int(o["id"]), lab, sl, spacing, neighbor_distance)
-            row.update({f"bbox_{a}0": s for a, s in zip(names, start)})
-            row.update({f"bbox_{a}1": t for a, t in zip(names, stop)})
-            row["touches_border"] = min(start) == 0 or any(t == n for t, n in zip(stop, shape))
-            row.update({f"centroid_{a}": c + s for a, c, s in zip(names, row.pop("c"), start)})
-            rows.append(row)
-        stats = block_stats(lab, group["id"].to_numpy(), img, unc, texture_levels, channel_names)
-        frames.append(pd.DataFrame(rows).assign(**stats))
+        ids = group["id"].to_numpy()
+        obj = object_index(lab, ids)
+        if ndim == 2 and (spacing is None or spacing[0] == spacing[1]):
+            cols = _block_columns(lab, obj, group, box, shape, spacing, neighbor_distance)
+        else:
+            cols = _object_columns(lab, group, box, shape, spacing, neighbor_distance)
+        stats = block_stats(lab, ids, img, unc, texture_levels, channel_names, obj=obj)
+        frames.append(cols.assign(**stats))
     df = pd.concat(frames, ignore_index=True)
     size = "area" if ndim == 2 else "volume"
     df[f"{size}_px"] = df.pop("n")
@@ -204,6 +199,53 @@ def object_table(
         df["uncertainty_object"] = df["id"].map(obj_unc)
     df = df.reindex(columns=columns).sort_values("id", ignore_index=True)
     return _typed(df, ndim)
+
+
+def _block_columns(lab, obj, group, box: Box, shape, spacing, distance) -> pd.DataFrame:
+    """Box, shape and neighbour columns of a group's 2D objects (square pixels), all at once."""
+    names = axis_names(lab.ndim)
+    ids = group["id"].to_numpy()
+    start = group[[f"{a}0" for a in names]].to_numpy()
+    stop = group[[f"{a}1" for a in names]].to_numpy()
+    local = zip(start - np.array(box.start), stop - np.array(box.start))
+    slices = [tuple(slice(int(s), int(t)) for s, t in zip(lo, hi)) for lo, hi in local]
+    sh = block_shapes(lab, obj, ids, slices, distance, box.start)
+    n = sh.pop("n")
+    cols = {
+        "id": ids,
+        "n": n,
+        **{f"centroid_{a}": sh["centroid"][:, k] for k, a in enumerate(names)},
+    }
+    cols |= {f"bbox_{a}0": start[:, k] for k, a in enumerate(names)}
+    cols |= {f"bbox_{a}1": stop[:, k] for k, a in enumerate(names)}
+    cols["touches_border"] = (start.min(axis=1) == 0) | (stop == np.array(shape)).any(axis=1)
+    cols |= {k: v for k, v in sh.items() if k != "centroid"}
+    cols["diameter_px"] = np.sqrt(4 * n / math.pi)
+    if spacing is not None:
+        cols["axis_major_um"] = cols["axis_major_px"] * spacing[0]
+        cols["axis_minor_um"] = cols["axis_minor_px"] * spacing[0]
+        cols["perimeter_um"] = cols["perimeter_px"] * spacing[-1]
+        cols["diameter_um"] = np.sqrt(4 * (n * float(np.prod(spacing))) / math.pi)
+    return pd.DataFrame(cols)
+
+
+def _object_columns(lab, group, box: Box, shape, spacing, distance) -> pd.DataFrame:
+    """Box, shape and neighbour columns of a group's objects, one object at a time (3D, and
+    pixels that are not square)."""
+    names = axis_names(lab.ndim)
+    rows = []
+    for obj in group.itertuples(index=False):
+        o = obj._asdict()
+        start = [o[f"{a}0"] for a in names]
+        stop = [o[f"{a}1"] for a in names]
+        sl = tuple(slice(s - b, t - b) for s, t, b in zip(start, stop, box.start))
+        row = measure_object(int(o["id"]), lab, sl, spacing, distance)
+        row.update({f"bbox_{a}0": s for a, s in zip(names, start)})
+        row.update({f"bbox_{a}1": t for a, t in zip(names, stop)})
+        row["touches_border"] = min(start) == 0 or any(t == n for t, n in zip(stop, shape))
+        row.update({f"centroid_{a}": c + s for a, c, s in zip(names, row.pop("c"), start)})
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def _typed(df: pd.DataFrame, ndim: int) -> pd.DataFrame:
