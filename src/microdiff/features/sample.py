@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..io.segmentation import LABEL_KINDS, segmentation_layers
 from ..tiling import axis_names
-from .table import object_table
+from .table import object_table, single_tile, whole
 
 
 class _Stack:
@@ -72,7 +72,10 @@ def measure_sample(
     pixel_size = None if any(s is None for s in spacing) else spacing
     table = None if segments is None else pd.DataFrame(segments)
     frames = []
-    for name, layer in segmentation_layers(segmentation, ndim).items():
+    layers = segmentation_layers(segmentation, ndim)
+    if layers and all(single_tile(la["labels"], tile) for la in layers.values()):
+        image = whole(image)  # one tile: read (and correct) the image once for all layers
+    for name, layer in layers.items():
         if layer["labels"].shape != first.spatial_shape:
             raise ValueError(
                 f"{segmentation}: labels/{name} grid {layer['labels'].shape} differs from the "

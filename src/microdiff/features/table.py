@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
-from ..tiling import Box, axis_names, iter_tiles, read_box, tile_grid
+from ..tiling import Box, axis_names, chunks_of, iter_tiles, read_box, tile_grid
 from .measure import INTENSITY_STATS, TEXTURE_PROPS, block_stats, measure_object
 from .shape import block_shapes, object_index
 
@@ -122,6 +122,16 @@ def _group_box(group: pd.DataFrame, names, margin: int, shape) -> Box:
     return Box(tuple(lo), tuple(hi))
 
 
+def whole(array) -> np.ndarray:
+    """All of an array (a zarr view, a lazily corrected image) in memory."""
+    return np.asarray(array[(slice(None),) * array.ndim])
+
+
+def single_tile(labels, tile) -> bool:
+    """Whether the tile plan of `object_table` over `labels` is one tile."""
+    return len(tile_grid(labels, tile, chunks_of(labels))[0]) == 1
+
+
 def _read_image(image, box: Box, has_channels: bool) -> np.ndarray:
     data = read_box(image, box, channel_axis=has_channels)
     return data if has_channels else data[None]
@@ -166,10 +176,14 @@ def object_table(
     obj_unc = _object_uncertainty(object_uncertainty)
     columns = _columns(ndim, channel_names)
 
+    chunks = chunks_of(labels) if chunks is None else chunks
+    plan, edge = tile_grid(labels, tile, chunks)
+    if len(plan) == 1:  # one tile holds the image: read each array once, not per pass (#15)
+        labels, uncertainty = (None if a is None else whole(a) for a in (labels, uncertainty))
+        image = None if image is None else whole(image)
     boxes = object_bboxes(labels, tile, chunks)
     if boxes.empty:
         return _typed(pd.DataFrame(columns=columns), ndim)
-    _, edge = tile_grid(labels, tile, chunks)
     keys = [boxes[f"{a}0"].to_numpy() // e for a, e in zip(names, edge)]
     keys = np.ravel_multi_index(keys, [math.ceil(n / e) for n, e in zip(shape, edge)])
     margin = max(math.ceil(neighbor_distance), 1)

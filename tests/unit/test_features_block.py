@@ -1,5 +1,5 @@
-"""The block-wise shapes and neighbours (features.shape, issue 15) against the per-object
-regionprops and distance-transform measurements they replace."""
+"""The block-wise measurements (issue 15) against the per-object regionprops and distance
+transform measurements they replace, and their fast paths against the general ones."""
 
 import numpy as np
 import pandas as pd
@@ -37,3 +37,23 @@ def test_block_shapes_match_per_object(distance):
     np.testing.assert_allclose(sh["centroid"], np.stack(ref["c"]) + starts, rtol=0, atol=1e-9)
     for col in ("perimeter_px", "eccentricity", "solidity", "axis_major_px", "axis_minor_px"):
         np.testing.assert_allclose(sh[col], ref[col], rtol=1e-9, atol=1e-9, err_msg=col)
+
+
+def test_integer_sort_and_shared_pairs_change_nothing():
+    """uint16 values (one sort of an integer key) give the float path's (lexsort) statistics,
+    and textures with the pairs found once equal textures finding them."""
+    from microdiff.features.measure import cooccurrence_pairs, intensity_stats, textures
+
+    rng = np.random.default_rng(3)
+    lab = crowded(rng)
+    ids = np.unique(lab)[1:]
+    obj = object_index(lab, ids)
+    values = rng.integers(0, 4000, lab.shape).astype(np.uint16)
+    a = intensity_stats(values, obj, len(ids))
+    b = intensity_stats(values.astype(np.float64), obj, len(ids))
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    t1 = textures(values, obj, len(ids), 16)
+    t2 = textures(values, obj, len(ids), 16, pairs=cooccurrence_pairs(obj))
+    for k in t1:
+        np.testing.assert_array_equal(t1[k], t2[k], err_msg=k)
