@@ -14,6 +14,7 @@ channel (same units).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -37,6 +38,34 @@ def load_model(path) -> tuple[Denoiser, dict]:
     from ..diffusion import load_checkpoint
 
     return load_checkpoint(path, local=True)
+
+
+_LOADED: dict = {}  # the last checkpoint `inference_model` loaded, by its files' stamps
+
+
+def inference_model(path) -> tuple[Denoiser, dict]:
+    """`load_model` for inference, once per process for one checkpoint: a batch job restores
+    many samples with one model, and rebuilding and hash-checking it per sample was CPU time
+    spent for nothing (issue 15). Keyed by the path and the size and mtime of its config and
+    weights, so a replaced checkpoint is loaded anew. The network is shared: never train it
+    (training loads its own with `load_model`)."""
+    from ..diffusion.checkpoint import WEIGHTS
+    from ..model_config import CONFIG
+
+    p = Path(path).resolve()
+    stamps = []
+    for name in (CONFIG, WEIGHTS):
+        try:
+            st = (p / name).stat()
+            stamps.append((st.st_size, st.st_mtime_ns))
+        except OSError:
+            return load_model(path)  # let the loader say what is missing
+    key = (str(p), *stamps)
+    if key not in _LOADED:
+        _LOADED.clear()
+        _LOADED[key] = load_model(p)
+    den, cfg = _LOADED[key]
+    return den, dict(cfg)
 
 
 def eval_scale(inference: dict, cfg: dict) -> float:
@@ -122,7 +151,7 @@ def restore_shard(
     set_threads(threads)
     norm = Normalizer.from_json(norm_path)
     src = normalize.level0(raw, norm)
-    den, cfg = load_model(model_dir)
+    den, cfg = inference_model(model_dir)
     noise = NoiseModel.from_json(cfg["noise"])
     plan = shards.with_halo(plan, src.shape[1:], int(params["inference"]["halo"]))
     inference = dict(params["inference"])  # batch "auto": from free GPU memory
