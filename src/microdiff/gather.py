@@ -10,6 +10,7 @@ size.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
@@ -133,9 +134,18 @@ def write_image(out, reader: ShardReader, meta: ImageMeta, prov: dict, name: str
                 [f"{n} posterior std" for n in names], attrs={"microdiff": prov},
                 name="posterior std",
             )  # fmt: skip
-        copy_cores(reader, _Split(group["0"], None if unc is None else unc["0"], c))
-        for g in [group] + ([unc] if unc is not None else []):
-            ngff.fill_pyramid(g)
+        full = (reader.stores[0].shape[0], *shape[1:])
+        if math.prod(full) <= ngff.BAND_PIXELS:  # small: level 0 in memory, not read back (#15)
+            data = np.zeros(full, np.float32)
+            copy_cores(reader, data)
+            parts = [data[:c]] + ([data[c:]] if unc is not None else [])
+        else:
+            copy_cores(reader, _Split(group["0"], None if unc is None else unc["0"], c))
+            parts = [None, None]
+        for g, part in zip([group] + ([unc] if unc is not None else []), parts):
+            if part is not None:
+                g["0"][...] = part
+            ngff.fill_pyramid(g, level0=part)
             ngff.set_display_windows(g)
         ngff.validate(tmp)
         if unc is not None:

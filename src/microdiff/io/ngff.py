@@ -269,17 +269,25 @@ def downsample2(block: np.ndarray, method: str = "mean") -> np.ndarray:
     return b.astype(block.dtype)
 
 
-def fill_pyramid(group: zarr.Group, method: str = "mean", progress: Callable | None = None) -> None:
-    """Compute levels 1.. from level 0, band by band (memory bounded by one band)."""
-    k = 1
+def fill_pyramid(
+    group: zarr.Group, method: str = "mean", progress: Callable | None = None, level0=None
+) -> None:
+    """Compute levels 1.. from level 0, band by band (memory bounded by one band). `level0`:
+    level 0's data where the caller holds it (a small image): the same bands are then cut from
+    the level before in memory, not read back from the store (issue 15); the same values."""
+    k, prev = 1, None if level0 is None else np.asarray(level0)
     while str(k) in group:
         src, dst = group[str(k - 1)], group[str(k)]
+        cur = None if prev is None else np.empty(dst.shape, dst.dtype)
         for c, sl in iter_bands(dst.shape, dst.chunks, BAND_PIXELS // 4):  # src: 4x the pixels
-            src_sl = (*sl[:-2], *[slice(s.start * 2, s.stop * 2) for s in sl[-2:]])
-            dst[(c, *sl)] = downsample2(np.asarray(src[(c, *src_sl)]), method)
+            src_sl = (c, *sl[:-2], *[slice(s.start * 2, s.stop * 2) for s in sl[-2:]])
+            block = downsample2(np.asarray(src[src_sl] if prev is None else prev[src_sl]), method)
+            dst[(c, *sl)] = block
+            if cur is not None:
+                cur[(c, *sl)] = block
             if progress:
                 progress(0)
-        k += 1
+        k, prev = k + 1, cur
 
 
 def copy_level0(
