@@ -57,3 +57,27 @@ def test_integer_sort_and_shared_pairs_change_nothing():
     t2 = textures(values, obj, len(ids), 16, pairs=cooccurrence_pairs(obj))
     for k in t1:
         np.testing.assert_array_equal(t1[k], t2[k], err_msg=k)
+
+
+def test_convex_area_is_the_pixel_count_of_convex_hull_image():
+    """Exact (integer) agreement on random blobs, scattered pixels and thin shapes."""
+    import warnings
+
+    from skimage.morphology import convex_hull_image
+
+    from microdiff.features.shape import convex_area
+
+    rng = np.random.default_rng(5)
+    for k in range(400):
+        h, w = rng.integers(1, 30, 2)
+        m = rng.random((h, w)) < rng.uniform(0.02, 0.9)
+        if k % 2:
+            m = np.zeros((h, w), bool)
+            r = (rng.uniform(0.5, h / 2 + 1), rng.uniform(0.5, w / 2 + 1))
+            m[ellipse(h / 2, w / 2, *r, (h, w), rotation=rng.uniform(0, 3))] = True
+        if not m.any():
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            want = int(convex_hull_image(m).sum())
+        assert convex_area(m) == want, (m.astype(int), want)
