@@ -195,12 +195,13 @@ def object_table(
         unc = None if uncertainty is None else read_box(uncertainty, box, channel_axis=False)
         ids = group["id"].to_numpy()
         obj = object_index(lab, ids)
+        stats = block_stats(lab, ids, img, unc, texture_levels, channel_names, obj=obj)
         if ndim == 2 and (spacing is None or spacing[0] == spacing[1]):
             cols = _block_columns(lab, obj, group, box, shape, spacing, neighbor_distance)
+            frames.append(pd.DataFrame(cols | stats))  # one frame, not a column at a time
         else:
             cols = _object_columns(lab, group, box, shape, spacing, neighbor_distance)
-        stats = block_stats(lab, ids, img, unc, texture_levels, channel_names, obj=obj)
-        frames.append(cols.assign(**stats))
+            frames.append(cols.assign(**stats))
     df = pd.concat(frames, ignore_index=True)
     size = "area" if ndim == 2 else "volume"
     df[f"{size}_px"] = df.pop("n")
@@ -215,7 +216,7 @@ def object_table(
     return _typed(df, ndim)
 
 
-def _block_columns(lab, obj, group, box: Box, shape, spacing, distance) -> pd.DataFrame:
+def _block_columns(lab, obj, group, box: Box, shape, spacing, distance) -> dict:
     """Box, shape and neighbour columns of a group's 2D objects (square pixels), all at once."""
     names = axis_names(lab.ndim)
     ids = group["id"].to_numpy()
@@ -240,7 +241,7 @@ def _block_columns(lab, obj, group, box: Box, shape, spacing, distance) -> pd.Da
         cols["axis_minor_um"] = cols["axis_minor_px"] * spacing[0]
         cols["perimeter_um"] = cols["perimeter_px"] * spacing[-1]
         cols["diameter_um"] = np.sqrt(4 * (n * float(np.prod(spacing))) / math.pi)
-    return pd.DataFrame(cols)
+    return cols
 
 
 def _object_columns(lab, group, box: Box, shape, spacing, distance) -> pd.DataFrame:
@@ -265,11 +266,13 @@ def _object_columns(lab, group, box: Box, shape, spacing, distance) -> pd.DataFr
 def _typed(df: pd.DataFrame, ndim: int) -> pd.DataFrame:
     ints = ["id", "neighbors"] + [c for c in df.columns if c.startswith("bbox_")]
     ints.append("area_px" if ndim == 2 else "volume_px")
-    df = df.astype({c: np.int64 for c in ints})
+    other = {*ints, "touches_border", "sample", "kind"}
+    want = {c: np.int64 for c in ints} | {c: np.float64 for c in df.columns if c not in other}
+    have = df.dtypes
+    df = df.astype({c: t for c, t in want.items() if have[c] != t})  # only what differs
     df["touches_border"] = df["touches_border"].astype(bool)
     df[["sample", "kind"]] = df[["sample", "kind"]].astype(str)
-    rest = [c for c in df.columns if c not in ints + ["touches_border", "sample", "kind"]]
-    return df.astype({c: np.float64 for c in rest})
+    return df
 
 
 def experiment_table(paths: Iterable) -> pd.DataFrame:
