@@ -27,7 +27,7 @@ def test_block_shapes_match_per_object(distance):
     lab = crowded(np.random.default_rng(int(distance * 10)))
     ids = np.unique(lab)[1:]
     slices = [s for s in ndi.find_objects(lab) if s is not None]
-    sh = block_shapes(lab, object_index(lab, ids), ids, slices, distance)
+    sh = block_shapes(lab, object_index(lab, ids), ids, distance)
     ref = pd.DataFrame(
         [measure_object(int(i), lab, s, None, distance) for i, s in zip(ids, slices)]
     )

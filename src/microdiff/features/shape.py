@@ -4,8 +4,8 @@ and distance transform cost most of the `features` stage's CPU time).
 The same quantities as skimage's `regionprops` of each object's own box (`measure._shape`),
 computed for all of a block's objects together: moments by `np.bincount`, the 4-connected
 perimeter from the border pixels of all objects in one pass, the neighbours from the label pairs
-at the offsets within `distance`. Only the convex hull (solidity) is still per object, its
-pixel count found from the hull's edges rather than by drawing its image (`convex_area`).
+at the offsets within `distance`, the convex hull's pixel count (solidity) from the hull's edges
+rather than by drawing its image (`convex_areas`; only qhull runs per object).
 """
 
 from __future__ import annotations
@@ -32,11 +32,11 @@ def object_index(lab: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return lut[lab]
 
 
-def block_shapes(lab, obj, ids, slices, distance: float, origin=(0, 0)) -> dict:
+def block_shapes(lab, obj, ids, distance: float, origin=(0, 0)) -> dict:
     """Pixel-unit shape columns and `neighbors` of the 2D objects `ids` of the label block `lab`
-    (`obj`: `object_index(lab, ids)`; `slices`: each object's box in `lab`), in the order of
-    `ids`: `n`, `centroid` (n, 2) in the coordinates of the image whose pixel `origin` is the
-    block's first, and `measure._shape`'s other columns."""
+    (`obj`: `object_index(lab, ids)`), in the order of `ids`: `n`, `centroid` (n, 2) in the
+    coordinates of the image whose pixel `origin` is the block's first, and `measure._shape`'s
+    other columns."""
     n = len(ids)
     m = obj >= 0
     o = obj[m]
@@ -59,7 +59,7 @@ def block_shapes(lab, obj, ids, slices, distance: float, origin=(0, 0)) -> dict:
         "centroid": np.stack([gy, gx], 1),
         "perimeter_px": perimeters(lab, obj, n),
         "eccentricity": ecc,
-        "solidity": solidities(lab, ids, slices, count),
+        "solidity": solidities(count, yy, xx, o),
         "axis_major_px": 4 * np.sqrt(l1),
         "axis_minor_px": 4 * np.sqrt(l2),
         "neighbors": neighbor_counts(lab, obj, n, distance),
@@ -84,51 +84,68 @@ def perimeters(lab: np.ndarray, obj: np.ndarray, n: int) -> np.ndarray:
     return hist @ _PERIMETER_WEIGHTS
 
 
-def solidities(lab, ids, slices, count) -> np.ndarray:
+def solidities(count, yy, xx, o) -> np.ndarray:
     """Pixel count over convex-hull pixel count (regionprops' `solidity`), NaN outside (0, 1]."""
-    out = np.full(len(ids), math.nan)
     with np.errstate(all="ignore"):
-        for i, (oid, sl) in enumerate(zip(ids, slices)):
-            s = count[i] / convex_area(lab[sl] == oid)
-            out[i] = s if 0 < s <= 1 else math.nan
-    return out
+        s = count / convex_areas(yy, xx, o, len(count))
+    return np.where((s > 0) & (s <= 1), s, math.nan)
 
 
 def convex_area(mask: np.ndarray) -> int:
-    """The pixel count of `skimage.morphology.convex_hull_image(mask)` (2D; regionprops'
-    `area_convex`), without its image: the pixel centres in the closed convex hull of the
-    pixels' edge midpoints, counted per row from the hull's edges in integer arithmetic on
-    doubled coordinates, so exactly (issue 15: the hull image cost 0.3 ms per object).
-    The edge midpoints of each row's first and last pixel span the hull of them all."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if not len(rows):
-        return 0
-    sub = mask[rows]
-    left = np.argmax(sub, axis=1)
-    right = mask.shape[1] - 1 - np.argmax(sub[:, ::-1], axis=1)
-    y, xl, xr = 2 * rows, 2 * left, 2 * right
+    """The pixel count of `skimage.morphology.convex_hull_image(mask)` (2D): `convex_areas`
+    of one object."""
+    yy, xx = np.nonzero(mask)
+    return int(convex_areas(yy, xx, np.zeros(len(yy), np.int64), 1)[0])
+
+
+def convex_areas(yy, xx, o, n: int) -> np.ndarray:
+    """The pixel count of `skimage.morphology.convex_hull_image` of each object 0..n-1 (pixels
+    (yy, xx) of object o; regionprops' `area_convex`), without drawing it: the pixel centres in
+    the closed convex hull of the pixels' edge midpoints, counted per row from the hull's
+    edges in integer arithmetic on doubled coordinates, so exactly the same integer (issue 15:
+    the hull image cost 0.3 ms per object). The edge midpoints of each row's first and last
+    pixel span the hull of them all; only qhull runs per object."""
+    out = np.zeros(n)
+    if not len(yy):
+        return out
+    h, w = int(yy.max()) + 3, 2 * int(xx.max()) + 6
+    rows, inv = np.unique(o * h + yy, return_inverse=True)  # (object, row), sorted
+    left = np.full(len(rows), w, np.int64)
+    right = np.full(len(rows), -1, np.int64)
+    np.minimum.at(left, inv, xx)
+    np.maximum.at(right, inv, xx)
+    obj, y, xl, xr = rows // h, 2 * (rows % h), 2 * left, 2 * right
     py = np.concatenate([y, y, y - 1, y + 1, y - 1, y + 1])
     px = np.concatenate([xl - 1, xr + 1, xl, xl, xr, xr])
-    width = 2 * mask.shape[1] + 4
-    key = np.unique((py + 2) * width + (px + 2))
-    pts = np.stack([key // width - 2, key % width - 2], 1)
-    try:
-        v = pts[ConvexHull(pts).vertices]
-    except QhullError:
-        return 0  # convex_hull_image warns and returns an empty image
-    ya, xa = v[:, 0], v[:, 1]
-    yb, xb = np.roll(ya, -1), np.roll(xa, -1)
-    keep = ya != yb  # a horizontal edge's ends are ends of the edges beside it
-    ya, xa, yb, xb = ya[keep], xa[keep], yb[keep], xb[keep]
-    sign = np.sign(yb - ya)
-    den = 2 * (yb - ya) * sign  # x = X / 2 on the doubled grid: 2 * den > 0
-    row = 2 * np.arange(mask.shape[0])[:, None]
-    num = (xa * (yb - ya) + (row - ya) * (xb - xa)) * sign
-    on = (row >= np.minimum(ya, yb)) & (row <= np.maximum(ya, yb))
-    hit = on.any(axis=1)  # rows the hull meets
-    first = np.where(on, -((-num) // den), mask.shape[1]).min(axis=1)
-    last = np.where(on, num // den, -1).max(axis=1)
-    return int(np.clip(last - first + 1, 0, None)[hit].sum())
+    key = np.unique((np.tile(obj, 6) * 2 * h + py + 2) * w + px + 2)  # no repeated points
+    po, pts = key // w // (2 * h), np.stack([key // w % (2 * h) - 2, key % w - 2], 1)
+    cut = np.searchsorted(po, np.arange(n + 1))
+    edges = []
+    for i in range(n):
+        v = pts[cut[i] : cut[i + 1]]
+        try:
+            v = v[ConvexHull(v).vertices]
+        except (QhullError, ValueError):
+            continue  # convex_hull_image warns and returns an empty image: no pixel
+        edges.append(np.column_stack([np.full(len(v), i), v, np.roll(v, -1, axis=0)]))
+    if not edges:
+        return out
+    e = np.concatenate(edges)
+    e = e[e[:, 1] != e[:, 3]]  # a horizontal edge's ends are ends of the edges beside it
+    eo, ya, xa, yb, xb = e.T
+    r0, r1 = -(-np.minimum(ya, yb) // 2), np.maximum(ya, yb) // 2  # the rows an edge meets
+    span = np.clip(r1 - r0 + 1, 0, None)
+    at = np.repeat(np.arange(len(e)), span)
+    row = r0[at] + np.arange(len(at)) - np.repeat(np.cumsum(span) - span, span)
+    sign = np.sign(yb - ya)[at]
+    num = (xa[at] * (yb - ya)[at] + (2 * row - ya[at]) * (xb - xa)[at]) * sign
+    den = 2 * (yb - ya)[at] * sign  # x = X / 2 on the doubled grid
+    slots, where = np.unique(eo[at] * h + row, return_inverse=True)
+    first = np.full(len(slots), np.iinfo(np.int64).max)
+    last = np.full(len(slots), np.iinfo(np.int64).min)
+    np.minimum.at(first, where, -(-num // den))
+    np.maximum.at(last, where, num // den)
+    return np.bincount(slots // h, np.clip(last - first + 1, 0, None), minlength=n)
 
 
 def neighbor_counts(lab: np.ndarray, obj: np.ndarray, n: int, distance: float) -> np.ndarray:

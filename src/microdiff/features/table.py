@@ -222,9 +222,7 @@ def _block_columns(lab, obj, group, box: Box, shape, spacing, distance) -> dict:
     ids = group["id"].to_numpy()
     start = group[[f"{a}0" for a in names]].to_numpy()
     stop = group[[f"{a}1" for a in names]].to_numpy()
-    local = zip(start - np.array(box.start), stop - np.array(box.start))
-    slices = [tuple(slice(int(s), int(t)) for s, t in zip(lo, hi)) for lo, hi in local]
-    sh = block_shapes(lab, obj, ids, slices, distance, box.start)
+    sh = block_shapes(lab, obj, ids, distance, box.start)
     n = sh.pop("n")
     cols = {
         "id": ids,
