@@ -21,6 +21,7 @@ from .common import (
     channel_index,
     full_shape,
     label_names,
+    level0_array,
     open_store,
     pixel_size,
     plt,
@@ -176,7 +177,7 @@ def montage_figure(
     n_nuc = 0 if nuclei is None else len(np.unique(nuclei)) - (nuclei == 0).any()
     ax.imshow(_outline(base, nuclei, cells), interpolation="nearest")
     ax.set_title(f"whole image, 1:{factor:.0f}\n{n_nuc} nuclei outlined cyan"
-                 + (", cells yellow" if cells is not None else ""), fontsize=9)  # fmt: skip
+                 + (", cells yellow" if cells is not None else ""), fontsize=9, y=1.0)  # fmt: skip
     for k, p in enumerate(picks):
         y0, y1, x0, x1 = (v / factor for v in p["box"])
         ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="white", lw=1.2))
@@ -191,36 +192,36 @@ def montage_figure(
         fill = _object_values(nuclei, nuc["id"], nuc["uncertainty"].to_numpy(np.float64))
         ax.imshow(base * 0.6, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
         im = ax.imshow(np.ma.masked_invalid(fill), cmap=CMAP, interpolation="nearest")
-        ax.set_title("per-nucleus uncertainty\n(mean std of its nuclear probability)", fontsize=9)
+        ax.set_title("per-nucleus uncertainty\n(mean std of its nuclear probability)", fontsize=9,
+                     y=1.0)  # fmt: skip
         _colorbar(fig, ax, im, "mean std per nucleus")
         ax.set_axis_off()
 
-    panels = [("raw", raw)] + ([("restored", restored)] if restored is not None else [])
+    # level-0 arrays opened once: each crop reads windows of them
+    panels = [("raw", level0_array(raw))]
+    panels += [("restored", level0_array(restored))] if restored is not None else []
+    labels = {
+        kind: level0_array(segmentation, kind) for kind in ("nuclei", "cells") if kind in kinds
+    }
+    seg0 = level0_array(segmentation) if std is not None else None
     vmax = None
     for k, p in enumerate(picks):
         box, plane = p["box"], p["plane"]
-        labs = {
-            kind: read_window(segmentation, box, labels=kind, plane=plane)
-            for kind in ("nuclei", "cells")
-            if kind in kinds
-        }
+        labs = {kind: read_window(a, box, labels=kind, plane=plane) for kind, a in labels.items()}
         for r, (name, store) in enumerate(panels, start=1):
             ax = fig.add_subplot(grid[r, 2 * k : 2 * k + 2])
             img = stretch(read_window(store, box, plane=plane), lo, hi)
             ax.imshow(_outline(img, labs.get("nuclei"), labs.get("cells")), interpolation="nearest")
             if r == 1:
+                gray = img  # the raw crop: also under the uncertainty below
                 ax.set_title(f"{'ABCDEFGH'[k]}: {p['why']}\nnative pixels y {box[0]}-{box[1]}, "
-                             f"x {box[2]}-{box[3]}", fontsize=8)  # fmt: skip
-            if k == 0:
-                ax.set_ylabel(name, fontsize=9)
+                             f"x {box[2]}-{box[3]}", fontsize=8, y=1.0)  # fmt: skip
+            _frame(ax, name if k == 0 else None)
             _mark(ax, p)
-            ax.set_xticks([])
-            ax.set_yticks([])
             _scale_bar(ax, px_um, box[3] - box[2])
         if std is not None:
             ax = fig.add_subplot(grid[len(panels) + 1, 2 * k : 2 * k + 2])
-            gray = stretch(read_window(raw, box, plane=plane), lo, hi)
-            s = read_window(segmentation, box, channel=std, plane=plane)
+            s = read_window(seg0, box, channel=std, plane=plane)
             from scipy.ndimage import binary_dilation
 
             fg = binary_dilation(labs["nuclei"] > 0, iterations=3)  # and their boundaries
@@ -229,14 +230,22 @@ def montage_figure(
             ax.imshow(gray * 0.6, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
             im = ax.imshow(np.ma.masked_where(~fg, s), cmap=CMAP, vmin=0, vmax=max(vmax, 1e-6),
                            interpolation="nearest")  # fmt: skip
-            if k == 0:
-                ax.set_ylabel("uncertainty on nuclei", fontsize=9)
+            _frame(ax, "uncertainty on nuclei" if k == 0 else None)
             _mark(ax, p)
-            ax.set_xticks([])
-            ax.set_yticks([])
             if k == len(picks) - 1:
                 _colorbar(fig, ax, im, "std of nuclear probability")
     return fig
+
+
+def _frame(ax, label: str | None = None) -> None:
+    """A crop panel: a thin frame, no ticks, `label` left of it (as a y label would be). The
+    axis machinery is switched off: laying out empty tick lists cost more than the picture."""
+    ax.set_axis_off()
+    ax.add_patch(plt.Rectangle((0, 0), 1, 1, transform=ax.transAxes, fill=False, clip_on=False,
+                               lw=plt.rcParams["axes.linewidth"], ec="black"))  # fmt: skip
+    if label:
+        ax.text(-0.02, 0.5, label, transform=ax.transAxes, rotation=90, ha="right", va="center",
+                fontsize=9)  # fmt: skip
 
 
 def _mark(ax, pick: dict) -> None:
