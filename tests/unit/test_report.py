@@ -142,6 +142,27 @@ def test_poisson_noise_curve_slope_is_the_gain():
     assert slope == pytest.approx(2.0, rel=0.1)
 
 
+def test_noise_curve_subsample_estimates_the_same_curve():
+    from scipy.ndimage import uniform_filter
+
+    rng = np.random.default_rng(1)
+    mean = np.tile(np.linspace(100, 2000, 600), (700, 1))
+    img = rng.poisson(mean / 2.0) * 2.0 + rng.normal(0, 3, mean.shape)  # no ties
+    full = report.noise_curve(img, max_pairs=10**9)
+    # every pair: the local mean is scipy's 3x3 uniform filter, edges reflected
+    local = uniform_filter(img, 3)[:, :-1]
+    edges = np.quantile(local, np.linspace(0, 1, 17))
+    first = local[local <= edges[1]]
+    assert full["n"].sum() == img.shape[0] * (img.shape[1] - 1)
+    assert full["mean"].iloc[0] == pytest.approx(first.mean(), rel=1e-9)
+    sub = report.noise_curve(img)  # 419,300 pairs: every 4th row
+    assert sub["n"].sum() <= 1 << 17 and len(sub) == len(full) == 16
+    np.testing.assert_allclose(sub["mean"], full["mean"], rtol=0.01)
+    np.testing.assert_allclose(sub["variance"], full["variance"], rtol=0.06)
+    slopes = [np.polyfit(c["mean"], c["variance"], 1)[0] for c in (full, sub)]
+    assert slopes == pytest.approx([2.0, 2.0], rel=0.03)
+
+
 def test_runtime_table(tmp_path):
     for rule, job, s in [("a", "x", 1.5), ("a", "y", 2.5), ("b", "z", 0.5)]:
         (tmp_path / rule).mkdir(exist_ok=True)
