@@ -122,7 +122,7 @@ def read_window(path, box, channel: int | None = 0, labels: str | None = None, p
     the level-0 array itself (`level0_array`), for a figure that reads many windows of it."""
     import zarr
 
-    array = path if isinstance(path, zarr.Array) else level0_array(path, labels)
+    array = path if isinstance(path, (zarr.Array, np.ndarray)) else level0_array(path, labels)
     lead = _lead(array, None if labels is not None else channel, plane)
     y0, y1, x0, x1 = box
     data = np.asarray(array[(*lead, slice(y0, y1), slice(x0, x1))])

@@ -102,13 +102,25 @@ def _holds(box, y: float, x: float) -> bool:
     return box[0] <= y < box[1] and box[2] <= x < box[3]
 
 
-def _outline(gray: np.ndarray, nuclei=None, cells=None) -> np.ndarray:
-    from skimage.segmentation import find_boundaries
+def inner_boundaries(lab: np.ndarray) -> np.ndarray:
+    """The pixels of each object with a 4-neighbour outside it: skimage's
+    `find_boundaries(lab, mode="inner")` (the image's edge is no boundary), in a fraction of
+    its time (four comparisons instead of a grey dilation and erosion)."""
+    edge = np.zeros(lab.shape, bool)
+    for axis in (0, 1):
+        head = (slice(None),) * axis + (slice(1, None),)
+        tail = (slice(None),) * axis + (slice(None, -1),)
+        diff = lab[head] != lab[tail]
+        edge[head] |= diff
+        edge[tail] |= diff
+    return edge & (lab != 0)
 
+
+def _outline(gray: np.ndarray, nuclei=None, cells=None) -> np.ndarray:
     rgb = np.repeat(gray[..., None], 3, axis=2)
     for lab, colour in ((cells, CELLS), (nuclei, NUCLEI)):
         if lab is not None:
-            rgb[find_boundaries(lab, mode="inner")] = colour
+            rgb[inner_boundaries(lab)] = colour
     return rgb
 
 
@@ -197,20 +209,20 @@ def montage_figure(
         _colorbar(fig, ax, im, "mean std per nucleus")
         ax.set_axis_off()
 
-    # level-0 arrays opened once: each crop reads windows of them
-    panels = [("raw", level0_array(raw))]
-    panels += [("restored", level0_array(restored))] if restored is not None else []
-    labels = {
-        kind: level0_array(segmentation, kind) for kind in ("nuclei", "cells") if kind in kinds
-    }
-    seg0 = level0_array(segmentation) if std is not None else None
+    # every crop's windows, read together where the crops lie close (see `_windows`)
+    panels = [("raw", _windows(level0_array(raw), picks))]
+    if restored is not None:
+        panels.append(("restored", _windows(level0_array(restored), picks)))
+    labels = {kind: _windows(level0_array(segmentation, kind), picks, labels=kind)
+              for kind in ("nuclei", "cells") if kind in kinds}  # fmt: skip
+    stds = _windows(level0_array(segmentation), picks, channel=std) if std is not None else None
     vmax = None
     for k, p in enumerate(picks):
-        box, plane = p["box"], p["plane"]
-        labs = {kind: read_window(a, box, labels=kind, plane=plane) for kind, a in labels.items()}
-        for r, (name, store) in enumerate(panels, start=1):
+        box = p["box"]
+        labs = {kind: windows[k] for kind, windows in labels.items()}
+        for r, (name, windows) in enumerate(panels, start=1):
             ax = fig.add_subplot(grid[r, 2 * k : 2 * k + 2])
-            img = stretch(read_window(store, box, plane=plane), lo, hi)
+            img = stretch(windows[k], lo, hi)
             ax.imshow(_outline(img, labs.get("nuclei"), labs.get("cells")), interpolation="nearest")
             if r == 1:
                 gray = img  # the raw crop: also under the uncertainty below
@@ -221,7 +233,7 @@ def montage_figure(
             _scale_bar(ax, px_um, box[3] - box[2])
         if std is not None:
             ax = fig.add_subplot(grid[len(panels) + 1, 2 * k : 2 * k + 2])
-            s = read_window(seg0, box, channel=std, plane=plane)
+            s = stds[k]
             from scipy.ndimage import binary_dilation
 
             fg = binary_dilation(labs["nuclei"] > 0, iterations=3)  # and their boundaries
@@ -235,6 +247,30 @@ def montage_figure(
             if k == len(picks) - 1:
                 _colorbar(fig, ax, im, "std of nuclear probability")
     return fig
+
+
+def _windows(array, picks: list[dict], **kw) -> list[np.ndarray]:
+    """The level-0 window of every pick (`read_window(array, box, plane=..., **kw)`). Picks
+    on one plane whose bounding box is at most three times their area together are cut from
+    one read of that box: for an image a few crops large, one read (and one decompression of
+    its chunks) instead of one per crop."""
+    out: list = [None] * len(picks)
+    planes: dict = {}
+    for i, p in enumerate(picks):
+        planes.setdefault(p["plane"], []).append(i)
+    for plane, idx in planes.items():
+        boxes = [picks[i]["box"] for i in idx]
+        y0, x0 = min(b[0] for b in boxes), min(b[2] for b in boxes)
+        y1, x1 = max(b[1] for b in boxes), max(b[3] for b in boxes)
+        area = sum((b[1] - b[0]) * (b[3] - b[2]) for b in boxes)
+        if len(idx) > 1 and (y1 - y0) * (x1 - x0) <= 3 * area:
+            whole = read_window(array, (y0, y1, x0, x1), plane=plane, **kw)
+            for i, b in zip(idx, boxes):
+                out[i] = whole[b[0] - y0 : b[1] - y0, b[2] - x0 : b[3] - x0]
+        else:
+            for i, b in zip(idx, boxes):
+                out[i] = read_window(array, b, plane=plane, **kw)
+    return out
 
 
 def _frame(ax, label: str | None = None) -> None:

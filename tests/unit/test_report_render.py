@@ -1,4 +1,5 @@
-"""`report.save`: one draw, cropped as matplotlib's tight save would, written by `png_bytes`."""
+"""The report's cheap rendering paths: `save` (one draw, cropped as matplotlib's tight save
+would, written by `png_bytes`), the montage's outlines and its crop windows."""
 
 import numpy as np
 from PIL import Image
@@ -34,3 +35,26 @@ def test_save_crops_like_tight_savefig(tmp_path):
             assert abs(ref.size[0] - new.size[0]) <= 2 and abs(ref.size[1] - new.size[1]) <= 2
             assert new.size[1] > (300 if outside else 0)  # the note below is in the picture
         assert not list(tmp_path.glob(".new.png.tmp-*"))
+
+
+def test_inner_boundaries_are_skimage_inner_boundaries():
+    from skimage.segmentation import find_boundaries
+
+    from microdiff.report.montage import inner_boundaries
+
+    rng = np.random.default_rng(2)
+    for _ in range(100):
+        lab = rng.integers(0, 4, (rng.integers(1, 12), rng.integers(1, 12)))
+        np.testing.assert_array_equal(inner_boundaries(lab), find_boundaries(lab, mode="inner"))
+
+
+def test_windows_read_together_equal_windows_read_alone():
+    from microdiff.report.montage import _windows
+
+    image = np.arange(60 * 80).reshape(60, 80)
+    near = [{"box": (0, 20, 0, 20), "plane": None}, {"box": (10, 30, 15, 35), "plane": None}]
+    far = [{"box": (0, 4, 0, 4), "plane": None}, {"box": (50, 60, 70, 80), "plane": None}]
+    for picks in (near, far):
+        for p, w in zip(picks, _windows(image, picks, labels="x")):
+            y0, y1, x0, x1 = p["box"]
+            np.testing.assert_array_equal(w, image[y0:y1, x0:x1])
