@@ -202,8 +202,9 @@ def montage_figure(
         ax = fig.add_subplot(grid[0, ncol // 2 :])
         nuc = segments[segments["kind"] == "nuclei"]
         fill = _object_values(nuclei, nuc["id"], nuc["uncertainty"].to_numpy(np.float64))
-        ax.imshow(base * 0.6, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        im = ax.imshow(np.ma.masked_invalid(fill), cmap=CMAP, interpolation="nearest")
+        finite = fill[np.isfinite(fill)]
+        rgb, im = _over(base, fill, *((finite.min(), finite.max()) if finite.size else (0, 1)))
+        ax.imshow(rgb, interpolation="nearest")
         ax.set_title("per-nucleus uncertainty\n(mean std of its nuclear probability)", fontsize=9,
                      y=1.0)  # fmt: skip
         _colorbar(fig, ax, im, "mean std per nucleus")
@@ -239,9 +240,8 @@ def montage_figure(
             fg = binary_dilation(labs["nuclei"] > 0, iterations=3)  # and their boundaries
             if vmax is None:  # one colour scale for all crops
                 vmax = float(np.nanpercentile(np.where(fg, s, np.nan), 99.5)) if fg.any() else 1
-            ax.imshow(gray * 0.6, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-            im = ax.imshow(np.ma.masked_where(~fg, s), cmap=CMAP, vmin=0, vmax=max(vmax, 1e-6),
-                           interpolation="nearest")  # fmt: skip
+            rgb, im = _over(gray, np.where(fg, s, np.nan), 0, max(vmax, 1e-6))
+            ax.imshow(rgb, interpolation="nearest")
             _frame(ax, "uncertainty on nuclei" if k == 0 else None)
             _mark(ax, p)
             if k == len(picks) - 1:
@@ -291,6 +291,21 @@ def _mark(ax, pick: dict) -> None:
     y, x = pick["mark"][0] - pick["box"][0], pick["mark"][1] - pick["box"][2]
     ax.scatter([x], [y], s=900, facecolors="none", edgecolors="white", linewidths=1.2,
                linestyle="--")  # fmt: skip
+
+
+def _over(gray: np.ndarray, values: np.ndarray, vmin: float, vmax: float):
+    """An RGB image of `values` in CMAP (vmin..vmax) where they are finite, over `gray` at 60%
+    elsewhere, and the colour scale for its colour bar: what a grey imshow under a masked
+    one draws, as one image (matplotlib resamples a masked image twice, data and mask)."""
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    scale = ScalarMappable(Normalize(vmin, vmax), colormaps[CMAP])
+    rgb = np.repeat((gray * 0.6)[..., None], 3, axis=2)
+    ok = np.isfinite(values)
+    rgb[ok] = scale.to_rgba(values[ok])[:, :3]
+    return rgb, scale
 
 
 def _colorbar(fig, ax, im, label: str) -> None:
