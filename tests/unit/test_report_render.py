@@ -58,3 +58,8 @@ def test_windows_read_together_equal_windows_read_alone():
         for p, w in zip(picks, _windows(image, picks, labels="x")):
             y0, y1, x0, x1 = p["box"]
             np.testing.assert_array_equal(w, image[y0:y1, x0:x1])
+    stack = np.arange(3 * 60 * 80).reshape(3, 60, 80)  # 3D: each crop from its own plane
+    planes = [dict(near[0], plane=2), dict(near[1], plane=0), dict(near[0], plane=0)]
+    for p, w in zip(planes, _windows(stack, planes, labels="x")):
+        y0, y1, x0, x1 = p["box"]
+        np.testing.assert_array_equal(w, stack[p["plane"], y0:y1, x0:x1])
