@@ -14,65 +14,106 @@ from .common import plt
 FEATURES = ("area_px", "volume_px", "eccentricity", "solidity", "axis_major_px", "neighbors")
 
 
-def noise_curve(image: np.ndarray, bins: int = 16) -> pd.DataFrame:
-    """Noise variance against local mean of one (Y, X) image: `mean`, `variance`, `n`.
+def noise_curve(image: np.ndarray, bins: int = 16, max_pairs: int = 1 << 17) -> pd.DataFrame:
+    """Noise variance against local mean of one (Y, X) image: `mean`, `variance`, `n` (the
+    pixel pairs measured in the bin).
 
     The noise is measured on differences of horizontal neighbours, (x[i+1] - x[i]) / sqrt(2),
     per bin of the local 3x3 mean (quantile bins): the variance of the differences within 4
     robust standard deviations (1.4826 MAD) of their median, so edges hardly enter.
     Poisson-Gaussian noise gives a straight line (slope = gain).
-    """
-    from scipy.ndimage import uniform_filter
 
-    img = np.asarray(image, np.float64)
-    d = (img[:, 1:] - img[:, :-1]) / math.sqrt(2)
-    mean = uniform_filter(img, 3)[:, :-1]
-    edges = np.unique(np.quantile(mean, np.linspace(0, 1, bins + 1)))
+    An image with more than `max_pairs` pairs is measured on every k-th row only (rows spread
+    evenly over the image, the smallest k that leaves at most `max_pairs` pairs; the local
+    mean still from the rows around each). The noise of different rows is independent, so
+    this is a fixed random-like sample of the pairs: each bin keeps thousands of them and its
+    variance estimate a relative standard error of about sqrt(2 / n) (under 2% at the
+    default), small beside the spread between samples the curve is drawn to show, at a cost
+    that does not grow with the image. Smaller images use every pair.
+    """
+    img = np.asarray(image)
+    h, w = img.shape
+    step = max(1, math.ceil(h * max(w - 1, 1) / max_pairs))
+    rows = np.arange((h - 1) % step // 2, h, step)  # centred in the image
+    mid = img[rows].astype(np.float64)
+    d = ((mid[:, 1:] - mid[:, :-1]) / math.sqrt(2)).ravel()
+    # the 3x3 mean, edges mirrored (as scipy's uniform_filter, mode 'reflect'); summed before
+    # the one division, so equal neighbourhoods of integer counts get equal means (one bin)
+    col = img[np.maximum(rows - 1, 0)] + mid + img[np.minimum(rows + 1, h - 1)]
+    col = np.pad(col, ((0, 0), (1, 1)), mode="symmetric")
+    mean = ((col[:, :-3] + col[:, 1:-2] + col[:, 2:-1]) / 9).ravel()
+    # bin edges: quantiles of 2^14 to 2^15 of the means, evenly spread (a bin's share of the
+    # pairs is then 1/bins give or take half a percent; each bin still takes every pair whose
+    # mean falls in it, the outer bins those beyond the edges)
+    edges = np.unique(np.quantile(mean[:: max(1, mean.size >> 14)], np.linspace(0, 1, bins + 1)))
     which = np.clip(np.searchsorted(edges, mean, side="right") - 1, 0, len(edges) - 2)
-    rows = []
-    for b in range(len(edges) - 1):
-        v = d[which == b]
+    order = np.argsort(which.astype(np.int16), kind="stable")  # grouped by bin (radix sort)
+    ends = np.cumsum(np.bincount(which, minlength=len(edges) - 1))
+    d, mean = d[order], mean[order]
+    out = []
+    for stop, start in zip(ends, np.r_[0, ends[:-1]]):
+        v = d[start:stop]
         if v.size < 50:
             continue
         dev = np.abs(v - np.median(v))
         keep = dev <= 4 * 1.4826 * max(float(np.median(dev)), 0.5)  # drop edges, not noise
         var = float(np.mean((v[keep] - v[keep].mean()) ** 2))
-        rows.append({"mean": float(mean[which == b].mean()), "variance": var, "n": v.size})
-    return pd.DataFrame(rows, columns=["mean", "variance", "n"])
+        out.append({"mean": float(mean[start:stop].mean()), "variance": var, "n": v.size})
+    return pd.DataFrame(out, columns=["mean", "variance", "n"])
 
 
-def normalization_figure(norms: Mapping, noise: Mapping | None = None):
+def normalization_figure(norms: Mapping, noise: Mapping | None = None, legend: int = 10):
     """Per channel: intensity histograms of every sample with its percentile range (from each
     sample's norm.json), and the noise variance-vs-mean curves (`noise`: sample -> list of one
-    `noise_curve` frame per channel)."""
+    `noise_curve` frame per channel), titled with the median over samples of the fitted slope.
+
+    The ranges are shaded with an opacity that falls with the number of samples (0.05 for up
+    to 12), so that many samples' shades add up to a range of darkness (where most samples'
+    ranges agree), not to a solid block. The samples are named in a legend when there are at
+    most `legend` of them: beyond that the line colours repeat and a legend names none of
+    them (it would cover the plots); a note gives the number of samples instead."""
     first = next(iter(norms.values()))
     n_ch = len(first["channels"])
     rows = 2 if noise else 1
     fig, axes = plt.subplots(rows, n_ch, figsize=(4.2 * n_ch, 3.2 * rows), squeeze=False)
+    alpha = min(0.05, 0.6 / len(norms))
     for sample, norm in norms.items():
         for c, (hist, ch) in enumerate(zip(norm["histograms"], norm["channels"])):
             ax = axes[0, c]
             x = hist["lo"] + np.asarray(hist["bins"], np.float64) * hist["width"]
             counts = np.asarray(hist["counts"], np.float64)
             ax.plot(x, counts / max(counts.sum(), 1), lw=1, label=sample)
-            ax.axvspan(ch["low"], ch["high"], alpha=0.05)
-            ax.set_yscale("log")
-            ax.set_title(f"channel {c}: histogram, percentile range", fontsize=9)
-            ax.set_xlabel("intensity")
-    axes[0, 0].legend(fontsize=7)
+            ax.axvspan(ch["low"], ch["high"], alpha=alpha)
+    for c in range(n_ch):
+        axes[0, c].set_yscale("log")
+        axes[0, c].set_title(f"channel {c}: histogram, percentile range", fontsize=9)
+        axes[0, c].set_xlabel("intensity")
     if noise:
+        slopes: dict[int, list[float]] = {}
         for sample, curves in noise.items():
             for c, curve in enumerate(curves[:n_ch]):
-                ax = axes[1, c]
-                ax.plot(curve["mean"], curve["variance"], "o-", ms=3, lw=1, label=sample)
+                axes[1, c].plot(curve["mean"], curve["variance"], "o-", ms=3, lw=1, label=sample)
                 if len(curve) >= 2:
-                    slope, icpt = np.polyfit(curve["mean"], curve["variance"], 1)
-                    ax.set_title(
-                        f"channel {c}: noise variance vs mean (slope {slope:.2f})", fontsize=9
+                    slopes.setdefault(c, []).append(
+                        np.polyfit(curve["mean"], curve["variance"], 1)[0]
                     )
-                ax.set_xlabel("local mean")
-                ax.set_ylabel("noise variance")
-        axes[1, 0].legend(fontsize=7)
+        for c in range(n_ch):
+            ax = axes[1, c]
+            title = f"channel {c}: noise variance vs mean"
+            if len(slopes.get(c, [])) == 1:
+                title += f" (slope {slopes[c][0]:.2f})"
+            elif slopes.get(c):
+                title += f"\nslope {np.median(slopes[c]):.2f} (median of {len(slopes[c])} samples)"
+            ax.set_title(title, fontsize=9)
+            ax.set_xlabel("local mean")
+            ax.set_ylabel("noise variance")
+    if len(norms) <= legend:
+        axes[0, 0].legend(fontsize=7)
+        if noise:
+            axes[1, 0].legend(fontsize=7)
+    else:
+        axes[0, 0].text(0.98, 0.97, f"{len(norms)} samples, one line each", fontsize=7,
+                        transform=axes[0, 0].transAxes, ha="right", va="top")  # fmt: skip
     fig.tight_layout()
     return fig
 

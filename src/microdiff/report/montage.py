@@ -21,6 +21,7 @@ from .common import (
     channel_index,
     full_shape,
     label_names,
+    level0_array,
     open_store,
     pixel_size,
     plt,
@@ -101,13 +102,25 @@ def _holds(box, y: float, x: float) -> bool:
     return box[0] <= y < box[1] and box[2] <= x < box[3]
 
 
-def _outline(gray: np.ndarray, nuclei=None, cells=None) -> np.ndarray:
-    from skimage.segmentation import find_boundaries
+def inner_boundaries(lab: np.ndarray) -> np.ndarray:
+    """The pixels of each object with a 4-neighbour outside it: skimage's
+    `find_boundaries(lab, mode="inner")` (the image's edge is no boundary), in a fraction of
+    its time (four comparisons instead of a grey dilation and erosion)."""
+    edge = np.zeros(lab.shape, bool)
+    for axis in (0, 1):
+        head = (slice(None),) * axis + (slice(1, None),)
+        tail = (slice(None),) * axis + (slice(None, -1),)
+        diff = lab[head] != lab[tail]
+        edge[head] |= diff
+        edge[tail] |= diff
+    return edge & (lab != 0)
 
+
+def _outline(gray: np.ndarray, nuclei=None, cells=None) -> np.ndarray:
     rgb = np.repeat(gray[..., None], 3, axis=2)
     for lab, colour in ((cells, CELLS), (nuclei, NUCLEI)):
         if lab is not None:
-            rgb[find_boundaries(lab, mode="inner")] = colour
+            rgb[inner_boundaries(lab)] = colour
     return rgb
 
 
@@ -176,7 +189,7 @@ def montage_figure(
     n_nuc = 0 if nuclei is None else len(np.unique(nuclei)) - (nuclei == 0).any()
     ax.imshow(_outline(base, nuclei, cells), interpolation="nearest")
     ax.set_title(f"whole image, 1:{factor:.0f}\n{n_nuc} nuclei outlined cyan"
-                 + (", cells yellow" if cells is not None else ""), fontsize=9)  # fmt: skip
+                 + (", cells yellow" if cells is not None else ""), fontsize=9, y=1.0)  # fmt: skip
     for k, p in enumerate(picks):
         y0, y1, x0, x1 = (v / factor for v in p["box"])
         ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="white", lw=1.2))
@@ -189,54 +202,86 @@ def montage_figure(
         ax = fig.add_subplot(grid[0, ncol // 2 :])
         nuc = segments[segments["kind"] == "nuclei"]
         fill = _object_values(nuclei, nuc["id"], nuc["uncertainty"].to_numpy(np.float64))
-        ax.imshow(base * 0.6, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        im = ax.imshow(np.ma.masked_invalid(fill), cmap=CMAP, interpolation="nearest")
-        ax.set_title("per-nucleus uncertainty\n(mean std of its nuclear probability)", fontsize=9)
+        finite = fill[np.isfinite(fill)]
+        rgb, im = _over(base, fill, *((finite.min(), finite.max()) if finite.size else (0, 1)))
+        ax.imshow(rgb, interpolation="nearest")
+        ax.set_title("per-nucleus uncertainty\n(mean std of its nuclear probability)", fontsize=9,
+                     y=1.0)  # fmt: skip
         _colorbar(fig, ax, im, "mean std per nucleus")
         ax.set_axis_off()
 
-    panels = [("raw", raw)] + ([("restored", restored)] if restored is not None else [])
+    # every crop's windows, read together where the crops lie close (see `_windows`)
+    panels = [("raw", _windows(level0_array(raw), picks))]
+    if restored is not None:
+        panels.append(("restored", _windows(level0_array(restored), picks)))
+    labels = {kind: _windows(level0_array(segmentation, kind), picks, labels=kind)
+              for kind in ("nuclei", "cells") if kind in kinds}  # fmt: skip
+    stds = _windows(level0_array(segmentation), picks, channel=std) if std is not None else None
     vmax = None
     for k, p in enumerate(picks):
-        box, plane = p["box"], p["plane"]
-        labs = {
-            kind: read_window(segmentation, box, labels=kind, plane=plane)
-            for kind in ("nuclei", "cells")
-            if kind in kinds
-        }
-        for r, (name, store) in enumerate(panels, start=1):
+        box = p["box"]
+        labs = {kind: windows[k] for kind, windows in labels.items()}
+        for r, (name, windows) in enumerate(panels, start=1):
             ax = fig.add_subplot(grid[r, 2 * k : 2 * k + 2])
-            img = stretch(read_window(store, box, plane=plane), lo, hi)
+            img = stretch(windows[k], lo, hi)
             ax.imshow(_outline(img, labs.get("nuclei"), labs.get("cells")), interpolation="nearest")
             if r == 1:
+                gray = img  # the raw crop: also under the uncertainty below
                 ax.set_title(f"{'ABCDEFGH'[k]}: {p['why']}\nnative pixels y {box[0]}-{box[1]}, "
-                             f"x {box[2]}-{box[3]}", fontsize=8)  # fmt: skip
-            if k == 0:
-                ax.set_ylabel(name, fontsize=9)
+                             f"x {box[2]}-{box[3]}", fontsize=8, y=1.0)  # fmt: skip
+            _frame(ax, name if k == 0 else None)
             _mark(ax, p)
-            ax.set_xticks([])
-            ax.set_yticks([])
             _scale_bar(ax, px_um, box[3] - box[2])
         if std is not None:
             ax = fig.add_subplot(grid[len(panels) + 1, 2 * k : 2 * k + 2])
-            gray = stretch(read_window(raw, box, plane=plane), lo, hi)
-            s = read_window(segmentation, box, channel=std, plane=plane)
+            s = stds[k]
             from scipy.ndimage import binary_dilation
 
             fg = binary_dilation(labs["nuclei"] > 0, iterations=3)  # and their boundaries
             if vmax is None:  # one colour scale for all crops
                 vmax = float(np.nanpercentile(np.where(fg, s, np.nan), 99.5)) if fg.any() else 1
-            ax.imshow(gray * 0.6, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-            im = ax.imshow(np.ma.masked_where(~fg, s), cmap=CMAP, vmin=0, vmax=max(vmax, 1e-6),
-                           interpolation="nearest")  # fmt: skip
-            if k == 0:
-                ax.set_ylabel("uncertainty on nuclei", fontsize=9)
+            rgb, im = _over(gray, np.where(fg, s, np.nan), 0, max(vmax, 1e-6))
+            ax.imshow(rgb, interpolation="nearest")
+            _frame(ax, "uncertainty on nuclei" if k == 0 else None)
             _mark(ax, p)
-            ax.set_xticks([])
-            ax.set_yticks([])
             if k == len(picks) - 1:
                 _colorbar(fig, ax, im, "std of nuclear probability")
     return fig
+
+
+def _windows(array, picks: list[dict], **kw) -> list[np.ndarray]:
+    """The level-0 window of every pick (`read_window(array, box, plane=..., **kw)`). Picks
+    on one plane whose bounding box is at most three times their area together are cut from
+    one read of that box: for an image a few crops large, one read (and one decompression of
+    its chunks) instead of one per crop."""
+    out: list = [None] * len(picks)
+    planes: dict = {}
+    for i, p in enumerate(picks):
+        planes.setdefault(p["plane"], []).append(i)
+    for plane, idx in planes.items():
+        boxes = [picks[i]["box"] for i in idx]
+        y0, x0 = min(b[0] for b in boxes), min(b[2] for b in boxes)
+        y1, x1 = max(b[1] for b in boxes), max(b[3] for b in boxes)
+        area = sum((b[1] - b[0]) * (b[3] - b[2]) for b in boxes)
+        if len(idx) > 1 and (y1 - y0) * (x1 - x0) <= 3 * area:
+            whole = read_window(array, (y0, y1, x0, x1), plane=plane, **kw)
+            for i, b in zip(idx, boxes):
+                out[i] = whole[b[0] - y0 : b[1] - y0, b[2] - x0 : b[3] - x0]
+        else:
+            for i, b in zip(idx, boxes):
+                out[i] = read_window(array, b, plane=plane, **kw)
+    return out
+
+
+def _frame(ax, label: str | None = None) -> None:
+    """A crop panel: a thin frame, no ticks, `label` left of it (as a y label would be). The
+    axis machinery is switched off: laying out empty tick lists cost more than the picture."""
+    ax.set_axis_off()
+    ax.add_patch(plt.Rectangle((0, 0), 1, 1, transform=ax.transAxes, fill=False, clip_on=False,
+                               lw=plt.rcParams["axes.linewidth"], ec="black"))  # fmt: skip
+    if label:
+        ax.text(-0.02, 0.5, label, transform=ax.transAxes, rotation=90, ha="right", va="center",
+                fontsize=9)  # fmt: skip
 
 
 def _mark(ax, pick: dict) -> None:
@@ -246,6 +291,21 @@ def _mark(ax, pick: dict) -> None:
     y, x = pick["mark"][0] - pick["box"][0], pick["mark"][1] - pick["box"][2]
     ax.scatter([x], [y], s=900, facecolors="none", edgecolors="white", linewidths=1.2,
                linestyle="--")  # fmt: skip
+
+
+def _over(gray: np.ndarray, values: np.ndarray, vmin: float, vmax: float):
+    """An RGB image of `values` in CMAP (vmin..vmax) where they are finite, over `gray` at 60%
+    elsewhere, and the colour scale for its colour bar: what a grey imshow under a masked
+    one draws, as one image (matplotlib resamples a masked image twice, data and mask)."""
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    scale = ScalarMappable(Normalize(vmin, vmax), colormaps[CMAP])
+    rgb = np.repeat((gray * 0.6)[..., None], 3, axis=2)
+    ok = np.isfinite(values)
+    rgb[ok] = scale.to_rgba(values[ok])[:, :3]
+    return rgb, scale
 
 
 def _colorbar(fig, ax, im, label: str) -> None:

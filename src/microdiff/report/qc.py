@@ -21,7 +21,7 @@ import pandas as pd
 
 from ..io import ngff
 from ..tiling import axis_names
-from .common import full_shape, pixel_size, plt, read_window
+from .common import full_shape, level0_array, open_store, pixel_size, plt, read_window
 from .figures import noise_curve
 
 THRESHOLD = 3.5
@@ -41,9 +41,7 @@ def _name(label: str, c: int) -> str:
 
 
 def channel_names(raw) -> list[str]:
-    import zarr
-
-    labels = ngff.channel_labels(zarr.open_group(str(raw), mode="r").attrs)
+    labels = ngff.channel_labels(open_store(raw).attrs)
     return [_name(label, c) for c, label in enumerate(labels)]
 
 
@@ -86,6 +84,7 @@ def sample_qc(
     noise_px: int = 1024,
 ) -> dict:
     """One row of the QC table for one sample (see `qc_table` for the columns)."""
+    raw = open_store(raw)  # opened once, read for names, shape, scale and windows
     names = channel_names(raw) or [f"ch{c}" for c in range(len(norm["channels"]))]
     shape = full_shape(raw)
     row: dict = {"sample": name}
@@ -94,13 +93,14 @@ def sample_qc(
     h = min(noise_px, shape[-2])
     w = min(noise_px, shape[-1])
     y0, x0 = (shape[-2] - h) // 2, (shape[-1] - w) // 2
+    level0 = level0_array(raw)
     for c, ch in enumerate(norm["channels"]):
         n = names[c] if c < len(names) else f"ch{c}"
         row[f"{n}_p{pct[0]:g}"] = ch["low"]
         row[f"{n}_median"] = ch.get("median", math.nan)
         row[f"{n}_p{pct[1]:g}"] = ch["high"]
         constant |= not ch["high"] > ch["low"]
-        centre = read_window(raw, (y0, y0 + h, x0, x0 + w), channel=c)
+        centre = read_window(level0, (y0, y0 + h, x0, x0 + w), channel=c)
         row[f"{n}_noise_sd"] = measured_noise_sd(centre, ch.get("median", ch["low"]))
         if noise_model is not None:
             a, b = noise_model["a"][c], noise_model["b"][c]

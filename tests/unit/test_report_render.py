@@ -1,0 +1,65 @@
+"""The report's cheap rendering paths: `save` (one draw, cropped as matplotlib's tight save
+would, written by `png_bytes`), the montage's outlines and its crop windows."""
+
+import numpy as np
+from PIL import Image
+
+from microdiff import report
+from microdiff.report.common import plt, png_bytes
+
+
+def _figure(outside: bool = False):
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.imshow(np.random.default_rng(0).random((30, 40)), cmap="magma")
+    ax.set_title("a title")
+    if outside:  # placed below the figure's edge: only a larger canvas shows it
+        ax.text(0.5, -0.6, "note below", transform=ax.transAxes, ha="center", va="top")
+    return fig
+
+
+def test_png_bytes_round_trip(tmp_path):
+    rgb = np.random.default_rng(1).integers(0, 256, (7, 5, 3), dtype=np.uint8)
+    rgba = np.concatenate([rgb, np.full((7, 5, 1), 128, np.uint8)], axis=2)
+    for pixels in (rgb, rgba):
+        (tmp_path / "x.png").write_bytes(png_bytes(pixels, dpi=100))
+        with Image.open(tmp_path / "x.png") as im:
+            np.testing.assert_array_equal(np.asarray(im), pixels)
+            assert round(im.info["dpi"][0]) == 100
+
+
+def test_save_crops_like_tight_savefig(tmp_path):
+    for outside in (False, True):
+        _figure(outside).savefig(tmp_path / "ref.png", dpi=100, bbox_inches="tight")
+        report.save(_figure(outside), tmp_path / "new.png")
+        with Image.open(tmp_path / "ref.png") as ref, Image.open(tmp_path / "new.png") as new:
+            assert abs(ref.size[0] - new.size[0]) <= 2 and abs(ref.size[1] - new.size[1]) <= 2
+            assert new.size[1] > (300 if outside else 0)  # the note below is in the picture
+        assert not list(tmp_path.glob(".new.png.tmp-*"))
+
+
+def test_inner_boundaries_are_skimage_inner_boundaries():
+    from skimage.segmentation import find_boundaries
+
+    from microdiff.report.montage import inner_boundaries
+
+    rng = np.random.default_rng(2)
+    for _ in range(100):
+        lab = rng.integers(0, 4, (rng.integers(1, 12), rng.integers(1, 12)))
+        np.testing.assert_array_equal(inner_boundaries(lab), find_boundaries(lab, mode="inner"))
+
+
+def test_windows_read_together_equal_windows_read_alone():
+    from microdiff.report.montage import _windows
+
+    image = np.arange(60 * 80).reshape(60, 80)
+    near = [{"box": (0, 20, 0, 20), "plane": None}, {"box": (10, 30, 15, 35), "plane": None}]
+    far = [{"box": (0, 4, 0, 4), "plane": None}, {"box": (50, 60, 70, 80), "plane": None}]
+    for picks in (near, far):
+        for p, w in zip(picks, _windows(image, picks, labels="x")):
+            y0, y1, x0, x1 = p["box"]
+            np.testing.assert_array_equal(w, image[y0:y1, x0:x1])
+    stack = np.arange(3 * 60 * 80).reshape(3, 60, 80)  # 3D: each crop from its own plane
+    planes = [dict(near[0], plane=2), dict(near[1], plane=0), dict(near[0], plane=0)]
+    for p, w in zip(planes, _windows(stack, planes, labels="x")):
+        y0, y1, x0, x1 = p["box"]
+        np.testing.assert_array_equal(w, stack[p["plane"], y0:y1, x0:x1])
