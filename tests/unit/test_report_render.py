@@ -1,11 +1,11 @@
 """The report's cheap rendering paths: `save` (one draw, cropped as matplotlib's tight save
-would, written by `png_bytes`), the montage's outlines and its crop windows."""
+would), the montage's outlines and its crop windows."""
 
 import numpy as np
 from PIL import Image
 
 from microdiff import report
-from microdiff.report.common import plt, png_bytes
+from microdiff.report.common import plt
 
 
 def _figure(outside: bool = False):
@@ -15,16 +15,6 @@ def _figure(outside: bool = False):
     if outside:  # placed below the figure's edge: only a larger canvas shows it
         ax.text(0.5, -0.6, "note below", transform=ax.transAxes, ha="center", va="top")
     return fig
-
-
-def test_png_bytes_round_trip(tmp_path):
-    rgb = np.random.default_rng(1).integers(0, 256, (7, 5, 3), dtype=np.uint8)
-    rgba = np.concatenate([rgb, np.full((7, 5, 1), 128, np.uint8)], axis=2)
-    for pixels in (rgb, rgba):
-        (tmp_path / "x.png").write_bytes(png_bytes(pixels, dpi=100))
-        with Image.open(tmp_path / "x.png") as im:
-            np.testing.assert_array_equal(np.asarray(im), pixels)
-            assert round(im.info["dpi"][0]) == 100
 
 
 def test_save_crops_like_tight_savefig(tmp_path):

@@ -8,7 +8,6 @@ reads a native-resolution (level 0) window. 3D images show one plane (the middle
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import matplotlib
 
@@ -27,10 +26,10 @@ def save(fig, path, dpi: int = 100) -> None:
     The figure is drawn once: the crop box is found after that draw and cut from its pixels
     (matplotlib's "tight" save draws twice, a layout pass and the picture). Only a box that
     reaches past the figure's edges (an artist placed outside it) is saved the slow way, by a
-    second draw on a larger canvas. The PNG is written by `png_bytes` (no row filter, zlib
-    level 1): for a montage, a quarter of PIL's encoding time at level 1 and a smaller file,
-    lossless like any PNG."""
+    second draw on a larger canvas. Pillow writes the PNG at zlib level 1: a montage in a fifth
+    of the time of the default level 6, its file under 1% larger."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image
 
     fig.set_dpi(dpi)
     canvas = FigureCanvasAgg(fig)
@@ -43,36 +42,13 @@ def save(fig, path, dpi: int = 100) -> None:
         if 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height:
             rgba = np.asarray(canvas.buffer_rgba())[y0:y1, x0:x1]
             opaque = bool((rgba[..., 3] == 255).all())
-            Path(tmp).write_bytes(png_bytes(rgba[..., :3] if opaque else rgba, dpi))
+            Image.fromarray(np.ascontiguousarray(rgba[..., :3] if opaque else rgba)).save(
+                tmp, format="PNG", compress_level=1, dpi=(dpi, dpi)
+            )
         else:
             fig.savefig(tmp, format="png", dpi=dpi, bbox_inches=box,
                         pil_kwargs={"compress_level": 1})  # fmt: skip
     plt.close(fig)
-
-
-def png_bytes(pixels: np.ndarray, dpi: float | None = None, level: int = 1) -> bytes:
-    """A (Y, X, 3) RGB or (Y, X, 4) RGBA uint8 image as PNG: 8 bits per sample, every row
-    unfiltered, zlib at `level`; `dpi` is recorded (pHYs). Figures with noisy images compress
-    better unfiltered than with PIL's per-row filters, and in much less time."""
-    import struct
-    import zlib
-
-    h, w, c = pixels.shape
-    rows = np.zeros((h, 1 + w * c), np.uint8)  # each row: filter type 0, then its samples
-    rows[:, 1:] = pixels.reshape(h, w * c)
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
-
-    parts = [
-        b"\x89PNG\r\n\x1a\n",
-        chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, {3: 2, 4: 6}[c], 0, 0, 0)),
-    ]
-    if dpi:
-        ppm = round(dpi / 0.0254)
-        parts.append(chunk(b"pHYs", struct.pack(">IIB", ppm, ppm, 1)))
-    parts += [chunk(b"IDAT", zlib.compress(rows.tobytes(), level)), chunk(b"IEND", b"")]
-    return b"".join(parts)
 
 
 def open_store(path):
