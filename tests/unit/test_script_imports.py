@@ -71,3 +71,21 @@ def test_cpu_rules_import_no_torch(name):
         assert "torch" not in loaded, f"scripts/{name}.py imports torch without running a network"
     if name not in FIGURES:
         assert "matplotlib" not in loaded, f"scripts/{name}.py imports matplotlib, draws nothing"
+
+
+@pytest.mark.parametrize("name", sorted(NETWORK))
+def test_network_rules_load_torch_with_sleeping_openmp_threads(name):
+    """OpenMP reads OMP_WAIT_POLICY once, when torch loads: microdiff (which sets it) first."""
+    code = _import_code(SCRIPTS / f"{name}.py") + (
+        "\nimport json, os, sys\n"
+        "print(json.dumps([list(sys.modules), os.environ.get('OMP_WAIT_POLICY')]))"
+    )
+    for preset, expected in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):
+        env = {"PYTHONPATH": str(ROOT / "src"), "PATH": ""}
+        if preset:
+            env["OMP_WAIT_POLICY"] = preset  # a user's own setting is kept
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              cwd=ROOT, env=env, check=True)  # fmt: skip
+        order, policy = json.loads(proc.stdout.splitlines()[-1])
+        assert policy == expected
+        assert order.index("microdiff") < order.index("torch"), f"{name}: torch before microdiff"
