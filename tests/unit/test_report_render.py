@@ -30,11 +30,14 @@ def test_save_crops_like_tight_savefig(tmp_path):
 def test_inner_boundaries_are_skimage_inner_boundaries():
     from skimage.segmentation import find_boundaries
 
-    from microdiff.report.montage import inner_boundaries
+    from microdiff.label_maps import inner_boundaries
 
     rng = np.random.default_rng(2)
     for _ in range(100):
         lab = rng.integers(0, 4, (rng.integers(1, 12), rng.integers(1, 12)))
+        np.testing.assert_array_equal(inner_boundaries(lab), find_boundaries(lab, mode="inner"))
+    for _ in range(30):  # 3D: face neighbours, as skimage's connectivity 1
+        lab = rng.integers(0, 4, tuple(rng.integers(1, 8, 3)))
         np.testing.assert_array_equal(inner_boundaries(lab), find_boundaries(lab, mode="inner"))
 
 

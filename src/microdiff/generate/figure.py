@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from skimage.segmentation import find_boundaries
 
 from ..atomic import atomic_output
+from ..label_maps import inner_boundaries
 
 
 def examples_figure(
@@ -34,7 +34,7 @@ def examples_figure(
         g = g[0] if g.ndim == 3 else g
         g = np.clip(g, 0, 1)
         rgb = np.repeat(g[..., None], 3, -1)
-        edge = find_boundaries(np.asarray(lab), mode="inner")
+        edge = inner_boundaries(lab)
         rgb[edge] = [1.0, 0.1, 0.1]
         axes[0, j].imshow(g, cmap="gray", vmin=0, vmax=1)
         axes[1, j].imshow(rgb)

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from skimage.segmentation import find_boundaries
 
 from .. import diffusion as dm
 from ..diffusion import accel
-from ..label_maps import representation
+from ..label_maps import inner_boundaries, representation
 from ..tiling import sample_patch_boxes
 
 TASK = "generate"
@@ -31,7 +30,7 @@ def condition(labels: np.ndarray, classes=None, n_classes: int = 0) -> np.ndarra
     classes: class of id i + 1 at index i (a sequence), or None."""
     labels = np.asarray(labels)
     rep = representation(labels)
-    edge = find_boundaries(labels, mode="inner").astype(np.float32) * 2 - 1
+    edge = inner_boundaries(labels).astype(np.float32) * 2 - 1
     planes = [rep[0], edge, rep[1]]
     if n_classes:
         lut = np.full(int(labels.max()) + 1, -1, np.int64)

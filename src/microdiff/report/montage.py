@@ -17,6 +17,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from ..label_maps import inner_boundaries
 from .common import (
     channel_index,
     full_shape,
@@ -100,20 +101,6 @@ def pick_crops(segments: pd.DataFrame | None, shape, crop: int = 256, n: int = 3
 
 def _holds(box, y: float, x: float) -> bool:
     return box[0] <= y < box[1] and box[2] <= x < box[3]
-
-
-def inner_boundaries(lab: np.ndarray) -> np.ndarray:
-    """The pixels of each object with a 4-neighbour outside it: skimage's
-    `find_boundaries(lab, mode="inner")` (the image's edge is no boundary), in a fraction of
-    its time (four comparisons instead of a grey dilation and erosion)."""
-    edge = np.zeros(lab.shape, bool)
-    for axis in (0, 1):
-        head = (slice(None),) * axis + (slice(1, None),)
-        tail = (slice(None),) * axis + (slice(None, -1),)
-        diff = lab[head] != lab[tail]
-        edge[head] |= diff
-        edge[tail] |= diff
-    return edge & (lab != 0)
 
 
 def _outline(gray: np.ndarray, nuclei=None, cells=None) -> np.ndarray:
