@@ -175,10 +175,12 @@ def dither(shape: Sequence[int], origin: Sequence[int], channel: int = 0) -> np.
 def quantization_step(values: np.ndarray) -> float:
     """The grid step of integer-valued data (1 for plain integers; the common divisor of the
     value differences when they are all multiples of a larger integer), 0 for other data."""
-    v = np.unique(np.asarray(values, np.float64))
-    if v.size < 2 or not np.all(v == np.round(v)):
+    v = np.asarray(values, np.float64).ravel()
+    if v.size < 2 or v.min() == v.max() or not np.all(v == np.round(v)):
         return 0.0
-    return float(max(1, np.gcd.reduce(np.diff(v).astype(np.int64))))
+    # the gcd of the sorted distinct values' steps is the gcd of every value's offset from the
+    # smallest (each step is a difference of two offsets, each offset a sum of steps): no sort
+    return float(max(1, np.gcd.reduce((v - v.min()).astype(np.int64))))
 
 
 def residual_samples(
@@ -199,21 +201,29 @@ def residual_samples(
     return mean[keep], lap[keep] / SQ20
 
 
+def _binned(mean: np.ndarray, resid: np.ndarray, bins: int):
+    """(mean, resid) of the pixels in each of `bins` quantile bins of `mean`, in bin order and,
+    within a bin, in their original order: one stable counting sort of the bin indices instead
+    of a full-length comparison per bin."""
+    edges = np.unique(np.quantile(mean, np.linspace(0, 1, bins + 1)))
+    idx = np.clip(np.searchsorted(edges, mean, side="right") - 1, 0, len(edges) - 2)
+    order = np.argsort(idx.astype(np.min_scalar_type(len(edges))), kind="stable")
+    stops = np.cumsum(np.bincount(idx, minlength=len(edges) - 1))
+    mean, resid = mean[order], resid[order]
+    return [(mean[a:b], resid[a:b]) for a, b in zip(np.r_[0, stops[:-1]], stops)]
+
+
 def fit_line(mean: np.ndarray, resid: np.ndarray, bins: int = 40) -> tuple[float, float]:
     """Fit Var = a * mean + b (a >= 0) through robust per-bin variances of the residuals."""
     if mean.size < 100:
         raise ValueError("too few pixels to fit a noise model")
-    edges = np.unique(np.quantile(mean, np.linspace(0, 1, bins + 1)))
-    idx = np.clip(np.searchsorted(edges, mean, side="right") - 1, 0, len(edges) - 2)
     ms, vs, ws = [], [], []
-    for k in range(len(edges) - 1):
-        sel = idx == k
-        n = int(sel.sum())
+    for m, d in _binned(mean, resid, bins):
+        n = len(d)
         if n < 50:
             continue
-        d = resid[sel]
         mad = np.median(np.abs(d - np.median(d))) * 1.4826
-        ms.append(float(np.mean(mean[sel])))
+        ms.append(float(np.mean(m)))
         vs.append(float(mad**2))
         ws.append(float(n))
     ms, vs, ws = np.array(ms), np.array(vs), np.array(ws)
@@ -237,16 +247,13 @@ def variance_curve(mean: np.ndarray, resid: np.ndarray, bins: int = 16) -> list[
     The variance per bin is the mean square of the residuals after dropping those beyond 5
     robust standard deviations (edges and outliers), not a MAD: at low counts the noise is
     skewed and a MAD would misjudge its variance."""
-    edges = np.unique(np.quantile(mean, np.linspace(0, 1, bins + 1)))
-    idx = np.clip(np.searchsorted(edges, mean, side="right") - 1, 0, len(edges) - 2)
     knots, var = [], []
-    for k in range(len(edges) - 1):
-        d = resid[idx == k]
+    for m, d in _binned(mean, resid, bins):
         if d.size < 50:
             continue
         robust = np.median(np.abs(d - np.median(d))) * 1.4826 + 1e-12
         d = d[np.abs(d - np.median(d)) < 5 * robust]
-        knots.append(float(np.mean(mean[idx == k])))
+        knots.append(float(np.mean(m)))
         var.append(float(np.mean(d * d)))
     if not knots:
         return [[0.0], [1.0]]
