@@ -302,3 +302,19 @@ def test_pooled_crops_average_a_wider_window(stores):
     assert crop_pool(sizes, 32) == 2 and crop_pool(sizes, 16) == 4
     assert crop_pool(sizes.assign(diameter_px=12.0), 32) == 1
     assert crop_pool(sizes, 32, 3) == 3 and crop_pool(pd.DataFrame({"x": [1]}), 32) == 1
+
+
+def test_class_counts_of_a_plate_have_legible_sample_names():
+    """96 samples: every sample's name is drawn, and no two names overlap."""
+    import pandas as pd
+
+    wells = [f"plate1_{row}{col:02d}" for row in "ABCDEFGH" for col in range(1, 13)]
+    rows = [{"sample": w, "class": k, "count": 5 + i % 7} for i, w in enumerate(wells)
+            for k in ("a", "b")]  # fmt: skip
+    fig = report.class_counts_figure(pd.DataFrame(rows))
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    labels = [t for t in ax.get_yticklabels() if t.get_text()]
+    assert len(labels) == 96
+    boxes = sorted((t.get_window_extent() for t in labels), key=lambda b: b.y0)
+    assert all(a.y1 <= b.y0 + 0.5 for a, b in zip(boxes, boxes[1:]))

@@ -150,18 +150,25 @@ def feature_figure(objects: pd.DataFrame, classes: pd.DataFrame, n: int = 6):
 
 
 def class_counts_figure(counts: pd.DataFrame):
-    """Stacked bars of class fractions per sample, with the object count on each bar."""
+    """Stacked horizontal bars of class fractions, one row per sample (sorted by name, the first
+    at the top), with the object count at the end of each bar: legible for a plate of hundreds
+    of samples (the figure grows in height), where vertical bars' names ran into each other."""
     table = counts.pivot_table(index="sample", columns="class", values="count", fill_value=0)
     frac = table.div(table.sum(axis=1).replace(0, 1), axis=0)
-    fig, ax = plt.subplots(figsize=(max(4, 0.8 * len(table) + 2), 3.5))
-    bottom = np.zeros(len(table))
+    n = len(table)
+    fig, ax = plt.subplots(figsize=(7, max(2.5, 0.2 * n + 1.3)))
+    names = frac.index.astype(str)
+    left = np.zeros(n)
     for cls in frac.columns:
-        ax.bar(frac.index.astype(str), frac[cls], bottom=bottom, label=str(cls))
-        bottom += frac[cls].to_numpy()
+        ax.barh(names, frac[cls], left=left, height=0.8, label=str(cls))
+        left += frac[cls].to_numpy()
     for i, total in enumerate(table.sum(axis=1)):
-        ax.text(i, 1.01, f"n={int(total)}", ha="center", fontsize=8)
-    ax.set_ylim(0, 1.1)
-    ax.set_ylabel("fraction of objects")
+        ax.text(1.01, i, f"n={int(total)}", va="center", fontsize=7)
+    ax.set_xlim(0, 1.12)
+    ax.set_ylim(n - 0.5, -0.5)  # the first sample at the top
+    ax.margins(y=0)
+    ax.tick_params(axis="y", labelsize=7 if n > 20 else 9)
+    ax.set_xlabel("fraction of objects")
     ax.legend(title="class", fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
     return fig
 
