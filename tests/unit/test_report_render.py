@@ -56,3 +56,27 @@ def test_windows_read_together_equal_windows_read_alone():
     for p, w in zip(planes, _windows(stack, planes, labels="x")):
         y0, y1, x0, x1 = p["box"]
         np.testing.assert_array_equal(w, stack[p["plane"], y0:y1, x0:x1])
+
+
+def test_panel_draws_what_imshow_in_an_axis_off_axes_draws():
+    """The montage's panels skip the Axes: the image lands on the same pixels as imshow's
+    (nearest) in an aspect-equal Axes with its axis off, in the same grid cell."""
+    from microdiff.report.montage import _Panel
+
+    rgb = np.random.default_rng(1).random((37, 53, 3))
+
+    def draw(panel: bool) -> np.ndarray:
+        fig = plt.figure(figsize=(5.1, 3.3), dpi=100)
+        cell = fig.add_gridspec(2, 3, height_ratios=[2, 1], wspace=0.06)[0, 1:]
+        if panel:
+            _Panel(fig, cell, rgb)
+        else:
+            ax = fig.add_subplot(cell)
+            ax.imshow(rgb, interpolation="nearest")
+            ax.set_axis_off()
+        fig.canvas.draw()
+        out = np.asarray(fig.canvas.buffer_rgba()).copy()
+        plt.close(fig)
+        return out
+
+    np.testing.assert_array_equal(draw(True), draw(False))
