@@ -80,3 +80,32 @@ def test_panel_draws_what_imshow_in_an_axis_off_axes_draws():
         return out
 
     np.testing.assert_array_equal(draw(True), draw(False))
+
+
+def test_colorbar_draws_what_fig_colorbar_draws():
+    """The montage's colour bar is drawn without Axes: the same picture as `fig.colorbar` in
+    an Axes at the same place (bands within one grey level: pcolormesh against an image)."""
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    from microdiff.report.montage import _colorbar, _Panel
+
+    def draw(ours: bool) -> np.ndarray:
+        fig = plt.figure(figsize=(4, 3), dpi=100)
+        panel = _Panel(fig, fig.add_gridspec(1, 2)[0, 0], np.zeros((30, 40, 3)))
+        scale = ScalarMappable(Normalize(0.013, 0.27), colormaps["magma"])
+        if ours:
+            _colorbar(fig, panel, scale, "std of nuclear probability")
+        else:
+            b = panel.box
+            cax = fig.add_axes((b.x0 + 1.015 * b.width, b.y0, 0.03 * b.width, b.height))
+            cb = fig.colorbar(scale, cax=cax)
+            cb.ax.tick_params(labelsize=7)
+            cb.set_label("std of nuclear probability", fontsize=7)
+        fig.canvas.draw()
+        out = np.asarray(fig.canvas.buffer_rgba()).astype(int)
+        plt.close(fig)
+        return out
+
+    assert np.abs(draw(True) - draw(False)).max() <= 2
