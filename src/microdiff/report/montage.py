@@ -252,7 +252,7 @@ class _Panel:
         self.frac = BboxTransformTo(self.bbox)
         self.data = BboxTransform(Bbox([[-0.5, h - 0.5], [w - 0.5, -0.5]]), self.bbox)
         image = BboxImage(self.bbox, interpolation="nearest", origin="upper")
-        image.set_data(rgb)
+        image.set_data(_rgba8(rgb))
         fig.add_artist(image)
         self.title = None
 
@@ -290,6 +290,15 @@ class _Panel:
         if artist.get_clip_on():
             artist.set_clip_box(self.bbox)
         self.fig.add_artist(artist)
+
+
+def _rgba8(rgb: np.ndarray) -> np.ndarray:
+    """0..1 RGB as the 8-bit RGBA matplotlib draws it (x 255, truncated: `to_rgba(bytes=True)`),
+    so the drawing resamples it as it is instead of converting it first."""
+    out = np.empty((*rgb.shape[:2], 4), np.uint8)
+    out[..., :3] = rgb * 255
+    out[..., 3] = 255
+    return out
 
 
 def _windows(array, picks: list[dict], **kw) -> list[np.ndarray]:
