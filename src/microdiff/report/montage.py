@@ -409,8 +409,14 @@ def _colorbar(fig, panel: _Panel, scale, label: str) -> None:
         up = ScaledTranslation(0, 3 / 72, fig.dpi_scale_trans)
         fig.text(1, 1, fmt.get_offset(), transform=frac + up, va="baseline", fontsize=7)
 
+    seen: dict = {}
+
     def beside(renderer):  # the outline and the tick labels, as a y label on the right is placed
-        return Bbox.union([where] + [t.get_window_extent(renderer) for t in texts])
+        key = (id(renderer), renderer.width, renderer.height, fig.dpi)  # once per drawing
+        if key not in seen:
+            seen.clear()
+            seen[key] = Bbox.union([where] + [t.get_window_extent(renderer) for t in texts])
+        return seen[key]
 
     fig.add_artist(Annotation(label, (1, 0.5), xycoords=(beside, frac),
                               xytext=(rc["axes.labelpad"], 0), textcoords="offset points",
