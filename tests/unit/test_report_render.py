@@ -56,3 +56,56 @@ def test_windows_read_together_equal_windows_read_alone():
     for p, w in zip(planes, _windows(stack, planes, labels="x")):
         y0, y1, x0, x1 = p["box"]
         np.testing.assert_array_equal(w, stack[p["plane"], y0:y1, x0:x1])
+
+
+def test_panel_draws_what_imshow_in_an_axis_off_axes_draws():
+    """The montage's panels skip the Axes: the image lands on the same pixels as imshow's
+    (nearest) in an aspect-equal Axes with its axis off, in the same grid cell."""
+    from microdiff.report.montage import _Panel
+
+    rgb = np.random.default_rng(1).random((37, 53, 3))
+
+    def draw(panel: bool) -> np.ndarray:
+        fig = plt.figure(figsize=(5.1, 3.3), dpi=100)
+        cell = fig.add_gridspec(2, 3, height_ratios=[2, 1], wspace=0.06)[0, 1:]
+        if panel:
+            _Panel(fig, cell, rgb)
+        else:
+            ax = fig.add_subplot(cell)
+            ax.imshow(rgb, interpolation="nearest")
+            ax.set_axis_off()
+        fig.canvas.draw()
+        out = np.asarray(fig.canvas.buffer_rgba()).copy()
+        plt.close(fig)
+        return out
+
+    np.testing.assert_array_equal(draw(True), draw(False))
+
+
+def test_colorbar_draws_what_fig_colorbar_draws():
+    """The montage's colour bar is drawn without Axes: the same picture as `fig.colorbar` in
+    an Axes at the same place (bands within one grey level: pcolormesh against an image)."""
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    from microdiff.report.montage import _colorbar, _Panel
+
+    def draw(ours: bool) -> np.ndarray:
+        fig = plt.figure(figsize=(4, 3), dpi=100)
+        panel = _Panel(fig, fig.add_gridspec(1, 2)[0, 0], np.zeros((30, 40, 3)))
+        scale = ScalarMappable(Normalize(0.013, 0.27), colormaps["magma"])
+        if ours:
+            _colorbar(fig, panel, scale, "std of nuclear probability")
+        else:
+            b = panel.box
+            cax = fig.add_axes((b.x0 + 1.015 * b.width, b.y0, 0.03 * b.width, b.height))
+            cb = fig.colorbar(scale, cax=cax)
+            cb.ax.tick_params(labelsize=7)
+            cb.set_label("std of nuclear probability", fontsize=7)
+        fig.canvas.draw()
+        out = np.asarray(fig.canvas.buffer_rgba()).astype(int)
+        plt.close(fig)
+        return out
+
+    assert np.abs(draw(True) - draw(False)).max() <= 2
