@@ -61,7 +61,7 @@ def test_windows_read_together_equal_windows_read_alone():
 def test_panel_draws_what_imshow_in_an_axis_off_axes_draws():
     """The montage's panels skip the Axes: the image lands on the same pixels as imshow's
     (nearest) in an aspect-equal Axes with its axis off, in the same grid cell."""
-    from microdiff.report.montage import _Panel
+    from microdiff.report.panel import Panel
 
     rgb = np.random.default_rng(1).random((37, 53, 3))
 
@@ -69,7 +69,7 @@ def test_panel_draws_what_imshow_in_an_axis_off_axes_draws():
         fig = plt.figure(figsize=(5.1, 3.3), dpi=100)
         cell = fig.add_gridspec(2, 3, height_ratios=[2, 1], wspace=0.06)[0, 1:]
         if panel:
-            _Panel(fig, cell, rgb)
+            Panel(fig, cell, rgb)
         else:
             ax = fig.add_subplot(cell)
             ax.imshow(rgb, interpolation="nearest")
@@ -89,14 +89,14 @@ def test_colorbar_draws_what_fig_colorbar_draws():
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
-    from microdiff.report.montage import _colorbar, _Panel
+    from microdiff.report.panel import Panel, colorbar
 
     def draw(ours: bool) -> np.ndarray:
         fig = plt.figure(figsize=(4, 3), dpi=100)
-        panel = _Panel(fig, fig.add_gridspec(1, 2)[0, 0], np.zeros((30, 40, 3)))
+        panel = Panel(fig, fig.add_gridspec(1, 2)[0, 0], np.zeros((30, 40, 3)))
         scale = ScalarMappable(Normalize(0.013, 0.27), colormaps["magma"])
         if ours:
-            _colorbar(fig, panel, scale, "std of nuclear probability")
+            colorbar(fig, panel, scale, "std of nuclear probability")
         else:
             b = panel.box
             cax = fig.add_axes((b.x0 + 1.015 * b.width, b.y0, 0.03 * b.width, b.height))
