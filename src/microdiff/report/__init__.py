@@ -10,6 +10,7 @@ whole-slide image costs about `max_px` squared pixels of memory, not the image.
 - figures: normalization and noise, features by class, class counts, classifier metrics
 - examples: example crops per class or cluster
 - montage: per-sample full view and native-resolution crops with outlines and uncertainty
+- panel: pictures and colour bars drawn on a figure without an Axes each (the montage's panels)
 - plate: the plate heat map (one value per well)
 - qc: the per-sample QC table with robust-z flags, its page and figure
 - runtime: wall time per rule
