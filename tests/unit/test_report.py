@@ -2,6 +2,7 @@
 (the segment stage's own code with a pointwise stand-in model, as its tests use)."""
 
 import json
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -116,6 +117,14 @@ def test_figures(stores, tmp_path):
     # the restored row is labelled once, left of its first crop
     assert sum(t.get_text() == "restored" for t in both.texts) == 1
     report.save(both, tmp_path / "both.png")
+    # a segmentation with uncertainty channels but no nuclei labels: no uncertainty row
+    shutil.copytree(d / "seg.ome.zarr", tmp_path / "seg.ome.zarr")
+    labels = zarr.open_group(str(tmp_path / "seg.ome.zarr" / "labels"), mode="r+")
+    labels.attrs["labels"] = [n for n in labels.attrs["labels"] if n != "nuclei"]
+    del labels["nuclei"]
+    fig = report.montage_figure(d / "raw.ome.zarr", tmp_path / "seg.ome.zarr", norm=norm,
+                                segments=segments, max_px=64, crop=32)  # fmt: skip
+    assert not any("uncertainty" in t.get_text() for t in fig.texts)
     fig = report.normalization_figure({"s": norm}, {"s": [curve, curve]})
     titles = [a.get_title() for a in fig.axes]
     assert sum("histogram" in t for t in titles) == sum("noise variance" in t for t in titles) == 2

@@ -163,7 +163,8 @@ def montage_figure(
     picks = pick_crops(segments, shape, crop, crops) if crops else []
     nuclei = read_small(segmentation, max_px, labels="nuclei") if "nuclei" in kinds else None
     cells = read_small(segmentation, max_px, labels="cells") if "cells" in kinds else None
-    std = channel_index(segmentation, "nuclei_std") if segmentation is not None else None
+    # the per-pixel uncertainty is shown on the nuclei (and their rims): with nuclei only
+    std = channel_index(segmentation, "nuclei_std") if "nuclei" in kinds else None
 
     rows = 1 + (1 + (restored is not None) + (std is not None)) * bool(picks)
     ncol = max(len(picks), 1) * 2  # top panels span half the columns, crops two columns each
