@@ -196,6 +196,25 @@ def test_positional_noise_independent_of_tile_grid():
     assert abs(torch.corrcoef(torch.stack([v[1:], v[:-1]]))[0, 1]) < 0.02
 
 
+def test_positional_noise_kept_draws_are_the_same_bits_and_the_callers_own(monkeypatch):
+    from microdiff.diffusion import noise
+
+    monkeypatch.setattr(noise, "_KEPT", noise.OrderedDict())
+    like, pn = torch.empty(2, 3, 20, 24), PositionalNoise(7, [(0, 0), (100, 50)])
+    a = pn.draw(like, 5)
+    noise._KEPT.clear()
+    fresh = pn.draw(like, 5)  # computed again, then kept
+    kept = PositionalNoise(7, [(0, 0), (100, 50)]).draw(like, 5)
+    assert torch.equal(a, fresh) and torch.equal(a, kept) and len(noise._KEPT) == 1
+    kept.add_(1.0)  # a caller changing its draw changes no later one
+    assert torch.equal(pn.draw(like, 5), a)
+    assert not torch.equal(pn.draw(like, 6), a)  # another counter: another draw
+    monkeypatch.setattr(noise, "KEEP_BYTES", 4 * a.nelement() * a.element_size())
+    for counter in range(10):  # bounded: the least recently used go
+        pn.draw(like, counter)
+    assert len(noise._KEPT) == 4  # each draw a quarter of the bound at most
+
+
 def test_positional_noise_makes_tiled_sampling_seam_free():
     """Two overlapping tiles sampled separately agree on their overlap (pixelwise denoiser)."""
     den = GaussianDenoiser(torch.zeros(1, 1, 1), torch.ones(1, 1, 1))
