@@ -44,6 +44,37 @@ def test_h_maxima_by_region_equals_skimage_on_the_whole_image():
             np.testing.assert_array_equal(h_maxima(d, h, level), want)
 
 
+def test_h_maxima_reconstructs_only_regions_of_several_peaks(monkeypatch):
+    """Distance maps of discs (one peak each, two where discs touch, flat tops where rounded)
+    give skimage's h-maxima exactly; a region with one peak needs no reconstruction."""
+    from scipy import ndimage as ndi
+    from skimage.morphology import h_maxima as whole
+
+    from microdiff.segment import instances
+
+    calls = []
+    real = instances.reconstruction
+    monkeypatch.setattr(
+        instances, "reconstruction", lambda *a, **k: calls.append(1) or real(*a, **k)
+    )
+    rng = np.random.default_rng(5)
+    for k in range(16):
+        lab = disc((64, 80), [tuple(rng.integers(0, 64, 2)) for _ in range(6)], rng.uniform(4, 10))
+        d = ndi.gaussian_filter(ndi.distance_transform_edt(lab > 0), 1.0 if k % 2 else 0.0)
+        d = np.where(lab > 0, d / d.max(), 0).astype(np.float32 if k % 4 else np.float64)
+        if k % 3 == 0:
+            d = np.round(d * 20) / 20  # plateaus
+        for h, level in ((0.2, 0.3), (0.05, 0.1), (0.3, 0.6)):
+            want = whole(d, h).astype(bool) & (d > level)
+            np.testing.assert_array_equal(h_maxima(d, h, level), want)
+    calls.clear()
+    d = disc((40, 120), [(20, 20), (20, 60), (20, 100)], 8)  # three single-peak objects
+    d = ndi.distance_transform_edt(d > 0)
+    d = (d / d.max()).astype(np.float32)
+    np.testing.assert_array_equal(h_maxima(d, 0.2, 0.3), whole(d, 0.2).astype(bool) & (d > 0.3))
+    assert not calls
+
+
 def test_h_maxima_seeds_split_what_a_fixed_level_merges():
     # centres 12 px apart, radius 20: the saddle between them is at distance 0.7
     prob, dist, truth = cones((48, 72), [(24, 30), (24, 42)], 20)

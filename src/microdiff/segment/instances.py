@@ -114,26 +114,52 @@ def _objects(prob, dist, p: Params):
 
 
 def h_maxima(d: np.ndarray, h: float, level: float) -> np.ndarray:
-    """skimage.morphology.h_maxima(d, h) (as bool) above `level`, for d >= 0, by a grey
-    reconstruction of each 8-connected region of d > 0 alone (its bounding box), not of the whole
-    image: the same pixels, without sorting the background. Exact: a pixel above `level` whose
-    reconstruction marker (d - h, as h_maxima computes it) is positive can only be reached at a
-    higher value by paths inside its region, since every other path crosses a zero."""
+    """skimage.morphology.h_maxima(d, h) (as bool) above `level`, for d >= 0: the same pixels,
+    with a grey reconstruction only where one can change them, each 8-connected region of
+    d > `low` alone (its bounding box; `low`: the least marker, d - h as h_maxima computes it,
+    of a pixel above `level`), not of the whole image.
+
+    h_maxima keeps p where d(p) - rec(p) >= h, rec the reconstruction of the marker m (d - h
+    less a rounding margin) under d; rec(p) >= m(p) >= `low` > 0 for p above `level`.
+    - Only p's region matters: rec(p) is the largest min(m(q), d along a path q..p), and a path
+      through a pixel where d <= `low` gives at most `low` <= m(p).
+    - p is not kept when a neighbour r has d(r) > d(p) + `tol` (rec(p) >= min(m(r), d(p)),
+      and m(r) exceeds d(p) - h by more than rounding): only near-local maxima are candidates.
+    - A candidate whose m is its region's largest has rec(p) = m(p) (rec only selects values of
+      m, none above it reaches p): no reconstruction. A region is reconstructed only when one
+      of its candidates is lower than its top (several peaks); most have one."""
     out = np.zeros(d.shape, bool)
     if h > np.ptp(d):  # h_maxima finds none
         return out
     marker = d - h - 2 * np.finfo(d.dtype).resolution * np.abs(d)
     above = d > level
-    if (marker[above] > 0).all():
-        regions, _ = ndi.label(d > 0, ndi.generate_binary_structure(d.ndim, d.ndim))
-    else:  # a candidate reached through zeros: the whole image is one region
-        regions = np.ones(d.shape, np.int32)
+    if not above.any():
+        return out
+    low = marker[above].min()
+    if not low > 0:  # a candidate reached through zeros: the whole image
+        rec = reconstruction(marker, d, method="dilation")
+        return ((d - rec) >= h) & above
+    regions, n = ndi.label(d > low, ndi.generate_binary_structure(d.ndim, d.ndim))
+    tol = 32 * np.finfo(d.dtype).resolution * float(np.abs(d).max())
+    cand = np.flatnonzero(above & (d >= ndi.maximum_filter(d, 3) - tol))
+    lab = regions.ravel()[cand]
+    top = np.full(n + 1, -np.inf)  # each region's largest marker
+    inside = np.flatnonzero(regions)
+    np.maximum.at(top, regions.ravel()[inside], marker.ravel()[inside])
+    mk = marker.ravel()[cand]
+    sure = mk >= top[lab]
+    out.ravel()[cand[sure]] = (d.ravel()[cand[sure]] - mk[sure]) >= h  # rec = m there
+    redo = np.zeros(n + 1, bool)
+    redo[lab[~sure]] = True
+    if not redo.any():
+        return out
     for i, sl in enumerate(ndi.find_objects(regions), start=1):
-        if sl is None or not above[sl].any():
+        if sl is None or not redo[i]:
             continue
         crop = d[sl]
         rec = reconstruction(marker[sl], crop, method="dilation")
-        out[sl] |= ((crop - rec) >= h) & (regions[sl] == i) & above[sl]
+        own = regions[sl] == i
+        out[sl][own] = (((crop - rec) >= h) & above[sl])[own]
     return out
 
 
