@@ -130,6 +130,23 @@ def test_tiled_run_equals_untiled_run(sample, tiled):
     assert match(sim.nuclei, a, 0.5)["tp"] >= 0.7 * sim.nuclei.max()
 
 
+def test_a_small_image_assembled_in_memory_equals_one_streamed_tile_by_tile(
+    sample, tiled, monkeypatch
+):
+    """The gather holds a small image in memory and writes it once; streamed (as a large one
+    is, tile by tile through the store) it writes the same arrays and the same table."""
+    d, _ = sample
+    out, table, _ = tiled
+    monkeypatch.setattr(ngff, "BAND_PIXELS", 1000)  # every image "large": streamed
+    plan = plan_store(d / "raw.ome.zarr", tile=32, halo=8, tiles_per_shard=4)
+    out_s, table_s, _ = run(d, "streamed", plan)
+    a, b = zarr.open_group(str(out), mode="r"), zarr.open_group(str(out_s), mode="r")
+    for key in ["0", "1", "labels/nuclei/0", "labels/nuclei/1", "labels/cells/0"]:
+        if key in a:
+            np.testing.assert_array_equal(a[key][:], b[key][:])
+    pd.testing.assert_frame_equal(table, table_s, check_exact=True)
+
+
 def test_the_cell_model_sees_the_nuclei_found_and_tiles_equal_the_whole_image(sample):
     d, _ = sample
     cells = Model(GrownNuclei(), ("cells",), 3)

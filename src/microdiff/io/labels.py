@@ -51,10 +51,17 @@ def create_labels(
     return out
 
 
-def fill_label_pyramid(group: zarr.Group, max_pixels: int = BAND_PIXELS // 4) -> None:
+def fill_label_pyramid(group: zarr.Group, max_pixels: int = BAND_PIXELS // 4, level0=None) -> None:
     """Levels 1.. from level 0 by nearest neighbour (every second pixel), block by block (chunk
-    rows in y, whole chunks in x: memory bounded by `max_pixels` of the level below x 4)."""
-    k = 1
+    rows in y, whole chunks in x: memory bounded by `max_pixels` of the level below x 4).
+    `level0`: level 0's labels where the caller holds them (a small image): each level is then
+    every second pixel of the one before in memory, written whole, not read back (issue 15);
+    the same values."""
+    k, prev = 1, None if level0 is None else np.asarray(level0)
+    while prev is not None and str(k) in group:
+        prev = prev[..., ::2, ::2]
+        group[str(k)][...] = prev
+        k += 1
     while str(k) in group:
         src, dst = group[str(k - 1)], group[str(k)]
         for _, sl in iter_bands((1, *dst.shape), (1, *dst.chunks), max_pixels):

@@ -9,6 +9,7 @@ dist (2K channels), all in [0, 1]. The gather writes `segmentation.ome.zarr` wit
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -204,15 +205,22 @@ def segment_gather(
             name="segmentation",
         )
         labs = create_labels(group, out_kinds, shape, px_scale, attrs={"microdiff": prov})
-        dst = group["0"]
         ki = {k: i for i, k in enumerate(kinds)}
+        # a small image is assembled in memory and written once, not written, read back and
+        # rewritten tile by tile (issue 15): the same arrays
+        small = math.prod(shape) * len(names) <= ngff.BAND_PIXELS
+        if small:
+            dst = np.zeros((len(names), *shape), np.float32)
+            lab0 = {k: np.zeros(shape, np.int32) for k in out_kinds}
+        else:
+            dst, lab0 = group["0"], {k: labs[k]["0"] for k in out_kinds}
 
         def channels(kind):  # a kind's prob and std in the shard stores
             return [ki[kind] * (3 + 2 * meta["samples"]) + j for j in (0, 1)]
 
         for core in cores:
             dst[(slice(0, 2), *core.slices)] = reader.read(channels("nuclei"), core)
-        nuc = labs["nuclei"]["0"]
+        nuc = lab0["nuclei"]
         facts = instances.stitch(
             lambda b: window(reader, ki["nuclei"], b), cores, shape, nuc, halo, ip
         )
@@ -230,7 +238,7 @@ def segment_gather(
                     )
                 return window(reader, ki["cells"], b)
 
-            cell = labs["cells"]["0"]
+            cell = lab0["cells"]
             cf = instances.link_cells(
                 read_cells,
                 lambda b: np.asarray(nuc[b.slices]),
@@ -249,10 +257,14 @@ def segment_gather(
                     dst[(slice(2, 4), *core.slices)] = reader.read(channels("cells"), core)
             cons = cf["consistency"] if not fallback else np.full(len(facts["anchor"]), np.nan)
             rows.append(object_table(cell, dst, 2, cores, "cells", cons))
-        ngff.fill_pyramid(group)
+        if small:
+            group["0"][...] = dst
+            for kind, g in labs.items():
+                g["0"][...] = lab0[kind]
+        ngff.fill_pyramid(group, level0=dst if small else None)
         ngff.set_display_windows(group)
-        for g in labs.values():
-            fill_label_pyramid(g)
+        for kind, g in labs.items():
+            fill_label_pyramid(g, level0=lab0[kind] if small else None)
         objects = pd.concat(rows, ignore_index=True)
         for name, g in labs.items():
             set_colors(g, objects.loc[objects["kind"] == name, "id"].to_numpy())
