@@ -22,6 +22,7 @@ import zarr
 
 from .atomic import atomic_output
 from .io import ngff
+from .shards import open_store
 from .tiling import Box, axis_names, iter_tiles, spatial_ndim
 
 UNCERTAINTY = "uncertainty"
@@ -36,7 +37,7 @@ class ShardReader:
     """
 
     def __init__(self, stores: Sequence, plan: pd.DataFrame, factor: int = 1):
-        self.stores = [zarr.open_array(str(s), mode="r") for s in stores]
+        self.stores = [open_store(s) for s in stores]
         scale = tuple(factor if a in "yx" else 1 for a in axis_names(spatial_ndim(plan)))
         cores = [core.scaled(scale) for _, core, _ in iter_tiles(plan)]
         self.tiles = [(core, int(sh)) for core, sh in zip(cores, plan["shard"])]

@@ -111,3 +111,28 @@ def test_shard_reader_reads_any_box_across_tiles(tmp_path, image):
     np.testing.assert_array_equal(reader.read([1], box), fine[1:, 50:131, 17:201])
     core, block = reader.tile(len(plan) - 1)
     np.testing.assert_array_equal(block, fine[(slice(None), *core.slices)])
+
+
+@pytest.mark.parametrize("memory_bytes", [shards.MEMORY_BYTES, 0])
+def test_run_whole_keeps_small_shard_stores_in_memory(tmp_path, image, monkeypatch, memory_bytes):
+    """A whole image in one process: small shard stores are held in memory (nothing written
+    beside the output), larger ones go to disk; the gather reads the same values either way."""
+    monkeypatch.setattr(shards, "MEMORY_BYTES", memory_bytes)
+    arr, data = image
+    plan = tiling.plan_tiles((100, 130), 32, 8, (32, 32), tiles_per_shard=5)
+    seen = []
+
+    def shard(i, store):
+        shards.write_shard(store, arr, plan, i, lambda b, o: b * 2, 2, 3, attrs={"i": i})
+        seen.append(store.exists())
+
+    def gather_(stores):
+        reader = gather.ShardReader(stores, plan)
+        dst = np.zeros(data.shape, np.float32)
+        gather.copy_cores(reader, dst)
+        return dst, reader.attrs
+
+    dst, attrs = shards.run_whole(plan, tmp_path / "out.zarr", shard, gather_)
+    np.testing.assert_array_equal(dst, 2 * data)
+    assert attrs == {"i": 0} and seen == [memory_bytes == 0] * tiling.n_shards(plan)
+    assert shards._IN_MEMORY.get() is None  # nothing held after the run
