@@ -36,7 +36,7 @@ from .tiling import Box, axis_names, iter_tiles, plan_store, spatial_ndim
 # process(batch (B, C, *S) float32, origins [(global start of each padded tile)]) -> (B, C', *S*f)
 Process = Callable[[np.ndarray, list[tuple[int, ...]]], np.ndarray]
 
-# Inside `run_whole`: the shard stores it hands out, by path, held in memory (uncompressed) where
+# Inside `run_whole`: the shard stores it hands out, by path, held in memory (`HeldStore`) where
 # one is at most MEMORY_BYTES; the gather in the same process opens them there (`open_store`).
 # A whole small image's stores were compressed, written, read back and decoded in one process
 # (issue 15: about 0.07 CPU s for the 22 channels of a 520 x 696 segment store).
@@ -69,19 +69,40 @@ def read_padded(array, halo: Box, shape: Sequence[int], image_shape: Sequence[in
     return block, tuple(origin)
 
 
+class HeldStore:
+    """A shard store that `run_whole` holds in memory: a zero-filled array read and written as
+    the Zarr one is (a read is a copy), with its `attrs`."""
+
+    def __init__(self, shape: Sequence[int], dtype):
+        self.data = np.zeros(tuple(shape), dtype)
+        self.attrs: dict = {}
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    def __getitem__(self, key) -> np.ndarray:
+        return np.array(self.data[key])
+
+    def __setitem__(self, key, value) -> None:
+        self.data[key] = value
+
+
 def create_shard_store(path, shape: Sequence[int], dtype, plan: pd.DataFrame, factor: int = 1):
-    """The full-shape, core-chunked Zarr array that one shard job fills in part (`path` a
-    zarr store object: there, uncompressed)."""
+    """The full-shape, core-chunked Zarr array that one shard job fills in part."""
     names = axis_names(spatial_ndim(plan))
     core = [int((plan[f"{a}1"] - plan[f"{a}0"]).max()) for a in names]
     chunks = (1, *[c * (factor if a in "yx" else 1) for c, a in zip(core, names)])
-    on_disk = isinstance(path, (str, Path))
     return zarr.create_array(
-        str(path) if on_disk else path,
+        str(path),
         shape=tuple(shape),
         dtype=dtype,
         chunks=chunks,
-        compressors=compressor(dtype) if on_disk else None,
+        compressors=compressor(dtype),
         fill_value=0,
         overwrite=True,
         zarr_format=2,
@@ -151,7 +172,7 @@ def write_shard(
                desc=desc)  # fmt: skip
     kept = _IN_MEMORY.get()
     if kept is not None and math.prod(shape) * 4 <= MEMORY_BYTES:  # run_whole's, small
-        store = create_shard_store(zarr.storage.MemoryStore(), shape, np.float32, plan, factor)
+        store = HeldStore(shape, np.float32)
         if attrs:
             store.attrs.update(attrs)
         n = run_shard(source, plan, shard, process, store, batch_size, factor, bar.update)
