@@ -20,7 +20,14 @@ augmentation of training patches: `augment`.
 
 from .analytic import GaussianDenoiser, GaussianMixtureDenoiser
 from .augment import augment
-from .checkpoint import load_checkpoint, load_train_state, params_hash, read_config, save_checkpoint
+from .checkpoint import (
+    load_checkpoint,
+    load_shared,
+    load_train_state,
+    params_hash,
+    read_config,
+    save_checkpoint,
+)
 from .device import pick_device, set_threads
 from .distill import DistillResult, distill, halve
 from .guidance import DPS, Blur, Compose, Downsample, LinearOperator, Mask
@@ -75,6 +82,7 @@ __all__ = [
     "initial_noise",
     "karras_sigmas",
     "load_checkpoint",
+    "load_shared",
     "load_train_state",
     "nfe",
     "params_hash",

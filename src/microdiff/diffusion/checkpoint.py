@@ -119,6 +119,36 @@ def load_checkpoint(
     return den.to(device).eval(), cfg
 
 
+_SHARED: dict = {}  # checkpoints `load_shared` loaded, by path, files' stamps and arguments
+SHARED_MAX = 4  # a stage runs one or two models (segment: nuclei and cells)
+
+
+def load_shared(
+    path, device="cpu", local: bool | None = None, task: str | None = None
+) -> tuple[Denoiser, dict]:
+    """`load_checkpoint` for inference, once per process for one checkpoint: a batch job runs
+    sample after sample with the same model, and rebuilding and hash-checking it per sample was
+    CPU time spent for nothing (issue 15). Keyed by the path, the size and mtime of its config
+    and weights (a replaced checkpoint is loaded anew) and the arguments; the last SHARED_MAX
+    are kept. The network is shared: never train it (training loads its own with
+    `load_checkpoint`). The config is the caller's own copy."""
+    p = Path(path).resolve()
+    stamps = []
+    for name in (CONFIG, WEIGHTS):
+        try:
+            st = (p / name).stat()
+        except OSError:
+            return load_checkpoint(path, device, local, task)  # it says what is missing
+        stamps.append((st.st_size, st.st_mtime_ns))
+    key = (str(p), *stamps, str(device), local, task)
+    if key not in _SHARED:
+        while len(_SHARED) >= SHARED_MAX:
+            _SHARED.pop(next(iter(_SHARED)))
+        _SHARED[key] = load_checkpoint(p, device, local, task)
+    den, cfg = _SHARED[key]
+    return den, json.loads(json.dumps(cfg))
+
+
 def load_train_state(path, device="cpu") -> dict | None:
     """The training state saved with a checkpoint, or None if it has none."""
     f = Path(path) / TRAIN_STATE

@@ -14,7 +14,6 @@ channel (same units).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -40,32 +39,11 @@ def load_model(path) -> tuple[Denoiser, dict]:
     return load_checkpoint(path, local=True)
 
 
-_LOADED: dict = {}  # the last checkpoint `inference_model` loaded, by its files' stamps
-
-
 def inference_model(path) -> tuple[Denoiser, dict]:
-    """`load_model` for inference, once per process for one checkpoint: a batch job restores
-    many samples with one model, and rebuilding and hash-checking it per sample was CPU time
-    spent for nothing (issue 15). Keyed by the path and the size and mtime of its config and
-    weights, so a replaced checkpoint is loaded anew. The network is shared: never train it
-    (training loads its own with `load_model`)."""
-    from ..diffusion.checkpoint import WEIGHTS
-    from ..model_config import CONFIG
+    """A restore checkpoint for inference, loaded once per process (`load_shared`)."""
+    from ..diffusion import load_shared
 
-    p = Path(path).resolve()
-    stamps = []
-    for name in (CONFIG, WEIGHTS):
-        try:
-            st = (p / name).stat()
-            stamps.append((st.st_size, st.st_mtime_ns))
-        except OSError:
-            return load_model(path)  # let the loader say what is missing
-    key = (str(p), *stamps)
-    if key not in _LOADED:
-        _LOADED.clear()
-        _LOADED[key] = load_model(p)
-    den, cfg = _LOADED[key]
-    return den, dict(cfg)
+    return load_shared(path, local=True)
 
 
 def eval_scale(inference: dict, cfg: dict) -> float:

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .. import gather, normalize, provenance, shards
-from ..diffusion import EDMLoss, load_checkpoint, save_checkpoint, set_threads, train
+from ..diffusion import EDMLoss, load_checkpoint, load_shared, save_checkpoint, set_threads, train
 from ..normalize import Normalizer
 from .superres import (
     P_MEAN,
@@ -167,7 +167,7 @@ def superres_shard(
     inference = params["inference"]
     norm = Normalizer.from_json(norm_path)
     arr = normalize.level0(src, norm)
-    den, cfg = load_model(model_dir)
+    den, cfg = load_shared(model_dir, local=True, task="superres")  # once per process
     plan = shards.with_halo(plan, arr.shape[1:], int(inference["halo"]))
     process, f = make_process(den, cfg, norm, inference, device)
     channels = arr.shape[0] * (2 if int(inference.get("samples", 1)) > 1 else 1)

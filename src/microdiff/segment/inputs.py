@@ -44,7 +44,7 @@ class NormalizedChannels:
 def load_model(model, device) -> Model:
     from .model import Model
 
-    return model if isinstance(model, Model) else Model.load(model, device=device)
+    return model if isinstance(model, Model) else Model.load(model, device=device, shared=True)
 
 
 def models(model, cell_model, p: dict, device) -> tuple[Model, Model | None]:

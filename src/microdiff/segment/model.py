@@ -150,10 +150,13 @@ class Model:
     diameter_range: tuple[float, float] | None = None  # and their 10th..90th percentile
 
     @classmethod
-    def load(cls, path, device="auto") -> Model:
+    def load(cls, path, device="auto", shared: bool = False) -> Model:
+        """The checkpoint at `path`; `shared`: for inference, loaded once per process
+        (`diffusion.load_shared`: never train its network)."""
         # configs from before the architecture recorded `local` said it in their section
         local = bool((dm.read_config(path).get(TASK) or {}).get("local"))
-        den, cfg = dm.load_checkpoint(path, dm.pick_device(device), local=local, task=TASK)
+        load = dm.load_shared if shared else dm.load_checkpoint
+        den, cfg = load(path, dm.pick_device(device), local=local, task=TASK)
         seg = cfg[TASK]
         student = (cfg.get("distilled") or {}).get("student_steps")
         kinds, cond = tuple(seg["kinds"]), int(seg["cond_channels"])

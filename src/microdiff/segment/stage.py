@@ -327,7 +327,8 @@ def segment_image(
 ) -> dict:
     """Every shard, then the gather, in one process (batch jobs, the CLI, tests, benchmarks).
 
-    model and cell_model: checkpoint dirs or loaded `Model`s (a batch loads them once)."""
+    model and cell_model: checkpoint dirs (loaded once per process: `diffusion.load_shared`)
+    or loaded `Model`s."""
     model = inputs.load_model(model or DEFAULT_MODEL, device)
     if cell_model is not None:
         cell_model = inputs.load_model(cell_model, device)
