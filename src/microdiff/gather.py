@@ -144,8 +144,6 @@ def write_image(out, reader: ShardReader, meta: ImageMeta, prov: dict, name: str
             copy_cores(reader, _Split(group["0"], None if unc is None else unc["0"], c))
             parts = [None, None]
         for g, part in zip([group] + ([unc] if unc is not None else []), parts):
-            if part is not None:
-                g["0"][...] = part
             ngff.fill_pyramid(g, level0=part)
             ngff.set_display_windows(g)
         ngff.validate(tmp)

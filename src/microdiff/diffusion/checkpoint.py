@@ -13,6 +13,7 @@ keys, shapes and hash match the config; any mismatch is a ValueError naming the 
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import hashlib
 import json
@@ -146,7 +147,7 @@ def load_shared(
             _SHARED.pop(next(iter(_SHARED)))
         _SHARED[key] = load_checkpoint(p, device, local, task)
     den, cfg = _SHARED[key]
-    return den, json.loads(json.dumps(cfg))
+    return den, copy.deepcopy(cfg)
 
 
 def load_train_state(path, device="cpu") -> dict | None:

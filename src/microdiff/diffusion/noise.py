@@ -135,7 +135,8 @@ class PositionalNoise:
             h1, h2 = (torch.from_numpy(h) for h in _hash_cpu(self.seed, counter, c, self.origins,
                                                              spatial))  # fmt: skip
             kept = _box_muller(h1, h2, like)
-            _keep(key, kept)
+            if not _keep(key, kept):
+                return kept  # not kept (large): the caller's own already
         else:
             _KEPT.move_to_end(key)
         return kept.clone()  # the caller's own tensor: the kept one is never handed out
@@ -148,16 +149,18 @@ def _box_muller(h1: torch.Tensor, h2: torch.Tensor, like: torch.Tensor) -> torch
     return r.mul_(a).to(like.dtype).expand(like.shape).contiguous()
 
 
-def _keep(key, value: torch.Tensor) -> None:
-    """Keep a CPU draw, dropping the least recently used ones past `KEEP_BYTES`."""
+def _keep(key, value: torch.Tensor) -> bool:
+    """Keep a CPU draw, dropping the least recently used ones past `KEEP_BYTES`; False for a
+    large draw (large tiles, batches), which is not kept."""
     size = value.element_size() * value.nelement()
-    if size > KEEP_BYTES // 4:  # large draws (large tiles, batches) are not kept
-        return
+    if size > KEEP_BYTES // 4:
+        return False
     _KEPT[key] = value
     total = sum(v.element_size() * v.nelement() for v in _KEPT.values())
     while total > KEEP_BYTES and len(_KEPT) > 1:
         _, old = _KEPT.popitem(last=False)
         total -= old.element_size() * old.nelement()
+    return True
 
 
 def draw_noise(generator, like: torch.Tensor, counter: int) -> torch.Tensor:

@@ -54,10 +54,12 @@ def create_labels(
 def fill_label_pyramid(group: zarr.Group, max_pixels: int = BAND_PIXELS // 4, level0=None) -> None:
     """Levels 1.. from level 0 by nearest neighbour (every second pixel), block by block (chunk
     rows in y, whole chunks in x: memory bounded by `max_pixels` of the level below x 4).
-    `level0`: level 0's labels where the caller holds them (a small image): each level is then
-    every second pixel of the one before in memory, written whole, not read back (issue 15);
-    the same values."""
+    `level0`: level 0's labels where the caller holds them (a small image): it is written as
+    level 0, and each level is every second pixel of the one before in memory, written whole,
+    not read back (issue 15); the same values."""
     k, prev = 1, None if level0 is None else np.asarray(level0)
+    if prev is not None:
+        group["0"][...] = prev
     while prev is not None and str(k) in group:
         prev = prev[..., ::2, ::2]
         group[str(k)][...] = prev

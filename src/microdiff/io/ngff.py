@@ -273,9 +273,13 @@ def fill_pyramid(
     group: zarr.Group, method: str = "mean", progress: Callable | None = None, level0=None
 ) -> None:
     """Compute levels 1.. from level 0, band by band (memory bounded by one band). `level0`:
-    level 0's data where the caller holds it (a small image): the same bands are then cut from
-    the level before in memory, not read back from the store (issue 15); the same values."""
+    level 0's data where the caller holds it (a small image): it is written as level 0, and the
+    same bands are cut from the level before in memory, not read back from the store (issue 15);
+    the same values (bands, not whole levels: a mean over another array shape may round
+    differently)."""
     k, prev = 1, None if level0 is None else np.asarray(level0)
+    if prev is not None:
+        group["0"][...] = prev
     while str(k) in group:
         src, dst = group[str(k - 1)], group[str(k)]
         cur = None if prev is None else np.empty(dst.shape, dst.dtype)

@@ -257,10 +257,6 @@ def segment_gather(
                     dst[(slice(2, 4), *core.slices)] = reader.read(channels("cells"), core)
             cons = cf["consistency"] if not fallback else np.full(len(facts["anchor"]), np.nan)
             rows.append(object_table(cell, dst, 2, cores, "cells", cons))
-        if small:
-            group["0"][...] = dst
-            for kind, g in labs.items():
-                g["0"][...] = lab0[kind]
         ngff.fill_pyramid(group, level0=dst if small else None)
         ngff.set_display_windows(group)
         for kind, g in labs.items():
