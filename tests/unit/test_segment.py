@@ -165,6 +165,21 @@ def test_predict_samples_shapes_2d_and_3d_and_seam_free_noise():
     assert s3.shape == (1, 2, 2, 3, 16, 16)
 
 
+def test_shard_channels_are_the_rescaled_samples_and_their_statistics():
+    # a cropped (non-contiguous) view of two kinds' samples, as predict(pad=...) returns them
+    full = np.random.default_rng(3).uniform(-1, 1, (2, 4, 4, 20, 28)).astype(np.float32)
+    s = full[..., 2:-2, 2:-2]
+    m = shard_channels(s, 2)
+    u = (s + 1.0) / 2.0
+    for i in range(2):
+        base, fg, dist = i * 11, u[:, :, 2 * i], u[:, :, 2 * i + 1]
+        assert np.array_equal(m[:, base], fg.mean(1))
+        assert np.array_equal(m[:, base + 1], fg.std(1))
+        assert np.array_equal(m[:, base + 2], dist.mean(1))
+        assert np.array_equal(m[:, base + 3 : base + 7], fg)
+        assert np.array_equal(m[:, base + 7 : base + 11], dist)
+
+
 @pytest.mark.filterwarnings("ignore")
 def test_training_writes_a_loadable_checkpoint(tmp_path):
     sim = simulate_image((64, 96), seed=2, channels=("nuclei",))

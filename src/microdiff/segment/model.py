@@ -280,16 +280,16 @@ def nfe(samples: int, steps: int, sampler: str = "ddim") -> int:
 def shard_channels(samples: np.ndarray, n_kinds: int) -> np.ndarray:
     """(B, K, 2n, ...) samples in [-1, 1] -> (B, n * (3 + 2K), ...) float32 in [0, 1], the shard
     store's channels: per kind probability (mean fg), uncertainty (std of fg over the K
-    samples), mean dist, then the K samples' fg and their dist. One pass: the samples are
-    rescaled once and every channel is written straight into the result."""
+    samples), mean dist, then the K samples' fg and their dist. The samples are rescaled
+    straight into their channels of the result, and the statistics are taken from there."""
     b, k = samples.shape[:2]
-    u = (samples + 1.0) / 2.0
     out = np.empty((b, n_kinds * (3 + 2 * k), *samples.shape[3:]), np.float32)
     for i in range(n_kinds):
         base = i * (3 + 2 * k)
-        fg, dist = u[:, :, 2 * i], u[:, :, 2 * i + 1]
+        fg, dist = out[:, base + 3 : base + 3 + k], out[:, base + 3 + k : base + 3 + 2 * k]
+        for j, dst in ((2 * i, fg), (2 * i + 1, dist)):
+            np.add(samples[:, :, j], 1.0, out=dst)
+            np.divide(dst, 2.0, out=dst)
         out[:, base], out[:, base + 1] = mean_std(fg, 1)
         out[:, base + 2] = dist.mean(1)
-        out[:, base + 3 : base + 3 + k] = fg
-        out[:, base + 3 + k : base + 3 + 2 * k] = dist
     return out
