@@ -11,7 +11,6 @@ size.
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -22,6 +21,7 @@ import zarr
 
 from .atomic import atomic_output
 from .io import ngff
+from .kept import Kept
 from .shards import open_store
 from .tiling import Box, axis_names, iter_tiles, spatial_ndim
 
@@ -45,7 +45,7 @@ class ShardReader:
         self.starts = np.array([c.start for c in cores], np.int64).reshape(-1, nd)
         self.stops = np.array([c.stop for c in cores], np.int64).reshape(-1, nd)
         self.attrs = dict(self.stores[0].attrs) if self.stores else {}
-        self._kept: OrderedDict = OrderedDict()  # (tile, channels) -> decoded block, LRU
+        self._kept = Kept(KEEP_BYTES)  # (tile, channels) -> decoded block
 
     def tile(self, i: int) -> tuple[Box, np.ndarray]:
         """Tile i's core box and all its channels, from its shard."""
@@ -77,9 +77,9 @@ class ShardReader:
         """Channels of tile i's whole core (its chunks are decoded whole anyway), the latest
         `KEEP_BYTES` of them kept: windows across tile borders read each tile several times."""
         key = (i, channels.indices(1 << 62) if isinstance(channels, slice) else tuple(channels))
-        if key in self._kept:
-            self._kept.move_to_end(key)
-            return self._kept[key]
+        kept = self._kept.get(key)
+        if kept is not None:
+            return kept
         core, sh = self.tiles[i]
         arr = self.stores[sh]
         if isinstance(channels, slice):
@@ -88,9 +88,7 @@ class ShardReader:
             block = np.zeros((len(channels), *core.shape), arr.dtype)
             for j, c in enumerate(channels):
                 block[j] = arr[(c, *core.slices)]
-        self._kept[key] = block
-        while sum(b.nbytes for b in self._kept.values()) > KEEP_BYTES and len(self._kept) > 1:
-            self._kept.popitem(last=False)
+        self._kept.put(key, block)
         return block
 
 

@@ -27,6 +27,7 @@ from microdiff.diffusion import (
     sigmas_from,
     ve_sigmas,
 )
+from microdiff.kept import Kept
 
 torch.set_num_threads(1)
 
@@ -199,20 +200,21 @@ def test_positional_noise_independent_of_tile_grid():
 def test_positional_noise_kept_draws_are_the_same_bits_and_the_callers_own(monkeypatch):
     from microdiff.diffusion import noise
 
-    monkeypatch.setattr(noise, "_KEPT", noise.OrderedDict())
+    monkeypatch.setattr(noise, "KEPT", Kept(64 << 20, largest=16 << 20))
     like, pn = torch.empty(2, 3, 20, 24), PositionalNoise(7, [(0, 0), (100, 50)])
     a = pn.draw(like, 5)
-    noise._KEPT.clear()
+    noise.KEPT.clear()
     fresh = pn.draw(like, 5)  # computed again, then kept
     kept = PositionalNoise(7, [(0, 0), (100, 50)]).draw(like, 5)
-    assert torch.equal(a, fresh) and torch.equal(a, kept) and len(noise._KEPT) == 1
+    assert torch.equal(a, fresh) and torch.equal(a, kept) and len(noise.KEPT) == 1
     kept.add_(1.0)  # a caller changing its draw changes no later one
     assert torch.equal(pn.draw(like, 5), a)
     assert not torch.equal(pn.draw(like, 6), a)  # another counter: another draw
-    monkeypatch.setattr(noise, "KEEP_BYTES", 4 * a.nelement() * a.element_size())
+    monkeypatch.setattr(noise, "KEPT", Kept(4 * a.nbytes, largest=a.nbytes))
     for counter in range(10):  # bounded: the least recently used go
         pn.draw(like, counter)
-    assert len(noise._KEPT) == 4  # each draw a quarter of the bound at most
+    assert len(noise.KEPT) == 4  # each draw a quarter of the bound
+    assert pn.draw(torch.empty(2, 3, 40, 24), 0) is not None and len(noise.KEPT) == 4  # too large
 
 
 def test_positional_noise_makes_tiled_sampling_seam_free():

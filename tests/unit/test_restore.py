@@ -104,6 +104,14 @@ def test_integer_data_are_dithered_seam_free_and_the_model_includes_the_dither()
     whole = dither(raw.shape, (0, 0), 1)
     assert np.array_equal(dither((40, 50), (100, 70), 1), whole[100:140, 70:120])
     assert not np.allclose(dither(raw.shape, (0, 0), 0), whole)
+    import microdiff.restore.noise_model as nm
+
+    nm.DITHERS.clear()  # a kept draw is the same bits as a fresh one, and nobody can change it
+    fresh = dither((40, 50), (100, 70), 1)
+    again = dither((40, 50), (100, 70), 1)
+    assert again is fresh and np.array_equal(again, whole[100:140, 70:120])
+    with pytest.raises(ValueError):
+        again += 1
     assert abs(whole.mean()) < 0.01 and np.var(whole) == pytest.approx(1.0, rel=0.05)
     assert abs(np.corrcoef(whole[:, 1:].ravel(), whole[:, :-1].ravel())[0, 1]) < 0.02
     model = fit_noise_model([raw[None]], 1)

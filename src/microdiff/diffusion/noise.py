@@ -16,11 +16,12 @@ of int64 tensors with masks; the same bits); on other devices in int64 tensors t
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
 import torch
+
+from ..kept import Kept
 
 DRAWS_PER_STEP = 64
 INITIAL = -1
@@ -28,8 +29,8 @@ _M32 = 0xFFFFFFFF
 # CPU draws kept for reuse, least recently used first: a batch job segments image after image of
 # one shape with one seed, and so draws the same noise (the same origins, shapes and seeds) for
 # each; the hash and Box-Muller cost about 12 ms a draw of 2 x 584 x 760. Bounded in bytes.
-_KEPT: OrderedDict = OrderedDict()
-KEEP_BYTES = 64 << 20
+# A draw over a quarter of the bound (large tiles, batches) is not kept.
+KEPT = Kept(64 << 20, largest=16 << 20)
 
 
 def _mix(h: torch.Tensor) -> torch.Tensor:
@@ -130,15 +131,13 @@ class PositionalNoise:
             h1, h2 = _hash_torch(self.seed, counter, c, self.origins, spatial, like.device)
             return _box_muller(h1, h2, like)
         key = (self.seed, counter, c, tuple(self.origins), tuple(spatial), like.dtype)
-        kept = _KEPT.get(key)
+        kept = KEPT.get(key)
         if kept is None:
             h1, h2 = (torch.from_numpy(h) for h in _hash_cpu(self.seed, counter, c, self.origins,
                                                              spatial))  # fmt: skip
             kept = _box_muller(h1, h2, like)
-            if not _keep(key, kept):
+            if not KEPT.put(key, kept):
                 return kept  # not kept (large): the caller's own already
-        else:
-            _KEPT.move_to_end(key)
         return kept.clone()  # the caller's own tensor: the kept one is never handed out
 
 
@@ -147,20 +146,6 @@ def _box_muller(h1: torch.Tensor, h2: torch.Tensor, like: torch.Tensor) -> torch
     r = h1.double().add_(0.5).div_(2.0**32).log_().mul_(-2.0).sqrt_()
     a = h2.double().add_(0.5).div_(2.0**32).mul_(2.0 * math.pi).cos_()
     return r.mul_(a).to(like.dtype).expand(like.shape).contiguous()
-
-
-def _keep(key, value: torch.Tensor) -> bool:
-    """Keep a CPU draw, dropping the least recently used ones past `KEEP_BYTES`; False for a
-    large draw (large tiles, batches), which is not kept."""
-    size = value.element_size() * value.nelement()
-    if size > KEEP_BYTES // 4:
-        return False
-    _KEPT[key] = value
-    total = sum(v.element_size() * v.nelement() for v in _KEPT.values())
-    while total > KEEP_BYTES and len(_KEPT) > 1:
-        _, old = _KEPT.popitem(last=False)
-        total -= old.element_size() * old.nelement()
-    return True
 
 
 def draw_noise(generator, like: torch.Tensor, counter: int) -> torch.Tensor:

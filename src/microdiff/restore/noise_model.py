@@ -63,9 +63,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage, special
 
+from ..kept import Kept
+
 SQ20 = np.sqrt(20.0)
 DITHER = 0.5  # dither standard deviation, in quantization steps
 CURVE_MAX = 1.0  # cap of the residual variance curve (see the module docstring)
+# dither draws kept for reuse (a tile's draw of 2 x 584 x 760 costs about 8 ms); large ones are not
+DITHERS = Kept(64 << 20, largest=16 << 20)
 
 
 @dataclass
@@ -160,16 +164,25 @@ def _mix(h: np.ndarray) -> np.ndarray:
 
 def dither(shape: Sequence[int], origin: Sequence[int], channel: int = 0) -> np.ndarray:
     """Standard normal noise of `shape`, a function of each element's global coordinates
-    (origin + index) and the channel only: any tiling gives the same value at a pixel."""
+    (origin + index) and the channel only: any tiling gives the same value at a pixel. Read-only:
+    the draws are kept (`DITHERS`), as a batch job's images of one shape and tiling each draw
+    the same."""
     if len(origin) != len(shape):
         raise ValueError(f"origin {tuple(origin)} does not match shape {tuple(shape)}")
+    key = (tuple(int(n) for n in shape), tuple(int(o) for o in origin), int(channel))
+    kept = DITHERS.get(key)
+    if kept is not None:
+        return kept
     with np.errstate(over="ignore"):
         h = np.full(shape, np.uint64(channel) + np.uint64(0x9E3779B97F4A7C15), np.uint64)
         for ax, (o, n) in enumerate(zip(origin, shape)):
             idx = np.arange(int(o), int(o) + n).astype(np.int64).astype(np.uint64)
             h = _mix(h + idx.reshape([-1 if i == ax else 1 for i in range(len(shape))]))
     u = ((h >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53  # in (0, 1)
-    return special.ndtri(u).astype(np.float32)
+    out = special.ndtri(u).astype(np.float32)
+    out.setflags(write=False)
+    DITHERS.put(key, out)
+    return out
 
 
 def quantization_step(values: np.ndarray) -> float:
