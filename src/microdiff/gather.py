@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -122,19 +121,20 @@ def write_image(out, reader: ShardReader, meta: ImageMeta, prov: dict, name: str
     means, written to `out/uncertainty/`."""
     shape, axes, scale, names = meta
     c = shape[0]
-    with atomic_output(out) as tmp:
+    full = (reader.stores[0].shape[0], *shape[1:])
+    small = math.prod(full) <= ngff.BAND_PIXELS  # level 0 in memory, not read back (#15)
+    with atomic_output(out) as tmp, ngff.assembled(tmp, small) as target:
         group = ngff.create_image(
-            tmp, shape, np.float32, axes, scale, names, attrs={"microdiff": prov}, name=name
+            target, shape, np.float32, axes, scale, names, attrs={"microdiff": prov}, name=name
         )
         unc = None
         if reader.stores[0].shape[0] > c:
             unc = ngff.create_image(
-                Path(tmp) / UNCERTAINTY, shape, np.float32, axes, scale,
+                ngff.child(target, UNCERTAINTY), shape, np.float32, axes, scale,
                 [f"{n} posterior std" for n in names], attrs={"microdiff": prov},
                 name="posterior std",
             )  # fmt: skip
-        full = (reader.stores[0].shape[0], *shape[1:])
-        if math.prod(full) <= ngff.BAND_PIXELS:  # small: level 0 in memory, not read back (#15)
+        if small:
             data = np.zeros(full, np.float32)
             copy_cores(reader, data)
             parts = [data[:c]] + ([data[c:]] if unc is not None else [])
@@ -144,9 +144,9 @@ def write_image(out, reader: ShardReader, meta: ImageMeta, prov: dict, name: str
         for g, part in zip([group] + ([unc] if unc is not None else []), parts):
             ngff.fill_pyramid(g, level0=part)
             ngff.set_display_windows(g)
-        ngff.validate(tmp)
+        ngff.validate(target)
         if unc is not None:
-            ngff.validate(Path(tmp) / UNCERTAINTY)
+            ngff.validate(ngff.child(target, UNCERTAINTY))
 
 
 class ImageMeta(NamedTuple):

@@ -6,6 +6,7 @@ Streams band by band: memory is bounded by one chunk-high band of one channel, n
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 from tqdm import tqdm
@@ -78,14 +79,15 @@ def ingest(
         disable=not progress,
         mininterval=2.0,
     )
-    with atomic_output(out_path) as tmp:
+    small = math.prod(shape) <= ngff.BAND_PIXELS  # assembled in memory, written in one pass
+    with atomic_output(out_path) as tmp, ngff.assembled(tmp, small) as target:
         group = ngff.create_image(
-            tmp, shape, dtype, src.axes, scale, names, chunks, {"microdiff": prov}
+            target, shape, dtype, src.axes, scale, names, chunks, {"microdiff": prov}
         )
         ngff.copy_level0(src, group, progress=bar.update)
         ngff.fill_pyramid(group)
         ngff.set_display_windows(group)
-        ngff.validate(tmp)
+        ngff.validate(target)
     bar.close()
     return {
         "path": str(out_path),

@@ -75,3 +75,37 @@ def test_validate_rejects_broken_metadata(tmp_path, rng):
     group.attrs["multiscales"] = ms
     with pytest.raises(ValueError, match="does not validate"):
         ngff.validate(out)
+
+
+def _files(root):
+    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("small", [True, False])
+def test_an_assembled_store_has_the_files_of_one_written_in_place(tmp_path, rng, small):
+    """A small image assembled in memory (`assembled`) is written as the same files, bit for
+    bit, as one written in place, sub-stores (`child`) included; it validates there."""
+    data = rng.integers(0, 4000, (2, 300, 200)).astype(np.uint16)
+
+    def write(target):
+        for where in (target, ngff.child(target, "sub")):
+            group = ngff.create_image(where, data.shape, np.uint16, "cyx", {"y": 0.5, "x": 0.5})
+            group["0"][...] = data
+            ngff.fill_pyramid(group)
+            ngff.set_display_windows(group)
+            ngff.validate(where)
+
+    write(tmp_path / "in_place.zarr")
+    with ngff.assembled(tmp_path / "assembled.zarr", small) as target:
+        write(target)
+        assert (tmp_path / "assembled.zarr").exists() != small  # nothing on disk before the end
+    ngff.validate(tmp_path / "assembled.zarr")
+    ngff.validate(tmp_path / "assembled.zarr" / "sub")
+    assert _files(tmp_path / "assembled.zarr") == _files(tmp_path / "in_place.zarr")
+
+
+def test_an_assembled_store_that_fails_writes_nothing(tmp_path):
+    with pytest.raises(RuntimeError), ngff.assembled(tmp_path / "x.zarr", True) as target:
+        ngff.create_image(target, (1, 16, 16), np.uint8, "cyx")
+        raise RuntimeError("the stage failed")
+    assert not (tmp_path / "x.zarr").exists()

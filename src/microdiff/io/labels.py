@@ -12,7 +12,7 @@ import numpy as np
 import zarr
 
 from ..tiling import axis_names
-from .ngff import BAND_PIXELS, NGFF_VERSION, create_levels, iter_bands, multiscales
+from .ngff import BAND_PIXELS, NGFF_VERSION, create_levels, iter_bands, multiscales, store_like
 
 
 def label_chunks(shape: Sequence[int], target_bytes: int = 1 << 20) -> tuple[int, ...]:
@@ -90,7 +90,7 @@ def validate_labels(image_path) -> list[str]:
     from ome_zarr_models.v04.image_label import ImageLabel
     from ome_zarr_models.v04.labels import Labels
 
-    root = zarr.open_group(str(image_path), mode="r")
+    root = zarr.open_group(store_like(image_path), mode="r")
     try:
         labels = root["labels"]
         Labels.from_zarr(labels)

@@ -10,11 +10,15 @@ x is under 512. Every store carries provenance under the `microdiff` attribute.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import zarr
 from numcodecs import Blosc
+from zarr.storage import MemoryStore, StorePath
 
 from ..errors import InputError
 
@@ -209,7 +213,7 @@ def create_image(
     """Create an empty NGFF image group with all pyramid levels and its metadata."""
     shape = tuple(int(s) for s in shape)
     chunks = tuple(chunks) if chunks else choose_chunks(shape, dtype)
-    group = zarr.open_group(str(path), mode="w", zarr_format=2)
+    group = zarr.open_group(store_like(path), mode="w", zarr_format=2)
     n_levels = create_levels(group, shape, dtype, chunks)
     names = list(channel_names or [])
     names += [f"ch{i}" for i in range(len(names), shape[0])]
@@ -322,6 +326,39 @@ def validate(path) -> None:
     from ome_zarr_models.v04.image import Image
 
     try:
-        Image.from_zarr(zarr.open_group(str(path), mode="r"))
+        Image.from_zarr(zarr.open_group(store_like(path), mode="r"))
     except Exception as err:  # the library raises pydantic and value errors alike
         raise ValueError(f"{path}: NGFF metadata does not validate: {err}") from err
+
+
+def store_like(target):
+    """What zarr opens for `target`: a path (as a string), or a store (`assembled`) as it is."""
+    return str(target) if isinstance(target, (str, os.PathLike)) else target
+
+
+def child(target, name: str):
+    """`target`'s sub-store `name` (a path or a store, as `assembled` yields)."""
+    if isinstance(target, (str, os.PathLike)):
+        return Path(target) / name
+    return StorePath(target, name)
+
+
+@contextmanager
+def assembled(path, small: bool):
+    """Where to write the new NGFF store `path`: a large one in place; a small one (`small`) in
+    memory, its files written under `path` in one pass when the block ends without error. A
+    local store's metadata round trips (a file system call or several per array and per
+    attribute update) cost more than a small image's pixels (issue 15); the files are the same.
+    Yields what `create_image`, `validate` and `child` take."""
+    if not small:
+        yield Path(path)
+        return
+    files: dict = {}
+    yield MemoryStore(files)
+    root, made = Path(path), set()
+    for key, buf in files.items():
+        dest = root / key
+        if dest.parent not in made:
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            made.add(dest.parent)
+        dest.write_bytes(buf.to_bytes())

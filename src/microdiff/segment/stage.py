@@ -192,10 +192,13 @@ def segment_gather(
         scale=meta.get("scale"),
         **extra,
     )
-    with atomic_output(out) as tmp:
-        names = [f"{k}_{m}" for k in out_kinds for m in ("prob", "std")]
+    names = [f"{k}_{m}" for k in out_kinds for m in ("prob", "std")]
+    # a small image is assembled in memory and written once, not written, read back and
+    # rewritten tile by tile (issue 15): the same arrays
+    small = math.prod(shape) * len(names) <= ngff.BAND_PIXELS
+    with atomic_output(out) as tmp, ngff.assembled(tmp, small) as target:
         group = ngff.create_image(
-            tmp,
+            target,
             (len(names), *shape),
             np.float32,
             axes,
@@ -206,9 +209,6 @@ def segment_gather(
         )
         labs = create_labels(group, out_kinds, shape, px_scale, attrs={"microdiff": prov})
         ki = {k: i for i, k in enumerate(kinds)}
-        # a small image is assembled in memory and written once, not written, read back and
-        # rewritten tile by tile (issue 15): the same arrays
-        small = math.prod(shape) * len(names) <= ngff.BAND_PIXELS
         if small:
             dst = np.zeros((len(names), *shape), np.float32)
             lab0 = {k: np.zeros(shape, np.int32) for k in out_kinds}
@@ -264,8 +264,8 @@ def segment_gather(
         objects = pd.concat(rows, ignore_index=True)
         for name, g in labs.items():
             set_colors(g, objects.loc[objects["kind"] == name, "id"].to_numpy())
-        ngff.validate(tmp)
-        validate_labels(tmp)
+        ngff.validate(target)
+        validate_labels(target)
     provenance.write_table(table, objects, prov)
     counts = objects["kind"].value_counts().to_dict()
     return {"objects": {k: int(v) for k, v in counts.items()}, "methods": methods}
