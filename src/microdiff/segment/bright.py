@@ -11,6 +11,7 @@ its local maxima.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -104,8 +105,9 @@ def bright_stage(image, out, table, norm_json=None, params: dict | None = None,
     prov = provenance.record("segment", params, inputs=inputs or {"image": str(image)},
                              method={"cells": METHOD}, bright=bp.asdict(),
                              channels=["cells_fg"])  # fmt: skip
-    with atomic_output(out) as tmp:
-        group = ngff.create_image(tmp, (1, *shape), np.float32, "cyx", scale, ["cells_fg"],
+    small = math.prod(shape) <= ngff.BAND_PIXELS  # assembled in memory, written in one pass
+    with atomic_output(out) as tmp, ngff.assembled(tmp, small) as target:
+        group = ngff.create_image(target, (1, *shape), np.float32, "cyx", scale, ["cells_fg"],
                                   attrs={"microdiff": prov}, name="segmentation")  # fmt: skip
         group["0"][0] = (lab > 0).astype(np.float32)
         labs = create_labels(group, ["cells"], shape, scale, attrs={"microdiff": prov})
@@ -114,8 +116,8 @@ def bright_stage(image, out, table, norm_json=None, params: dict | None = None,
         ngff.set_display_windows(group)
         fill_label_pyramid(labs["cells"])
         set_colors(labs["cells"], ids)
-        ngff.validate(tmp)
-        validate_labels(tmp)
+        ngff.validate(target)
+        validate_labels(target)
     area = np.bincount(lab.ravel())[ids] if len(ids) else np.zeros(0, int)
     cen = ndi.center_of_mass(np.ones(shape), lab, ids) if len(ids) else []
     cen = np.asarray(cen, float).reshape(-1, 2)
