@@ -125,8 +125,8 @@ def estimate(model, source, value, params: instances.Params, sampler="ddim", see
         s = predict(model, crop[None], [(0, 0)], 2, 1, sampler, seed, pad=pad)
         maps = shard_channels(s, len(model.kinds))[0]
         base = 7 * (model.kinds.index("nuclei") if "nuclei" in model.kinds else 0)
-        lab = instances.extract(maps[base + 3], maps[base + 5], params)[0]
-        # the second sample's objects under any ids: best_iou does not read them
+        # both samples' objects under any ids: neither best_iou nor median_diameter reads them
+        lab = instances.extract_unordered(maps[base + 3], maps[base + 5], params)
         other = instances.extract_unordered(maps[base + 4], maps[base + 6], params)
         kept = instances.best_iou(lab, other, int(lab.max())) > params.match_iou
         return np.where(np.concatenate([[False], kept])[lab], lab, 0)
