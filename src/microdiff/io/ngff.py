@@ -261,16 +261,22 @@ def iter_bands(
 
 
 def downsample2(block: np.ndarray, method: str = "mean") -> np.ndarray:
-    """Halve the last two axes: mean of 2x2 (images) or top-left pick (labels)."""
+    """Halve the last two axes: mean of 2x2 (images) or top-left pick (labels). The mean is
+    (top-left + top-right) + (bottom-left + bottom-right) over 4, in float32 (integers
+    rounded): numpy's mean over the 2 x 2 axes of a reshaped array gives the same values at a
+    tenth of the speed (test)."""
     if method == "nearest":
         return block[..., ::2, ::2]
     y, x = block.shape[-2:]
-    pad = [(0, 0)] * (block.ndim - 2) + [(0, y % 2), (0, x % 2)]
-    b = np.pad(block.astype(np.float32), pad, mode="edge")
-    b = b.reshape(*b.shape[:-2], b.shape[-2] // 2, 2, b.shape[-1] // 2, 2).mean(axis=(-3, -1))
+    b = np.asarray(block, np.float32)
+    if y % 2 or x % 2:
+        b = np.pad(b, [(0, 0)] * (b.ndim - 2) + [(0, y % 2), (0, x % 2)], mode="edge")
+    out = b[..., 0::2, 0::2] + b[..., 0::2, 1::2]
+    out += b[..., 1::2, 0::2] + b[..., 1::2, 1::2]
+    out *= np.float32(0.25)
     if np.issubdtype(block.dtype, np.integer):
-        b = np.rint(b)
-    return b.astype(block.dtype)
+        out = np.rint(out)
+    return out.astype(block.dtype, copy=False)
 
 
 def fill_pyramid(
