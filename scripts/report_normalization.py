@@ -1,7 +1,16 @@
-"""Rule report_normalization: histograms, percentile ranges and noise curves per sample."""
+"""Rule report_normalization: histograms, percentile ranges and noise curves per sample; the
+curves also as a table (report_qc reads them instead of measuring them again)."""
 
+from microdiff import provenance
 from microdiff.jobs import job
-from microdiff.report import noise_curve, normalization_figure, read_json, read_small, save
+from microdiff.report import (
+    noise_curve,
+    noise_curves_table,
+    normalization_figure,
+    read_json,
+    read_small,
+    save,
+)
 
 with job(snakemake.log[0], "report_normalization"):
     samples = snakemake.params.samples
@@ -14,4 +23,8 @@ with job(snakemake.log[0], "report_normalization"):
         ]
         for s, raw in zip(samples, snakemake.input.raw)
     }
-    save(normalization_figure(norms, noise), snakemake.output[0])
+    record = provenance.record(
+        "noise_curves", {"noise_px": int(max_px)}, inputs=list(snakemake.input.raw)
+    )
+    provenance.write_table(snakemake.output.curves, noise_curves_table(noise, max_px), record)
+    save(normalization_figure(norms, noise), snakemake.output.figure)
