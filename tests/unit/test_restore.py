@@ -64,6 +64,25 @@ def test_experiment_noise_fit_reads_a_bounded_number_of_patches(monkeypatch):
     assert len(read[1]) == 8 * 16  # few images: 16 patches each, as before
 
 
+def test_sample_planes_reads_a_small_store_whole_with_the_same_patches(tmp_path, monkeypatch):
+    """A small stored image is read once, not once per patch: the same patches."""
+    import zarr
+
+    from microdiff.restore import train as restore_train
+
+    data = np.random.default_rng(5).integers(0, 4000, (2, 150, 170)).astype(np.uint16)
+    arr = zarr.create_array(str(tmp_path / "a.zarr"), shape=data.shape, chunks=(1, 64, 64),
+                            dtype=data.dtype)  # fmt: skip
+    arr[...] = data
+    whole = restore_train.sample_planes([arr], 5, 48, np.random.default_rng(0))
+    monkeypatch.setattr(restore_train, "WHOLE_BYTES", 0)  # per-patch reads, as before
+    patches = restore_train.sample_planes([arr], 5, 48, np.random.default_rng(0))
+    assert len(whole) == len(patches) == 5
+    for (k, a), (j, b) in zip(whole, patches):
+        assert k == j and a.dtype == b.dtype == np.float32
+        np.testing.assert_array_equal(a, b)
+
+
 def test_gaussian_only_noise_gives_zero_gain():
     rng = np.random.default_rng(1)
     raw = 50 + rng.normal(0, 3.0, (1, 128, 128))

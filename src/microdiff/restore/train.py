@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import zarr
 
 from .. import normalize, provenance
 from ..diffusion import Denoiser, augment, build, save_checkpoint, set_threads
@@ -26,6 +27,7 @@ from .noise_model import NoiseModel, fit_noise_model
 from .stage import DEFAULT_MODEL, load_model
 
 log = logging.getLogger("microdiff.restore")
+WHOLE_BYTES = 64 << 20  # a stored image up to this size is read whole by `sample_planes`
 
 
 def sample_planes(arrays: Sequence, n: int, patch: int, rng: np.random.Generator):
@@ -33,6 +35,10 @@ def sample_planes(arrays: Sequence, n: int, patch: int, rng: np.random.Generator
     out = []
     for k, arr in enumerate(arrays):
         sp = arr.shape[1:]
+        if isinstance(arr, zarr.Array) and arr.nbytes <= WHOLE_BYTES:
+            # a small stored image read once, not once per patch (each read decodes the chunks
+            # it touches again); the same values
+            arr = np.asarray(arr[...])
         size = (1, patch, patch) if len(sp) == 3 else (patch, patch)
         for box in sample_patch_boxes(sp, size, n, rng):
             block = read_box(arr, box).astype(np.float32)
