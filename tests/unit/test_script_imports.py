@@ -89,3 +89,13 @@ def test_network_rules_load_torch_with_sleeping_openmp_threads(name):
         order, policy = json.loads(proc.stdout.splitlines()[-1])
         assert policy == expected
         assert order.index("microdiff") < order.index("torch"), f"{name}: torch before microdiff"
+
+
+# CPU rules that only read and write tables: what they must not load (scipy, the image stores)
+TABLES_ONLY = {"features_experiment": {"scipy", "zarr", "skimage"}}
+
+
+@pytest.mark.parametrize("name", sorted(TABLES_ONLY))
+def test_table_rules_load_no_image_libraries(name):
+    heavy = _loaded(SCRIPTS / f"{name}.py") & TABLES_ONLY[name]
+    assert not heavy, f"scripts/{name}.py loads {sorted(heavy)}"
