@@ -84,18 +84,36 @@ def test_network_rules_load_torch_with_sleeping_openmp_threads(name):
         env = {"PYTHONPATH": str(ROOT / "src"), "PATH": ""}
         if preset:
             env["OMP_WAIT_POLICY"] = preset  # a user's own setting is kept
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              cwd=ROOT, env=env, check=True)  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=env,
+            check=True,
+        )
         order, policy = json.loads(proc.stdout.splitlines()[-1])
         assert policy == expected
         assert order.index("microdiff") < order.index("torch"), f"{name}: torch before microdiff"
 
 
-# CPU rules that only read and write tables: what they must not load (scipy, the image stores)
-TABLES_ONLY = {"features_experiment": {"scipy", "zarr", "skimage"}}
+def test_joining_the_object_tables_loads_no_image_libraries(tmp_path):
+    """features_experiment's work (not only its imports) needs neither scipy nor zarr."""
+    import pandas as pd
 
-
-@pytest.mark.parametrize("name", sorted(TABLES_ONLY))
-def test_table_rules_load_no_image_libraries(name):
-    heavy = _loaded(SCRIPTS / f"{name}.py") & TABLES_ONLY[name]
-    assert not heavy, f"scripts/{name}.py loads {sorted(heavy)}"
+    pd.DataFrame({"id": [1, 2]}).to_parquet(tmp_path / "a.parquet")
+    code = (
+        "import json, sys\nfrom microdiff import features\n"
+        f"t = features.experiment_table([{str(tmp_path / 'a.parquet')!r}] * 2)\n"
+        "print(json.dumps([len(t), sorted(m.split('.')[0] for m in sys.modules)]))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT / "src"), "PATH": ""},
+        check=True,
+    )
+    n, loaded = json.loads(proc.stdout.splitlines()[-1])
+    assert n == 4 and not {"scipy", "zarr", "skimage"} & set(loaded)
