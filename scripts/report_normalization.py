@@ -8,7 +8,7 @@ from microdiff.report import (
     noise_curves_table,
     normalization_figure,
     read_json,
-    read_small,
+    read_small_channels,
     save,
 )
 
@@ -16,13 +16,10 @@ with job(snakemake.log[0], "report_normalization"):
     samples = snakemake.params.samples
     max_px = snakemake.params.report.get("noise_px", 1024)
     norms = {s: read_json(p) for s, p in zip(samples, snakemake.input.norms)}
-    noise = {
-        s: [
-            noise_curve(read_small(raw, max_px, channel=c))
-            for c in range(len(norms[s]["channels"]))
-        ]
-        for s, raw in zip(samples, snakemake.input.raw)
-    }
+    noise = {}
+    for s, raw in zip(samples, snakemake.input.raw):
+        images = read_small_channels(raw, max_px)  # each sample read once, all its channels
+        noise[s] = [noise_curve(images[c]) for c in range(len(norms[s]["channels"]))]
     record = provenance.record(
         "noise_curves", {"noise_px": int(max_px)}, inputs=list(snakemake.input.raw)
     )

@@ -220,9 +220,12 @@ def test_qc_reads_the_normalization_curves_where_they_are_the_same_pixels(stores
     raw, norm = d / "raw.ome.zarr", report.read_json(d / "norm.json")
     n_ch = len(norm["channels"])
     # what report_normalization writes and report_qc reads back
-    noise = {
-        "s": [report.noise_curve(report.read_small(raw, 1024, channel=c)) for c in range(n_ch)]
-    }
+    images = report.read_small_channels(raw, 1024)  # one read, every channel
+    for c, max_px in [(c, m) for c in range(n_ch) for m in (1024, 40)]:
+        small = report.read_small(raw, max_px, channel=c)
+        np.testing.assert_array_equal(report.read_small_channels(raw, max_px)[c], small)
+        assert small.dtype == images.dtype == np.float32
+    noise = {"s": [report.noise_curve(images[c]) for c in range(n_ch)]}
     provenance.write_table(tmp_path / "c.parquet", report.noise_curves_table(noise, 1024), {})
     curves = report.curves_by_sample(pd.read_parquet(tmp_path / "c.parquet"), 1024)
     for c in range(n_ch):

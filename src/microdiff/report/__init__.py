@@ -47,6 +47,7 @@ _TABLE = {
     "qc_table": "qc",
     "read_json": "text",
     "read_small": "common",
+    "read_small_channels": "common",
     "read_window": "common",
     "robust_z": "qc",
     "runtime_figure": "runtime",
