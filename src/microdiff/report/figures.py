@@ -9,6 +9,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from ..binning import bin_index
 from .common import plt
 
 FEATURES = ("area_px", "volume_px", "eccentricity", "solidity", "axis_major_px", "neighbors")
@@ -46,11 +47,7 @@ def noise_curve(image: np.ndarray, bins: int = 16, max_pairs: int = 1 << 17) -> 
     # pairs is then 1/bins give or take half a percent; each bin still takes every pair whose
     # mean falls in it, the outer bins those beyond the edges)
     edges = np.unique(np.quantile(mean[:: max(1, mean.size >> 14)], np.linspace(0, 1, bins + 1)))
-    # the bin of each mean: the number of inner edges at or below it (what searchsorted gives,
-    # clipped to the bins, in a few comparisons over the means instead of a search per mean)
-    which = np.zeros(mean.size, np.int16)
-    for e in edges[1:-1]:
-        which += mean >= e
+    which = bin_index(mean, edges)
     order = np.argsort(which, kind="stable")  # grouped by bin (radix sort)
     ends = np.cumsum(np.bincount(which, minlength=len(edges) - 1))
     d, mean = d[order], mean[order]

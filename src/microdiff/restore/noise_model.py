@@ -63,6 +63,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage, special
 
+from ..binning import bin_index
+
 SQ20 = np.sqrt(20.0)
 DITHER = 0.5  # dither standard deviation, in quantization steps
 CURVE_MAX = 1.0  # cap of the residual variance curve (see the module docstring)
@@ -206,8 +208,8 @@ def _binned(mean: np.ndarray, resid: np.ndarray, bins: int):
     within a bin, in their original order: one stable counting sort of the bin indices instead
     of a full-length comparison per bin."""
     edges = np.unique(np.quantile(mean, np.linspace(0, 1, bins + 1)))
-    idx = np.clip(np.searchsorted(edges, mean, side="right") - 1, 0, len(edges) - 2)
-    order = np.argsort(idx.astype(np.min_scalar_type(len(edges))), kind="stable")
+    idx = bin_index(mean, edges, np.min_scalar_type(len(edges)))
+    order = np.argsort(idx, kind="stable")
     stops = np.cumsum(np.bincount(idx, minlength=len(edges) - 1))
     mean, resid = mean[order], resid[order]
     return [(mean[a:b], resid[a:b]) for a, b in zip(np.r_[0, stops[:-1]], stops)]
