@@ -288,9 +288,15 @@ def fit_noise_model(
         steps.append(quantization_step(values) if dequantize else 0.0)
     dq = NoiseModel([0.0] * channels, [1.0] * channels, step=steps)
 
+    dithered: dict[int, list] = {}
+
     def planes(c):  # (dithered, original) planes of channel c, each its own dither pattern
-        for k, plane in enumerate(_planes(patches, c)):
-            yield dq.dequantize(plane, c, (k * 65536, 0)), plane
+        if c not in dithered:  # drawn once for both passes (the line, then the curve)
+            dithered[c] = [
+                (dq.dequantize(plane, c, (k * 65536, 0)), plane)
+                for k, plane in enumerate(_planes(patches, c))
+            ]
+        return dithered[c]
 
     for c in range(channels):
         means, resids = [], []
