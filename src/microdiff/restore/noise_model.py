@@ -253,8 +253,9 @@ def variance_curve(mean: np.ndarray, resid: np.ndarray, bins: int = 16) -> list[
     for m, d in _binned(mean, resid, bins):
         if d.size < 50:
             continue
-        robust = np.median(np.abs(d - np.median(d))) * 1.4826 + 1e-12
-        d = d[np.abs(d - np.median(d)) < 5 * robust]
+        dev = np.abs(d - np.median(d))  # the median once, its deviations once
+        robust = np.median(dev) * 1.4826 + 1e-12
+        d = d[dev < 5 * robust]
         knots.append(float(np.mean(m)))
         var.append(float(np.mean(d * d)))
     if not knots:
