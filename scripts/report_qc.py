@@ -1,5 +1,7 @@
 """Rule report_qc: one row per sample (intensity, noise, objects, uncertainty, classes), samples
-outside the experiment's usual range flagged and listed first; a table, a page and a figure."""
+outside the experiment's usual range flagged and listed first; a table, a page and a figure.
+
+The noise curves are report_normalization's (its table), where it measured the same pixels."""
 
 import pandas as pd
 
@@ -9,6 +11,8 @@ from microdiff.report import qc
 
 with job(snakemake.log[0], "report_qc") as log:
     inp = snakemake.input
+    noise_px = int(snakemake.params.report.get("noise_px", 1024))
+    curves = report.curves_by_sample(pd.read_parquet(inp.curves), noise_px)
     rows = []
     for i, name in enumerate(snakemake.params.samples):
         rows.append(
@@ -20,7 +24,8 @@ with job(snakemake.log[0], "report_qc") as log:
                 tiles=pd.read_parquet(inp.tiles[i]),
                 segmentation=inp.segmentation[i],
                 classes=pd.read_parquet(inp.classes[i]),
-                noise_px=int(snakemake.params.report.get("noise_px", 1024)),
+                noise_px=noise_px,
+                curves=curves.get(name),
             )
         )
     table, z = qc.qc_table(rows)

@@ -184,6 +184,63 @@ def test_noise_curve_subsample_estimates_the_same_curve():
     assert slopes == pytest.approx([2.0, 2.0], rel=0.03)
 
 
+def test_noise_curve_is_the_searchsorted_and_median_one():
+    """The binning by comparisons and the partition medians give the curve bit for bit."""
+    rng = np.random.default_rng(2)
+    for img in (rng.poisson(np.tile(np.linspace(5, 300, 300), (260, 1))).astype(np.float32),
+                rng.normal(100, 5, (301, 199)), rng.poisson(3.0, (700, 500)) * 1.0):  # fmt: skip
+        got = report.noise_curve(img)
+        h, w = img.shape
+        step = max(1, -(-h * (w - 1) // (1 << 17)))
+        rows = np.arange((h - 1) % step // 2, h, step)
+        mid = img[rows].astype(np.float64)
+        d = ((mid[:, 1:] - mid[:, :-1]) / np.sqrt(2)).ravel()
+        col = img[np.maximum(rows - 1, 0)] + mid + img[np.minimum(rows + 1, h - 1)]
+        col = np.pad(col, ((0, 0), (1, 1)), mode="symmetric")
+        mean = ((col[:, :-3] + col[:, 1:-2] + col[:, 2:-1]) / 9).ravel()
+        edges = np.unique(np.quantile(mean[:: max(1, mean.size >> 14)], np.linspace(0, 1, 17)))
+        which = np.clip(np.searchsorted(edges, mean, side="right") - 1, 0, len(edges) - 2)
+        want = []
+        for b in range(len(edges) - 1):
+            v = d[which == b]
+            if v.size < 50:
+                continue
+            dev = np.abs(v - np.median(v))
+            keep = dev <= 4 * 1.4826 * max(float(np.median(dev)), 0.5)
+            var = float(np.mean((v[keep] - v[keep].mean()) ** 2))
+            want.append({"mean": float(mean[which == b].mean()), "variance": var, "n": v.size})
+        pd.testing.assert_frame_equal(got, pd.DataFrame(want, columns=["mean", "variance", "n"]))
+
+
+def test_qc_reads_the_normalization_curves_where_they_are_the_same_pixels(stores, tmp_path):
+    from microdiff import provenance
+    from microdiff.report import qc
+
+    d, _, segments, _ = stores
+    raw, norm = d / "raw.ome.zarr", report.read_json(d / "norm.json")
+    n_ch = len(norm["channels"])
+    # what report_normalization writes and report_qc reads back
+    images = report.read_small_channels(raw, 1024)  # one read, every channel
+    for c, max_px in [(c, m) for c in range(n_ch) for m in (1024, 40)]:
+        small = report.read_small(raw, max_px, channel=c)
+        np.testing.assert_array_equal(report.read_small_channels(raw, max_px)[c], small)
+        assert small.dtype == images.dtype == np.float32
+    noise = {"s": [report.noise_curve(images[c]) for c in range(n_ch)]}
+    provenance.write_table(tmp_path / "c.parquet", report.noise_curves_table(noise, 1024), {})
+    curves = report.curves_by_sample(pd.read_parquet(tmp_path / "c.parquet"), 1024)
+    for c in range(n_ch):
+        pd.testing.assert_frame_equal(curves["s"][c], noise["s"][c])
+    measured = qc.sample_qc("s", raw, norm, segments=segments)
+    read = qc.sample_qc("s", raw, norm, segments=segments, curves=curves["s"])
+    assert read == measured or pd.Series(read).equals(pd.Series(measured))
+    # curves read at another size are not taken; an image larger than noise_px is measured
+    assert report.curves_by_sample(pd.read_parquet(tmp_path / "c.parquet"), 512) == {}
+    bogus = {c: noise["s"][c].assign(variance=1e6) for c in range(n_ch)}
+    small = qc.sample_qc("s", raw, norm, noise_px=64, curves=bogus)
+    assert small == qc.sample_qc("s", raw, norm, noise_px=64)
+    assert read != qc.sample_qc("s", raw, norm, segments=segments, curves=bogus)
+
+
 def test_runtime_table(tmp_path):
     for rule, job, s in [("a", "x", 1.5), ("a", "y", 2.5), ("b", "z", 0.5)]:
         (tmp_path / rule).mkdir(exist_ok=True)

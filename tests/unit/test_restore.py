@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -44,7 +46,7 @@ def test_noise_fit_recovers_gain_and_read_noise():
 def test_experiment_noise_fit_reads_a_bounded_number_of_patches(monkeypatch):
     """A plate of many fields costs the fit what sixteen do (about 256 patches), and the pooled
     fit still recovers the gain and read noise."""
-    from microdiff.restore import train as restore_train
+    from microdiff.restore import noise_fit as restore_train
 
     rng = np.random.default_rng(4)
     yy, xx = np.mgrid[:160, :160]
@@ -62,6 +64,25 @@ def test_experiment_noise_fit_reads_a_bounded_number_of_patches(monkeypatch):
     assert model.b[0] == pytest.approx(-175.0, abs=40.0)
     restore_train.fit_experiment_noise(arrays[:8])
     assert len(read[1]) == 8 * 16  # few images: 16 patches each, as before
+
+
+def test_sample_planes_reads_a_small_store_whole_with_the_same_patches(tmp_path, monkeypatch):
+    """A small stored image is read once, not once per patch: the same patches."""
+    import zarr
+
+    from microdiff.restore import noise_fit as restore_train
+
+    data = np.random.default_rng(5).integers(0, 4000, (2, 150, 170)).astype(np.uint16)
+    arr = zarr.create_array(str(tmp_path / "a.zarr"), shape=data.shape, chunks=(1, 64, 64),
+                            dtype=data.dtype)  # fmt: skip
+    arr[...] = data
+    whole = restore_train.sample_planes([arr], 5, 48, np.random.default_rng(0))
+    monkeypatch.setattr(restore_train, "WHOLE_BYTES", 0)  # per-patch reads, as before
+    patches = restore_train.sample_planes([arr], 5, 48, np.random.default_rng(0))
+    assert len(whole) == len(patches) == 5
+    for (k, a), (j, b) in zip(whole, patches):
+        assert k == j and a.dtype == b.dtype == np.float32
+        np.testing.assert_array_equal(a, b)
 
 
 def test_gaussian_only_noise_gives_zero_gain():
@@ -309,3 +330,26 @@ def test_shipped_default_used_as_is(tmp_path, image2d):
                           tmp_path / "t", progress=False, default=tmp_path / "default")  # fmt: skip
     assert tuned["init"].startswith("fine-tuned") and tuned["params_hash"] != default["params_hash"]
     assert tuned["level"]["scale"] == FINE_TUNED_LEVEL  # SURE fine-tuning of a supervised model
+
+
+def test_shipped_default_as_is_without_torch_makes_the_same_model(tmp_path, image2d):
+    """restore.pretrained copies the shipped default's files (the train_restore rule without
+    training): the same weights file and config as loading and saving it with torch."""
+    from microdiff import shipped
+    from microdiff.restore import pretrained
+
+    d, raw, _, _ = image2d
+    params = {"train": False, "training": TRAINING}
+    assert pretrained.copies(params, shipped.RESTORE)
+    assert not pretrained.copies({**params, "train": True}, shipped.RESTORE)
+    assert not pretrained.copies(params, tmp_path)  # another default: loaded and saved
+    args = ([raw, raw], [d / "norm.json"] * 2, params)
+    torch_cfg = train_restore(*args, tmp_path / "t", progress=False, default=shipped.RESTORE)
+    copy_cfg = pretrained.restore_as_is(*args, tmp_path / "c")
+    assert (tmp_path / "c" / "weights.pt").read_bytes() == (
+        tmp_path / "t" / "weights.pt"
+    ).read_bytes()
+    written = [json.loads((tmp_path / m / "config.json").read_text()) for m in "tc"]
+    for cfg in (torch_cfg, copy_cfg, *written):
+        cfg.pop("created")
+    assert copy_cfg == torch_cfg == written[0] == written[1]

@@ -19,9 +19,11 @@ SCRIPTS = ROOT / "scripts"
 # rules that run a diffusion network, train one or load and save a checkpoint's weights
 NETWORK = {
     "generate_examples", "generate_pairs", "generate_train", "restore_batch", "restore_shard",
-    "restore_train", "segment_batch", "segment_shard", "superres_batch", "superres_shard",
-    "superres_train", "train_segment",
+    "segment_batch", "segment_shard", "superres_batch", "superres_shard", "superres_train",
+    "train_segment",
 }  # fmt: skip
+# restore_train imports torch only when it trains or re-saves a model: the shipped default as it
+# is (restore.train false) is a copy (restore.pretrained), a CPU rule like the others
 # CPU rules that still import torch: the SR gather takes its NFE count from the samplers (torch)
 # and its module holds the SR training and shard functions
 KNOWN = {"superres_gather"}
@@ -84,8 +86,53 @@ def test_network_rules_load_torch_with_sleeping_openmp_threads(name):
         env = {"PYTHONPATH": str(ROOT / "src"), "PATH": ""}
         if preset:
             env["OMP_WAIT_POLICY"] = preset  # a user's own setting is kept
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                              cwd=ROOT, env=env, check=True)  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=env,
+            check=True,
+        )
         order, policy = json.loads(proc.stdout.splitlines()[-1])
         assert policy == expected
         assert order.index("microdiff") < order.index("torch"), f"{name}: torch before microdiff"
+
+
+def test_joining_the_object_tables_loads_no_image_libraries(tmp_path):
+    """features_experiment's work (not only its imports) needs neither scipy nor zarr."""
+    import pandas as pd
+
+    pd.DataFrame({"id": [1, 2]}).to_parquet(tmp_path / "a.parquet")
+    code = (
+        "import json, sys\nfrom microdiff import features\n"
+        f"t = features.experiment_table([{str(tmp_path / 'a.parquet')!r}] * 2)\n"
+        "print(json.dumps([len(t), sorted(m.split('.')[0] for m in sys.modules)]))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT / "src"), "PATH": ""},
+        check=True,
+    )
+    n, loaded = json.loads(proc.stdout.splitlines()[-1])
+    assert n == 4 and not {"scipy", "zarr", "skimage"} & set(loaded)
+
+
+def test_the_shipped_restore_model_as_is_loads_no_torch():
+    """restore.pretrained (train_restore without training) and what it calls import no torch."""
+    code = (
+        "import json, sys\nfrom microdiff.restore import pretrained, noise_fit, noise_model\n"
+        "print(json.dumps(sorted(m.split('.')[0] for m in sys.modules)))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT / "src"), "PATH": ""},
+        check=True,
+    )
+    assert "torch" not in json.loads(proc.stdout.splitlines()[-1])

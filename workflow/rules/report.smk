@@ -83,17 +83,22 @@ for batch, members in BATCHES.items():
             "../../scripts/report_montage.py"
 
 
+NOISE_CURVES = "results/experiment/noise_curves.parquet"
+
+
 rule report_normalization:
     input:
         raw=expand("results/{sample}/raw.ome.zarr", sample=SAMPLES.index),
         norms=expand("results/{sample}/norm.json", sample=SAMPLES.index),
     output:
-        report(
+        figure=report(
             "results/report/normalization.png",
             caption="../report/normalization.rst",
             category="Normalization and noise",
             labels={"figure": "normalization and noise"},
         ),
+        # the curves of the figure, read by report_qc (measured once)
+        curves=NOISE_CURVES,
     params:
         samples=list(SAMPLES.index),
         report=config["report"],
@@ -168,6 +173,7 @@ rule report_qc:
         segments=expand("results/{sample}/segments.parquet", sample=SAMPLES.index),
         tiles=expand("results/{sample}/tiles.parquet", sample=SAMPLES.index),
         classes=expand("results/{sample}/classes.parquet", sample=SAMPLES.index),
+        curves=NOISE_CURVES,
     output:
         table="results/experiment/qc.tsv",
         page=report(

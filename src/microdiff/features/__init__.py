@@ -35,14 +35,17 @@ Conventions of the output (one row per object, sorted by `id`):
   image over the object, `uncertainty_object` from the per-object table; NaN when not given.
 """
 
-from .measure import texture
-from .sample import measure_sample
-from .table import experiment_table, object_bboxes, object_table
+from ..lazy import exports
 
-__all__ = [
-    "experiment_table",
-    "measure_sample",
-    "object_bboxes",
-    "object_table",
-    "texture",
-]
+# Names served from their submodule on first use: features_experiment, which only joins the
+# samples' tables, loads neither scipy nor the image stores.
+_TABLE = {
+    "experiment_table": "experiment",
+    "measure_sample": "sample",
+    "object_bboxes": "table",
+    "object_table": "table",
+    "texture": "measure",
+}
+
+__all__ = sorted(_TABLE)
+__getattr__ = exports(__name__, _TABLE)

@@ -17,7 +17,7 @@ Columns and units: the `features` package docstring.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -271,11 +271,3 @@ def _typed(df: pd.DataFrame, ndim: int) -> pd.DataFrame:
     df["touches_border"] = df["touches_border"].astype(bool)
     df[["sample", "kind"]] = df[["sample", "kind"]].astype(str)
     return df
-
-
-def experiment_table(paths: Iterable) -> pd.DataFrame:
-    """All samples' object tables in one frame (columns missing in a sample are NaN)."""
-    frames = [pd.read_parquet(p) for p in paths]
-    if not frames:
-        return pd.DataFrame()
-    return pd.concat(frames, ignore_index=True, sort=False)

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from ..binning import bin_index
 from .common import plt
 
 FEATURES = ("area_px", "volume_px", "eccentricity", "solidity", "axis_major_px", "neighbors")
@@ -46,8 +47,8 @@ def noise_curve(image: np.ndarray, bins: int = 16, max_pairs: int = 1 << 17) -> 
     # pairs is then 1/bins give or take half a percent; each bin still takes every pair whose
     # mean falls in it, the outer bins those beyond the edges)
     edges = np.unique(np.quantile(mean[:: max(1, mean.size >> 14)], np.linspace(0, 1, bins + 1)))
-    which = np.clip(np.searchsorted(edges, mean, side="right") - 1, 0, len(edges) - 2)
-    order = np.argsort(which.astype(np.int16), kind="stable")  # grouped by bin (radix sort)
+    which = bin_index(mean, edges)
+    order = np.argsort(which, kind="stable")  # grouped by bin (radix sort)
     ends = np.cumsum(np.bincount(which, minlength=len(edges) - 1))
     d, mean = d[order], mean[order]
     out = []
@@ -55,11 +56,50 @@ def noise_curve(image: np.ndarray, bins: int = 16, max_pairs: int = 1 << 17) -> 
         v = d[start:stop]
         if v.size < 50:
             continue
-        dev = np.abs(v - np.median(v))
-        keep = dev <= 4 * 1.4826 * max(float(np.median(dev)), 0.5)  # drop edges, not noise
-        var = float(np.mean((v[keep] - v[keep].mean()) ** 2))
+        dev = np.abs(v - _median(v))
+        keep = dev <= 4 * 1.4826 * max(float(_median(dev)), 0.5)  # drop edges, not noise
+        kept = v[keep]
+        var = float(np.mean((kept - kept.mean()) ** 2))
         out.append({"mean": float(mean[start:stop].mean()), "variance": var, "n": v.size})
     return pd.DataFrame(out, columns=["mean", "variance", "n"])
+
+
+def _median(v: np.ndarray):
+    """np.median of a 1-D finite array, the same value, without its general-case overhead."""
+    k = v.size // 2
+    if v.size % 2:
+        return np.partition(v, k)[k]
+    part = np.partition(v, (k - 1, k))
+    return (part[k - 1] + part[k]) / 2
+
+
+CURVE_COLUMNS = ["sample", "channel", "mean", "variance", "n", "noise_px"]
+
+
+def noise_curves_table(noise: Mapping, noise_px: int) -> pd.DataFrame:
+    """The `noise_curve` frames of every sample and channel (`noise`: sample -> list of one
+    frame per channel) as one table, with the `noise_px` they were read at: written by
+    report_normalization, so that report_qc reads its curves instead of measuring them again."""
+    parts = [
+        curve.assign(sample=sample, channel=c, noise_px=int(noise_px))
+        for sample, curves in noise.items()
+        for c, curve in enumerate(curves)
+    ]
+    if not parts:
+        return pd.DataFrame(columns=CURVE_COLUMNS)
+    table = pd.concat(parts, ignore_index=True)[CURVE_COLUMNS]
+    return table.astype({"channel": np.int64, "n": np.int64, "noise_px": np.int64})
+
+
+def curves_by_sample(table: pd.DataFrame, noise_px: int) -> dict[str, dict[int, pd.DataFrame]]:
+    """`noise_curves_table` back as sample -> channel -> curve (`mean`, `variance`, `n`), only
+    its rows read at `noise_px` (a curve read at another size is not the one wanted)."""
+    table = table[table["noise_px"] == int(noise_px)]
+    out: dict[str, dict[int, pd.DataFrame]] = {}
+    for (sample, c), rows in table.groupby(["sample", "channel"], sort=False):
+        curve = rows[["mean", "variance", "n"]].reset_index(drop=True)
+        out.setdefault(str(sample), {})[int(c)] = curve
+    return out
 
 
 def normalization_figure(norms: Mapping, noise: Mapping | None = None, legend: int = 10):

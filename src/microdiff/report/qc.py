@@ -33,6 +33,7 @@ RULE = (
     "flagged: a constant channel, no nuclei"
 )
 NOT_MEASURES = {"sample", "flags", "n_flags", "constant"}
+_NO_CURVE = pd.DataFrame(columns=["mean", "variance", "n"])
 
 
 def _name(label: str, c: int) -> str:
@@ -48,7 +49,11 @@ def channel_names(raw) -> list[str]:
 def measured_noise_sd(image: np.ndarray, at: float) -> float:
     """The noise standard deviation at intensity `at` of a native-resolution (Y, X) image: a
     line (Poisson-Gaussian: variance = gain * mean + read variance) fitted to `noise_curve`."""
-    curve = noise_curve(image)
+    return curve_noise_sd(noise_curve(image), at)
+
+
+def curve_noise_sd(curve: pd.DataFrame, at: float) -> float:
+    """`measured_noise_sd` from the image's `noise_curve` already measured."""
     if len(curve) < 2:
         return float(np.sqrt(curve["variance"].iloc[0])) if len(curve) else math.nan
     slope, icpt = np.polyfit(curve["mean"], curve["variance"], 1)
@@ -82,8 +87,14 @@ def sample_qc(
     classes: pd.DataFrame | None = None,
     noise_model: Mapping | None = None,
     noise_px: int = 1024,
+    curves: Mapping | None = None,
 ) -> dict:
-    """One row of the QC table for one sample (see `qc_table` for the columns)."""
+    """One row of the QC table for one sample (see `qc_table` for the columns).
+
+    `curves` (channel -> `noise_curve` frame, from `figures.curves_by_sample`): the noise
+    curves report_normalization measured on this image. They are used when the image is at
+    most `noise_px` on its sides, where that rule measured the same pixels as the centre window
+    here (the whole image at native resolution); a missing channel has no curve."""
     raw = open_store(raw)  # opened once, read for names, shape, scale and windows
     names = channel_names(raw) or [f"ch{c}" for c in range(len(norm["channels"]))]
     shape = full_shape(raw)
@@ -94,14 +105,21 @@ def sample_qc(
     w = min(noise_px, shape[-1])
     y0, x0 = (shape[-2] - h) // 2, (shape[-1] - w) // 2
     level0 = level0_array(raw)
+    if curves is not None and max(shape[-2:]) > noise_px:
+        curves = None  # that rule read a smaller pyramid level: measured here
     for c, ch in enumerate(norm["channels"]):
         n = names[c] if c < len(names) else f"ch{c}"
         row[f"{n}_p{pct[0]:g}"] = ch["low"]
         row[f"{n}_median"] = ch.get("median", math.nan)
         row[f"{n}_p{pct[1]:g}"] = ch["high"]
         constant |= not ch["high"] > ch["low"]
-        centre = read_window(level0, (y0, y0 + h, x0, x0 + w), channel=c)
-        row[f"{n}_noise_sd"] = measured_noise_sd(centre, ch.get("median", ch["low"]))
+        at = ch.get("median", ch["low"])
+        if curves is not None:
+            curve = curves.get(c, _NO_CURVE)
+            row[f"{n}_noise_sd"] = curve_noise_sd(curve, at)
+        else:
+            centre = read_window(level0, (y0, y0 + h, x0, x0 + w), channel=c)
+            row[f"{n}_noise_sd"] = measured_noise_sd(centre, at)
         if noise_model is not None:
             a, b = noise_model["a"][c], noise_model["b"][c]
             row[f"{n}_restore_noise_sd"] = float(np.sqrt(max(a * ch.get("median", 0) + b, 0)))

@@ -63,6 +63,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage, special
 
+from ..binning import bin_index
 from ..kept import Kept
 
 SQ20 = np.sqrt(20.0)
@@ -219,8 +220,8 @@ def _binned(mean: np.ndarray, resid: np.ndarray, bins: int):
     within a bin, in their original order: one stable counting sort of the bin indices instead
     of a full-length comparison per bin."""
     edges = np.unique(np.quantile(mean, np.linspace(0, 1, bins + 1)))
-    idx = np.clip(np.searchsorted(edges, mean, side="right") - 1, 0, len(edges) - 2)
-    order = np.argsort(idx.astype(np.min_scalar_type(len(edges))), kind="stable")
+    idx = bin_index(mean, edges, np.min_scalar_type(len(edges)))
+    order = np.argsort(idx, kind="stable")
     stops = np.cumsum(np.bincount(idx, minlength=len(edges) - 1))
     mean, resid = mean[order], resid[order]
     return [(mean[a:b], resid[a:b]) for a, b in zip(np.r_[0, stops[:-1]], stops)]
@@ -264,8 +265,9 @@ def variance_curve(mean: np.ndarray, resid: np.ndarray, bins: int = 16) -> list[
     for m, d in _binned(mean, resid, bins):
         if d.size < 50:
             continue
-        robust = np.median(np.abs(d - np.median(d))) * 1.4826 + 1e-12
-        d = d[np.abs(d - np.median(d)) < 5 * robust]
+        dev = np.abs(d - np.median(d))  # the median once, its deviations once
+        robust = np.median(dev) * 1.4826 + 1e-12
+        d = d[dev < 5 * robust]
         knots.append(float(np.mean(m)))
         var.append(float(np.mean(d * d)))
     if not knots:
@@ -299,9 +301,15 @@ def fit_noise_model(
         steps.append(quantization_step(values) if dequantize else 0.0)
     dq = NoiseModel([0.0] * channels, [1.0] * channels, step=steps)
 
+    dithered: dict[int, list] = {}
+
     def planes(c):  # (dithered, original) planes of channel c, each its own dither pattern
-        for k, plane in enumerate(_planes(patches, c)):
-            yield dq.dequantize(plane, c, (k * 65536, 0)), plane
+        if c not in dithered:  # drawn once for both passes (the line, then the curve)
+            dithered[c] = [
+                (dq.dequantize(plane, c, (k * 65536, 0)), plane)
+                for k, plane in enumerate(_planes(patches, c))
+            ]
+        return dithered[c]
 
     for c in range(channels):
         means, resids = [], []

@@ -16,41 +16,20 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import normalize, provenance
 from ..diffusion import Denoiser, augment, build, save_checkpoint, set_threads
-from ..normalize import Normalizer
-from ..tiling import read_box, sample_patch_boxes
+from ..tiling import sample_patch_boxes
 from .denoise import to_v, train_denoiser, variance_map, vst_range
 from .level import recorded_level
+from .noise_fit import (  # noqa: F401 - sample_planes, fit_experiment_noise: as before
+    experiment_noise,
+    fit_experiment_noise,
+    restore_config,
+    sample_planes,
+)
 from .noise_model import NoiseModel, fit_noise_model
 from .stage import DEFAULT_MODEL, load_model
 
 log = logging.getLogger("microdiff.restore")
-
-
-def sample_planes(arrays: Sequence, n: int, patch: int, rng: np.random.Generator):
-    """`n` random 2D patches per array: (array index, (C, Y, X) float32) pairs (3D: a z plane)."""
-    out = []
-    for k, arr in enumerate(arrays):
-        sp = arr.shape[1:]
-        size = (1, patch, patch) if len(sp) == 3 else (patch, patch)
-        for box in sample_patch_boxes(sp, size, n, rng):
-            block = read_box(arr, box).astype(np.float32)
-            out.append((k, block.reshape(block.shape[0], *block.shape[-2:])))
-    return out
-
-
-def fit_experiment_noise(
-    arrays: Sequence, patches: int = 16, patch: int = 128, seed: int = 0, total: int = 256
-):
-    """One Poisson-Gaussian model per channel, pooled over the experiment's images: `patches`
-    per image, fewer when there are more than `total / patches` images (at least one each), so
-    the fit costs the same for a plate of hundreds of fields as for sixteen (256 patches of 128^2
-    are 4 M pixels per channel, far more than two parameters and a curve need)."""
-    rng = np.random.default_rng([seed, 11])
-    per_image = max(1, min(patches, -(-total // max(len(arrays), 1))))
-    planes = [p for _, p in sample_planes(arrays, per_image, patch, rng)]
-    return fit_noise_model(planes, arrays[0].shape[0])
 
 
 def self_source(arrays, norms, noise: NoiseModel, patch: int):
@@ -181,10 +160,7 @@ def train_restore(
     """
     set_threads(threads)
     training = params["training"]
-    norms = [Normalizer.from_json(p) for p in norm_paths]
-    # flat-field corrected when the statistics were
-    arrays = [normalize.level0(s, norms[i] if norms else None) for i, s in enumerate(stores)]
-    noise = fit_experiment_noise(arrays, seed=int(training.get("seed", 0)))
+    norms, arrays, noise = experiment_noise(stores, norm_paths, training)
     log.info("noise model (Var = a E + b per channel): %s", noise.to_json())
     losses: list[float] = []
     if not params.get("train", True):
@@ -215,17 +191,5 @@ def train_restore(
             device=device,
             progress=progress,
         )
-    cfg = {
-        "task": "restore",
-        "level": level,
-        "noise": noise.to_json(),
-        "mode": mode,
-        "init": how,
-        "params": params,
-        "data_hash": provenance.stable_hash([str(s) for s in stores]),
-        "norm": "none: GroupNorm statistics removed, affine kept (a local network)",
-        "final_loss": float(np.mean(losses[-20:])) if losses else None,
-        "method": "GSURE-trained diffusion denoiser (heteroscedastic SURE with the noise model's "
-        "variance map), posterior mean by Tweedie at the noise level (times level.scale)",
-    }
+    cfg = restore_config(stores, noise, params, mode, how, level, losses)
     return save_checkpoint(out, den, cfg)
