@@ -109,3 +109,49 @@ def test_colorbar_draws_what_fig_colorbar_draws():
         return out
 
     assert np.abs(draw(True) - draw(False)).max() <= 2
+
+
+def test_write_png_decodes_to_its_pixels(tmp_path):
+    from microdiff.report.common import write_png
+
+    rng = np.random.default_rng(3)
+    for channels in (3, 4):
+        pixels = rng.integers(0, 256, (23, 41, channels), dtype=np.uint8)
+        pixels[5:9] = 7  # flat rows as well as noise
+        write_png(tmp_path / "p.png", pixels, dpi=100)
+        with Image.open(tmp_path / "p.png") as im:
+            assert im.mode == ("RGB" if channels == 3 else "RGBA")
+            np.testing.assert_array_equal(np.asarray(im), pixels)
+            assert round(im.info["dpi"][0]) == 100
+
+
+def _text_figure(seed: int):
+    fig = plt.figure(figsize=(3.1, 2.3), dpi=100)
+    rng = np.random.default_rng(seed)
+    for k in range(12):  # strings repeated at other sub-pixel places, rotated, non-antialiased
+        fig.text(rng.random(), rng.random(), f"µm {k % 3} Ag", fontsize=6 + k % 4,
+                 rotation=(0, 90, 33)[k % 3], antialiased=k % 5 != 0)  # fmt: skip
+    fig.text(0.5, 0.5, "$x^2$ math", fontsize=9)
+    fig.suptitle("a title")
+    return fig
+
+
+def test_agg_renderer_draws_what_matplotlib_draws():
+    """Text layouts, metrics and glyph bitmaps kept between figures: the same pixels as
+    FigureCanvasAgg, on a first figure (nothing kept) and on later ones (kept glyphs at other
+    whole-pixel places)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from microdiff.report import agg
+
+    agg.clear()
+    for seed in (0, 0, 1, 2):
+        pictures = []
+        for canvas in (FigureCanvasAgg, agg.Canvas):
+            fig = _text_figure(seed)
+            c = canvas(fig)
+            c.draw()
+            pictures.append(np.asarray(c.buffer_rgba()).copy())
+            plt.close(fig)
+        np.testing.assert_array_equal(pictures[1], pictures[0])
+    assert agg._GLYPHS and agg._LAYOUTS and agg._METRICS
