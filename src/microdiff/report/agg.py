@@ -9,6 +9,7 @@ the process:
 
 - the layout of a string (glyphs and their offsets) per font, size, dpi and shaping options;
 - the width, height and descent of a string per font properties and dpi;
+- the line metrics of a font (what `Text._get_layout` reads from its tables) per size and dpi;
 - the bitmap of a glyph per font, size, dpi, rotation, load flags, antialiasing and the
   sub-pixel part of its position, moved by the whole-pixel part: FreeType rasterizes an
   outline moved by whole pixels to the same bitmap, moved.
@@ -34,6 +35,7 @@ LIMIT = 50_000  # entries per cache; past it a cache starts again (a long job of
 _LAYOUTS: dict = {}
 _METRICS: dict = {}
 _GLYPHS: dict = {}
+_HEIGHTS: dict = {}
 
 
 def _put(cache: dict, key, value):
@@ -45,7 +47,7 @@ def _put(cache: dict, key, value):
 
 def clear() -> None:
     """Forget every kept layout, metric and glyph."""
-    for cache in (_LAYOUTS, _METRICS, _GLYPHS):
+    for cache in (_LAYOUTS, _METRICS, _GLYPHS, _HEIGHTS):
         cache.clear()
 
 
@@ -85,12 +87,17 @@ class Renderer(RendererAgg):
         flags = get_hinting_flag()
         antialiased = bool(gc.get_antialiased())
         factor = mpl.rcParams["text.hinting_factor"]
+        matrices: dict = {}
         for font, size, glyph_index, slant, extend, dx, dy in glyphs:  # dy is upwards
-            matrix = ((0x10000 * np.array([[cos, -sin], [sin, cos]])
-                       @ [[extend, extend * slant], [0, 1]]).round().astype(int))  # fmt: skip
+            matrix = matrices.get((slant, extend))
+            if matrix is None:
+                matrix = matrices[slant, extend] = (
+                    (0x10000 * np.array([[cos, -sin], [sin, cos]])
+                     @ [[extend, extend * slant], [0, 1]]).round().astype(int)
+                )  # fmt: skip
             tx = round(0x40 * (x + dx * cos - dy * sin))
             ty = round(0x40 * (self.height - y + dx * sin + dy * cos))  # FreeType's y is up
-            key = (font.fname, factor, size, self.dpi, glyph_index, matrix.tobytes(), flags,
+            key = (font.fname, factor, size, self.dpi, glyph_index, matrix.data.tobytes(), flags,
                    antialiased, tx % 64, ty % 64)  # fmt: skip
             hit = _GLYPHS.get(key)
             if hit is None:
@@ -109,6 +116,31 @@ class Renderer(RendererAgg):
             self._renderer.draw_text_image(
                 buffer, left, int(self.height) - top + buffer.shape[0], 0, gc
             )
+
+    def _get_font_height_metrics(self, prop):
+        """The line metrics `Text._get_layout` reads from the font's OS/2 or hhea table (in
+        its own words: ascent, descent, line gap at the figure's dpi), kept per font
+        properties and dpi; (None, None, None) when the font has neither table."""
+        from matplotlib.font_manager import fontManager, get_font
+
+        key = (prop.copy(), self.dpi)
+        hit = _HEIGHTS.get(key)
+        if hit is not None:
+            return hit
+        font = get_font(fontManager._find_fonts_by_props(prop))
+        hit = (None, None, None)
+        for table_name, gap, ascent, descent in (
+            ("OS/2", "sTypoLineGap", "sTypoAscender", "sTypoDescender"),
+            ("hhea", "lineGap", "ascent", "descent"),
+        ):
+            table = font.get_sfnt_table(table_name)
+            if table is None:
+                continue
+            scale = 1 / font.get_sfnt_table("head")["unitsPerEm"] * prop.get_size_in_points()
+            scale = scale * self.dpi / 72
+            hit = (table[ascent] * scale, -table[descent] * scale, table[gap] * scale)
+            break
+        return _put(_HEIGHTS, key, hit)
 
     def get_text_width_height_descent(self, s, prop, ismath):
         if ismath:

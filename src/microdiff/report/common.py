@@ -90,7 +90,7 @@ def open_store(path):
 
 def _group(path, labels: str | None = None):
     group = open_store(path)
-    return group["labels"][labels] if labels is not None else group
+    return group[f"labels/{labels}"] if labels is not None else group
 
 
 def _lead(array, channel: int | None, plane: int | None) -> list[int]:
@@ -105,14 +105,16 @@ def _lead(array, channel: int | None, plane: int | None) -> list[int]:
 SMALL = 4 * 2**20  # pixels of a level-0 plane that `read_plane` reads whole
 
 
-def _small_level(group, max_px: int):
-    """The pyramid level `read_small` reads and its stride."""
+def _small_level(group, max_px: int, level0=None):
+    """The pyramid level `read_small` reads (its path and array) and its stride: the coarsest
+    at least `max_px` on its longest side, else level 0. `level0`: that array, where the caller
+    has it open."""
     levels = ngff.level_paths(group)
-    pick = levels[0]
-    for lv in levels:
-        if max(group[lv].shape[-2:]) >= max_px:
-            pick = lv
-    array = group[pick]
+    pick, array = levels[0], level0 if level0 is not None else group[levels[0]]
+    for lv in levels[1:]:
+        level = group[lv]
+        if max(level.shape[-2:]) >= max_px:
+            pick, array = lv, level
     y, x = array.shape[-2:]
     return pick, array, max(1, math.ceil(max(y, x) / max_px))
 
@@ -149,7 +151,7 @@ def read_plane(path, channel: int | None = 0, labels: str | None = None, max_px=
     plane = np.asarray(array[(*lead, slice(None), slice(None))])
     if max_px is None:
         return None, plane
-    pick, _, step = _small_level(group, max_px)
+    pick, _, step = _small_level(group, max_px, array)
     if pick != ngff.level_paths(group)[0]:
         return small(), plane
     view = plane[::step, ::step]
