@@ -72,15 +72,16 @@ def textures(
     q = np.zeros(obj.size, np.int64)
     q[m.reshape(-1)] = np.where(span > 0, np.minimum(np.nan_to_num(step), levels - 1), 0)
     flat = obj.reshape(-1)
-    glcm = np.zeros((4, n * levels * levels))
-    for a, (src, dst) in enumerate(cooccurrence_pairs(obj) if pairs is None else pairs):
-        key = (flat[src] * levels + q[src]) * levels + q[dst]
-        glcm[a] = np.bincount(key, minlength=n * levels * levels)
-    glcm = glcm.reshape(4, n, levels, levels)
-    glcm = glcm + glcm.transpose(0, 1, 3, 2)  # symmetric
+    # counts laid out as `haralick` reads them, (L, L, n, 4): one bincount for all directions
+    pairs = cooccurrence_pairs(obj) if pairs is None else pairs
+    keys = [((q[src] * levels + q[dst]) * n + flat[src]) * 4 + a
+            for a, (src, dst) in enumerate(pairs)]  # fmt: skip
+    glcm = np.bincount(np.concatenate(keys), minlength=levels * levels * n * 4)
+    glcm = glcm.reshape(levels, levels, n, 4)
+    glcm = glcm + glcm.transpose(1, 0, 2, 3)  # symmetric
     out = {p: np.full(n, np.nan) for p in TEXTURE_PROPS}
     for c in range(0, n, CHUNK):
-        g = np.ascontiguousarray(glcm[:, c : c + CHUNK].transpose(2, 3, 1, 0))  # (L, L, n', 4)
+        g = glcm if n <= CHUNK else np.ascontiguousarray(glcm[:, :, c : c + CHUNK])
         has = g.sum(axis=(0, 1)) > 0
         with np.errstate(invalid="ignore", divide="ignore"):
             props = haralick(g)
@@ -131,13 +132,18 @@ def haralick(glcm: np.ndarray) -> dict[str, np.ndarray]:
     sums[sums == 0] = 1
     p /= sums
     weights, i, j = _weights(n)
-    out = {name: np.sum(p * w, axis=(0, 1)) for name, w in weights.items()}
-    asm = np.sum(p**2, axis=(0, 1))
+    tmp = np.empty_like(p)  # every product in one buffer: the same values, no new array each
+
+    def total(a, b) -> np.ndarray:  # sum over the grey levels of a * b
+        return np.sum(np.multiply(a, b, out=tmp), axis=(0, 1))
+
+    out = {name: total(p, w) for name, w in weights.items()}
+    asm = total(p, p)
     out["energy"] = np.sqrt(asm)
-    diff_i, diff_j = i - np.sum(i * p, axis=(0, 1)), j - np.sum(j * p, axis=(0, 1))
-    std_i = np.sqrt(np.sum(p * diff_i**2, axis=(0, 1)))
-    std_j = np.sqrt(np.sum(p * diff_j**2, axis=(0, 1)))
-    cov = np.sum(p * (diff_i * diff_j), axis=(0, 1))
+    diff_i, diff_j = i - total(i, p), j - total(j, p)
+    std_i = np.sqrt(total(p, diff_i**2))
+    std_j = np.sqrt(total(p, diff_j**2))
+    cov = total(p, np.multiply(diff_i, diff_j, out=tmp))
     flat = (std_i < 1e-15) | (std_j < 1e-15)
     corr = np.ones(cov.shape, np.float64)
     corr[~flat] = cov[~flat] / (std_i[~flat] * std_j[~flat])
