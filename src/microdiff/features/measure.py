@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import warnings
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -28,21 +29,40 @@ def texture(values: np.ndarray, mask: np.ndarray, levels: int = 32) -> dict[str,
     return {p.lower(): float(v[0]) for p, v in textures(values, obj, 1, levels).items()}
 
 
-def cooccurrence_pairs(obj: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per direction of `OFFSETS`: the flat indices (source, target) of the pixel pairs at
-    distance 1 whose two pixels belong to one object of `obj` (in-plane in 3D). They do not
-    depend on the values: `block_stats` finds them once for all channels (issue 15)."""
+class Pairs(NamedTuple):
+    """The co-occurrence pairs of a block's objects (`cooccurrence_pairs`): source and target
+    of each pair as positions among the objects' pixels (`obj[obj >= 0]`, in that order), and
+    the part of its co-occurrence key that does not depend on the values (object x 4 +
+    direction)."""
+
+    src: np.ndarray
+    dst: np.ndarray
+    base: np.ndarray
+
+
+def cooccurrence_pairs(obj: np.ndarray) -> Pairs:
+    """The pixel pairs at distance 1 in the directions of `OFFSETS` whose two pixels belong to
+    one object of `obj` (in-plane in 3D), all directions together. They do not depend on the
+    values: `block_stats` finds them once for all channels (issue 15)."""
     h, w = obj.shape[-2:]
     flat = obj.reshape(-1)
     p = np.flatnonzero(flat >= 0)
+    o = flat[p]
+    rank = np.full(flat.size, -1, np.int64)  # a pixel's position among the objects' pixels
+    rank[p] = np.arange(len(p))
     y, x = (p // w) % h, p % w
-    out = []
-    for dy, dx in OFFSETS:
-        src = p[(y + dy < h) & (x + dx >= 0) & (x + dx < w)]
-        dst = src + (dy * w + dx)
-        same = flat[dst] == flat[src]
-        out.append((src[same], dst[same]))
-    return out
+    src, dst, base = [], [], []
+    for a, (dy, dx) in enumerate(OFFSETS):
+        s = np.flatnonzero((y + dy < h) & (x + dx >= 0) & (x + dx < w))
+        d = rank[p[s] + (dy * w + dx)]
+        keep = d >= 0
+        s, d = s[keep], d[keep]
+        keep = o[d] == o[s]
+        s, d = s[keep], d[keep]
+        src.append(s)
+        dst.append(d)
+        base.append(o[s] * 4 + a)
+    return Pairs(np.concatenate(src), np.concatenate(dst), np.concatenate(base))
 
 
 def textures(
@@ -55,12 +75,17 @@ def textures(
 
     Per object, values are quantised to `levels` grey levels over its own min..max; the pairs
     of graycomatrix (distance 1, `ANGLES`, symmetric) whose two pixels belong to the object are
-    counted, all objects in one `np.bincount` per direction; the statistics are averaged over
+    counted, all objects and directions in one `np.bincount`; the statistics are averaged over
     the directions that have pairs. All NaN for an object with no pixel pair. Returns
     `TEXTURE_PROPS` -> (n,) float64."""
     m = obj >= 0
-    o = obj[m]
-    v = values[m].astype(np.float64)
+    return _textures(values[m], obj[m], n, levels, lo, hi,
+                     cooccurrence_pairs(obj) if pairs is None else pairs)  # fmt: skip
+
+
+def _textures(raw, o, n: int, levels: int, lo, hi, pairs: Pairs) -> dict:
+    """`textures` of the objects' pixels: values `raw` of objects `o` (`obj[obj >= 0]`)."""
+    v = raw.astype(np.float64)
     if lo is None or hi is None:
         lo = np.full(n, np.inf)
         hi = np.full(n, -np.inf)
@@ -69,14 +94,10 @@ def textures(
     span = (hi - lo)[o]
     with np.errstate(invalid="ignore", divide="ignore"):
         step = np.floor((v - lo[o]) / span * levels)
-    q = np.zeros(obj.size, np.int64)
-    q[m.reshape(-1)] = np.where(span > 0, np.minimum(np.nan_to_num(step), levels - 1), 0)
-    flat = obj.reshape(-1)
-    # counts laid out as `haralick` reads them, (L, L, n, 4): one bincount for all directions
-    pairs = cooccurrence_pairs(obj) if pairs is None else pairs
-    keys = [((q[src] * levels + q[dst]) * n + flat[src]) * 4 + a
-            for a, (src, dst) in enumerate(pairs)]  # fmt: skip
-    glcm = np.bincount(np.concatenate(keys), minlength=levels * levels * n * 4)
+    q = np.where(span > 0, np.minimum(np.nan_to_num(step), levels - 1), 0).astype(np.int64)
+    # counts laid out as `haralick` reads them, (L, L, n, 4): key ((qs L + qd) n + o) 4 + a
+    key = (q[pairs.src] * levels + q[pairs.dst]) * (4 * n) + pairs.base
+    glcm = np.bincount(key, minlength=levels * levels * n * 4)
     glcm = glcm.reshape(levels, levels, n, 4)
     glcm = glcm + glcm.transpose(1, 0, 2, 3)  # symmetric
     out = {p: np.full(n, np.nan) for p in TEXTURE_PROPS}
@@ -95,8 +116,11 @@ def intensity_stats(values: np.ndarray, obj: np.ndarray, n: int) -> dict[str, np
     """`INTENSITY_STATS` of objects 0..n-1 at once (`obj` as for `textures`; every object has a
     pixel): one sort by (object, value) for median, min and max, sums by `np.bincount`."""
     m = obj >= 0
-    o = obj[m]
-    raw = values[m]
+    return _intensity_stats(values[m], obj[m], n)
+
+
+def _intensity_stats(raw: np.ndarray, o: np.ndarray, n: int) -> dict[str, np.ndarray]:
+    """`intensity_stats` of the objects' pixels: values `raw` of objects `o`."""
     v = raw.astype(np.float64)
     vs = _sorted_by_object(raw, v, o, n)
     count = np.bincount(o, minlength=n)
@@ -240,17 +264,19 @@ def block_stats(lab, ids, img, unc, levels, channel_names, obj=None) -> dict[str
         obj = lut[lab]
     n = len(ids)
     cols = {}
-    pairs = None if img is None else cooccurrence_pairs(obj)  # the same for every channel
+    m = obj >= 0  # the objects' pixels, and their pairs, are the same for every channel
+    o = obj[m]
+    pairs = None if img is None else cooccurrence_pairs(obj)
     for ch, values in zip(channel_names, img if img is not None else []):
-        stats = intensity_stats(values, obj, n)
+        raw = values[m]
+        stats = _intensity_stats(raw, o, n)
         for name, v in stats.items():
             cols[f"intensity_{name}_{ch}"] = v
         lo, hi = stats["min"], stats["max"]  # the same values textures would find again
-        for name, v in textures(values, obj, n, levels, lo, hi, pairs).items():
+        for name, v in _textures(raw, o, n, levels, lo, hi, pairs).items():
             cols[f"texture_{name}_{ch}"] = v
-    if unc is not None:
-        m = obj >= 0  # mean and max only: no sort by value (issue 15)
-        o, u = obj[m], unc[m].astype(np.float64)
+    if unc is not None:  # mean and max only: no sort by value (issue 15)
+        u = unc[m].astype(np.float64)
         cols["uncertainty_mean"] = np.bincount(o, u, n) / np.bincount(o, minlength=n)
         top = np.full(n, -np.inf)
         np.maximum.at(top, o, u)
