@@ -171,23 +171,27 @@ def _convex_chain(o: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
 def neighbor_counts(lab: np.ndarray, obj: np.ndarray, n: int, distance: float) -> np.ndarray:
     """How many other labels have a pixel within Euclidean `distance` of each object of `obj`:
     the distinct label pairs at every offset of length <= distance (what the distance transform
-    of `measure._neighbors` finds; `lab` holds a margin of ceil(distance) around the objects)."""
+    of `measure._neighbors` finds; `lab` holds a margin of ceil(distance) around the objects).
+    An offset and its opposite meet the same pixel pairs, swapped: each pair of offsets is
+    compared once."""
     r = math.ceil(distance)
     near, other = [], []
     for off in product(range(-r, r + 1), repeat=lab.ndim):
         if not any(off) or math.sqrt(sum(d * d for d in off)) > distance:
             continue
+        if next(d for d in off if d) < 0:  # the opposite offset's pairs, swapped
+            continue
         src = tuple(slice(max(-d, 0), s - max(d, 0)) for d, s in zip(off, lab.shape))
         dst = tuple(slice(max(d, 0), s + min(d, 0)) for d, s in zip(off, lab.shape))
-        a, b = obj[src], lab[dst]
-        hit = (a >= 0) & (b != 0) & (b != lab[src])
-        near.append(a[hit])
-        other.append(b[hit])
+        la, lb = lab[src], lab[dst]
+        touch = (la != lb) & (la != 0) & (lb != 0)
+        for a, b in ((obj[src], lb), (obj[dst], la)):
+            hit = touch & (a >= 0)
+            near.append(a[hit])
+            other.append(b[hit])
     if not near:
         return np.zeros(n, np.int64)
-    a, b = np.concatenate(near), np.concatenate(other)
-    order = np.lexsort((b, a))
-    a, b = a[order], b[order]
-    new = np.ones(len(a), bool)
-    new[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
-    return np.bincount(a[new], minlength=n).astype(np.int64)
+    a, b = np.concatenate(near), np.concatenate(other).astype(np.int64)
+    b = b - b.min(initial=0)
+    pairs = np.unique(a * (int(b.max(initial=0)) + 1) + b)  # distinct (object, other label)
+    return np.bincount(pairs // (int(b.max(initial=0)) + 1), minlength=n).astype(np.int64)
