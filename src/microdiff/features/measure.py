@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import warnings
 from functools import lru_cache
-from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -29,40 +28,23 @@ def texture(values: np.ndarray, mask: np.ndarray, levels: int = 32) -> dict[str,
     return {p.lower(): float(v[0]) for p, v in textures(values, obj, 1, levels).items()}
 
 
-class Pairs(NamedTuple):
-    """The co-occurrence pairs of a block's objects (`cooccurrence_pairs`): source and target
-    of each pair as positions among the objects' pixels (`obj[obj >= 0]`, in that order), and
-    the part of its co-occurrence key that does not depend on the values (object x 4 +
-    direction)."""
-
-    src: np.ndarray
-    dst: np.ndarray
-    base: np.ndarray
-
-
-def cooccurrence_pairs(obj: np.ndarray) -> Pairs:
-    """The pixel pairs at distance 1 in the directions of `OFFSETS` whose two pixels belong to
-    one object of `obj` (in-plane in 3D), all directions together. They do not depend on the
-    values: `block_stats` finds them once for all channels (issue 15)."""
+def cooccurrence_pairs(obj: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per direction of `OFFSETS`: the flat indices (source, target) of the pixel pairs at
+    distance 1 whose two pixels belong to one object of `obj` (in-plane in 3D), and that
+    object. They do not depend on the values: `block_stats` finds them once for all channels
+    (issue 15)."""
     h, w = obj.shape[-2:]
     flat = obj.reshape(-1)
     p = np.flatnonzero(flat >= 0)
-    o = flat[p]
-    rank = np.full(flat.size, -1, np.int64)  # a pixel's position among the objects' pixels
-    rank[p] = np.arange(len(p))
     y, x = (p // w) % h, p % w
-    src, dst, base = [], [], []
-    for a, (dy, dx) in enumerate(OFFSETS):
-        s = np.flatnonzero((y + dy < h) & (x + dx >= 0) & (x + dx < w))
-        d = rank[p[s] + (dy * w + dx)]
-        keep = d >= 0
-        s, d = s[keep], d[keep]
-        keep = o[d] == o[s]
-        s, d = s[keep], d[keep]
-        src.append(s)
-        dst.append(d)
-        base.append(o[s] * 4 + a)
-    return Pairs(np.concatenate(src), np.concatenate(dst), np.concatenate(base))
+    out = []
+    for dy, dx in OFFSETS:
+        src = p[(y + dy < h) & (x + dx >= 0) & (x + dx < w)]
+        dst = src + (dy * w + dx)
+        o = flat[src]
+        same = flat[dst] == o
+        out.append((src[same], dst[same], o[same]))
+    return out
 
 
 def textures(
@@ -79,12 +61,12 @@ def textures(
     the directions that have pairs. All NaN for an object with no pixel pair. Returns
     `TEXTURE_PROPS` -> (n,) float64."""
     m = obj >= 0
-    return _textures(values[m], obj[m], n, levels, lo, hi,
+    return _textures(values[m], obj[m], m, n, levels, lo, hi,
                      cooccurrence_pairs(obj) if pairs is None else pairs)  # fmt: skip
 
 
-def _textures(raw, o, n: int, levels: int, lo, hi, pairs: Pairs) -> dict:
-    """`textures` of the objects' pixels: values `raw` of objects `o` (`obj[obj >= 0]`)."""
+def _textures(raw, o, m, n: int, levels: int, lo, hi, pairs) -> dict:
+    """`textures` of the objects' pixels (mask `m`): values `raw` of objects `o`."""
     v = raw.astype(np.float64)
     if lo is None or hi is None:
         lo = np.full(n, np.inf)
@@ -94,11 +76,11 @@ def _textures(raw, o, n: int, levels: int, lo, hi, pairs: Pairs) -> dict:
     span = (hi - lo)[o]
     with np.errstate(invalid="ignore", divide="ignore"):
         step = np.floor((v - lo[o]) / span * levels)
-    q = np.where(span > 0, np.minimum(np.nan_to_num(step), levels - 1), 0).astype(np.int64)
-    # counts laid out as `haralick` reads them, (L, L, n, 4): key ((qs L + qd) n + o) 4 + a
-    key = (q[pairs.src] * levels + q[pairs.dst]) * (4 * n) + pairs.base
-    glcm = np.bincount(key, minlength=levels * levels * n * 4)
-    glcm = glcm.reshape(levels, levels, n, 4)
+    q = np.zeros(m.size, np.int64)
+    q[m.reshape(-1)] = np.where(span > 0, np.minimum(np.nan_to_num(step), levels - 1), 0)
+    # counts laid out as `haralick` reads them, (L, L, n, 4)
+    glcm = np.stack([np.bincount((q[src] * levels + q[dst]) * n + o, minlength=levels**2 * n)
+                     for src, dst, o in pairs], axis=-1).reshape(levels, levels, n, 4)  # fmt: skip
     glcm = glcm + glcm.transpose(1, 0, 2, 3)  # symmetric
     out = {p: np.full(n, np.nan) for p in TEXTURE_PROPS}
     for c in range(0, n, CHUNK):
@@ -273,7 +255,7 @@ def block_stats(lab, ids, img, unc, levels, channel_names, obj=None) -> dict[str
         for name, v in stats.items():
             cols[f"intensity_{name}_{ch}"] = v
         lo, hi = stats["min"], stats["max"]  # the same values textures would find again
-        for name, v in _textures(raw, o, n, levels, lo, hi, pairs).items():
+        for name, v in _textures(raw, o, m, n, levels, lo, hi, pairs).items():
             cols[f"texture_{name}_{ch}"] = v
     if unc is not None:  # mean and max only: no sort by value (issue 15)
         u = unc[m].astype(np.float64)
