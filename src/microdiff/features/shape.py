@@ -43,8 +43,8 @@ def block_shapes(lab, obj, ids, distance: float, origin=(0, 0)) -> dict:
     count = np.bincount(o, minlength=n).astype(np.float64)
     cy, cx = np.bincount(o, yy, n) / count, np.bincount(o, xx, n) / count
     dy, dx = yy - cy[o], xx - cx[o]
-    gy = np.bincount(o, yy + origin[0], n) / count
-    gx = np.bincount(o, xx + origin[1], n) / count
+    gy = cy if not origin[0] else np.bincount(o, yy + origin[0], n) / count
+    gx = cx if not origin[1] else np.bincount(o, xx + origin[1], n) / count
     mu20, mu02 = np.bincount(o, dy * dy, n), np.bincount(o, dx * dx, n)
     mu11 = np.bincount(o, dy * dx, n)
     # regionprops' inertia tensor [[mu02, -mu11], [-mu11, mu20]] / mu00, eigenvalues descending
