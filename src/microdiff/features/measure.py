@@ -28,6 +28,12 @@ def texture(values: np.ndarray, mask: np.ndarray, levels: int = 32) -> dict[str,
     return {p.lower(): float(v[0]) for p, v in textures(values, obj, 1, levels).items()}
 
 
+def object_pixels(obj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mask of a block's object pixels (`obj >= 0`) and the object of each, in order."""
+    m = obj >= 0
+    return m, obj[m]
+
+
 def cooccurrence_pairs(obj: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per direction of `OFFSETS`: the flat indices (source, target) of the pixel pairs at
     distance 1 whose two pixels belong to one object of `obj` (in-plane in 3D), and that
@@ -237,7 +243,9 @@ def measure_object(oid, lab, sl, spacing, distance) -> dict:
     return row
 
 
-def block_stats(lab, ids, img, unc, levels, channel_names, obj=None) -> dict[str, np.ndarray]:
+def block_stats(
+    lab, ids, img, unc, levels, channel_names, obj=None, pixels=None
+) -> dict[str, np.ndarray]:
     """Intensity statistics and texture per channel of `img` ((C, ...) or None), and the mean
     and max of `unc` (or None), of the objects `ids` of the label block `lab` (each wholly
     inside it), in the order of `ids`; `obj`: each pixel's position in `ids` where the caller
@@ -249,8 +257,9 @@ def block_stats(lab, ids, img, unc, levels, channel_names, obj=None) -> dict[str
         obj = lut[lab]
     n = len(ids)
     cols = {}
-    m = obj >= 0  # the objects' pixels, and their pairs, are the same for every channel
-    o = obj[m]
+    # the objects' pixels (mask, object of each; `pixels` where the caller has them) and
+    # their pairs are the same for every channel
+    m, o = pixels if pixels is not None else object_pixels(obj)
     pairs = None if img is None else cooccurrence_pairs(obj)
     for ch, values in zip(channel_names, img if img is not None else []):
         raw = values[m]

@@ -31,14 +31,13 @@ def object_index(lab: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return lut[lab]
 
 
-def block_shapes(lab, obj, ids, distance: float, origin=(0, 0)) -> dict:
+def block_shapes(lab, obj, ids, distance: float, origin=(0, 0), pixels=None) -> dict:
     """Pixel-unit shape columns and `neighbors` of the 2D objects `ids` of the label block `lab`
     (`obj`: `object_index(lab, ids)`), in the order of `ids`: `n`, `centroid` (n, 2) in the
     coordinates of the image whose pixel `origin` is the block's first, and `measure._shape`'s
     other columns."""
     n = len(ids)
-    m = obj >= 0
-    o = obj[m]
+    m, o = pixels if pixels is not None else (obj >= 0, obj[obj >= 0])
     yy, xx = np.nonzero(m)
     count = np.bincount(o, minlength=n).astype(np.float64)
     cy, cx = np.bincount(o, yy, n) / count, np.bincount(o, xx, n) / count

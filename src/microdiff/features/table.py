@@ -24,7 +24,7 @@ import pandas as pd
 from scipy import ndimage as ndi
 
 from ..tiling import Box, axis_names, chunks_of, iter_tiles, read_box, tile_grid
-from .measure import INTENSITY_STATS, TEXTURE_PROPS, block_stats, measure_object
+from .measure import INTENSITY_STATS, TEXTURE_PROPS, block_stats, measure_object, object_pixels
 from .shape import block_shapes, object_index
 
 
@@ -72,6 +72,8 @@ def object_bboxes(labels, tile=None, chunks=None) -> pd.DataFrame:
     starts = np.concatenate([p[1] for p in parts])
     stops = np.concatenate([p[2] for p in parts])
     df = pd.DataFrame(np.column_stack([ids, starts, stops]), columns=cols)
+    if len(parts) == 1:  # one tile: one box per id, found in id order; nothing to merge
+        return df
     agg = {f"{a}0": "min" for a in names} | {f"{a}1": "max" for a in names}
     return df.groupby("id", sort=True).agg(agg).reset_index()
 
@@ -195,9 +197,11 @@ def object_table(
         unc = None if uncertainty is None else read_box(uncertainty, box, channel_axis=False)
         ids = group["id"].to_numpy()
         obj = object_index(lab, ids)
-        stats = block_stats(lab, ids, img, unc, texture_levels, channel_names, obj=obj)
+        pixels = object_pixels(obj)  # for the stats and the shapes
+        stats = block_stats(lab, ids, img, unc, texture_levels, channel_names, obj, pixels)
         if ndim == 2 and (spacing is None or spacing[0] == spacing[1]):
-            cols = _block_columns(lab, obj, group, box, shape, spacing, neighbor_distance)
+            cols = _block_columns(lab, obj, group, box, shape, spacing, neighbor_distance,
+                                  pixels)  # fmt: skip
             frames.append(pd.DataFrame(cols | stats))  # one frame, not a column at a time
         else:
             cols = _object_columns(lab, group, box, shape, spacing, neighbor_distance)
@@ -216,13 +220,13 @@ def object_table(
     return _typed(df, ndim)
 
 
-def _block_columns(lab, obj, group, box: Box, shape, spacing, distance) -> dict:
+def _block_columns(lab, obj, group, box: Box, shape, spacing, distance, pixels=None) -> dict:
     """Box, shape and neighbour columns of a group's 2D objects (square pixels), all at once."""
     names = axis_names(lab.ndim)
     ids = group["id"].to_numpy()
     start = group[[f"{a}0" for a in names]].to_numpy()
     stop = group[[f"{a}1" for a in names]].to_numpy()
-    sh = block_shapes(lab, obj, ids, distance, box.start)
+    sh = block_shapes(lab, obj, ids, distance, box.start, pixels)
     n = sh.pop("n")
     cols = {
         "id": ids,
