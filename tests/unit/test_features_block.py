@@ -96,3 +96,7 @@ def test_convex_areas_of_many_objects_at_once_are_each_objects_own():
     o = np.searchsorted(ids, lab[m])
     want = [convex_area(lab == i) for i in ids]
     np.testing.assert_array_equal(convex_areas(yy, xx, o, len(ids)), want)
+    # many more object slots than pixels: the sorted (np.unique) path, the same counts
+    sparse = convex_areas(yy, xx, o, 1000 * len(ids))
+    np.testing.assert_array_equal(sparse[: len(ids)], want)
+    assert not sparse[len(ids) :].any()

@@ -109,19 +109,12 @@ def convex_areas(yy, xx, o, n: int) -> np.ndarray:
     if not len(yy):
         return out
     h = int(yy.max()) + 3
-    rows, inv = np.unique(o * h + yy, return_inverse=True)  # (object, row), sorted
-    left = np.full(len(rows), np.iinfo(np.int64).max)
-    right = np.full(len(rows), -1, np.int64)
-    np.minimum.at(left, inv, xx)
-    np.maximum.at(right, inv, xx)
+    rows, (left, right) = _extremes(o * h + yy, n * h, xx, xx)  # per (object, row), sorted
     obj, y, xl, xr = rows // h, 2 * (rows % h), 2 * left, 2 * right
     # a row's left points: (y, xl - 1), (y - 1, xl), (y + 1, xl); its right ones likewise
     level = np.tile(obj, 3) * (2 * h + 2) + np.concatenate([y, y - 1, y + 1]) + 1
-    heights, at = np.unique(level, return_inverse=True)  # (object, doubled height), sorted
-    lx = np.full(len(heights), np.iinfo(np.int64).max)
-    rx = np.full(len(heights), np.iinfo(np.int64).min)
-    np.minimum.at(lx, at, np.concatenate([xl - 1, xl, xl]))
-    np.maximum.at(rx, at, np.concatenate([xr + 1, xr, xr]))
+    heights, (lx, rx) = _extremes(level, n * (2 * h + 2), np.concatenate([xl - 1, xl, xl]),
+                                  np.concatenate([xr + 1, xr, xr]))  # fmt: skip
     ho, hy = heights // (2 * h + 2), heights % (2 * h + 2) - 1
     edges = []
     for x, side in ((lx, 1), (rx, -1)):
@@ -145,6 +138,24 @@ def convex_areas(yy, xx, o, n: int) -> np.ndarray:
     np.minimum.at(first, where, -(-num // den))
     np.maximum.at(last, where, num // den)
     return np.bincount(slots // h, np.clip(last - first + 1, 0, None), minlength=n)
+
+
+def _extremes(key, size: int, low, high):
+    """The distinct values of `key` (0 <= key < size), sorted, with the minimum of `low` and
+    the maximum of `high` over each: `np.unique(key, return_inverse=True)` and ufunc.at, or
+    (keys dense enough) tables of `size` without the sort."""
+    top, bottom = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+    if size <= 4 * len(key):
+        lo, hi = np.full(size, top), np.full(size, bottom)
+        np.minimum.at(lo, key, low)
+        np.maximum.at(hi, key, high)
+        keys = np.flatnonzero(hi > bottom)
+        return keys, (lo[keys], hi[keys])
+    keys, at = np.unique(key, return_inverse=True)
+    lo, hi = np.full(len(keys), top), np.full(len(keys), bottom)
+    np.minimum.at(lo, at, low)
+    np.maximum.at(hi, at, high)
+    return keys, (lo, hi)
 
 
 def _convex_chain(o: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
