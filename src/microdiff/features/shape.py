@@ -203,5 +203,10 @@ def neighbor_counts(lab: np.ndarray, obj: np.ndarray, n: int, distance: float) -
         return np.zeros(n, np.int64)
     a, b = np.concatenate(near), np.concatenate(other).astype(np.int64)
     b = b - b.min(initial=0)
-    pairs = np.unique(a * (int(b.max(initial=0)) + 1) + b)  # distinct (object, other label)
-    return np.bincount(pairs // (int(b.max(initial=0)) + 1), minlength=n).astype(np.int64)
+    k = int(b.max(initial=0)) + 1
+    if n * k <= max(4 * len(a), 2**16):  # distinct (object, other label): a table of them
+        seen = np.zeros(n * k, bool)
+        seen[a * k + b] = True
+        return np.count_nonzero(seen.reshape(n, k), axis=1).astype(np.int64)
+    pairs = np.unique(a * k + b)  # or by sorting
+    return np.bincount(pairs // k, minlength=n).astype(np.int64)
