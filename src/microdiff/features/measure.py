@@ -87,13 +87,13 @@ def _textures(raw, o, m, n: int, levels: int, lo, hi, pairs) -> dict:
     # counts laid out as `haralick` reads them, (L, L, n, 4)
     glcm = np.stack([np.bincount((q[src] * levels + q[dst]) * n + o, minlength=levels**2 * n)
                      for src, dst, o in pairs], axis=-1).reshape(levels, levels, n, 4)  # fmt: skip
-    glcm = glcm + glcm.transpose(1, 0, 2, 3)  # symmetric
     out = {p: np.full(n, np.nan) for p in TEXTURE_PROPS}
     for c in range(0, n, CHUNK):
-        g = glcm if n <= CHUNK else np.ascontiguousarray(glcm[:, :, c : c + CHUNK])
-        has = g.sum(axis=(0, 1)) > 0
+        g = glcm[:, :, c : c + CHUNK]
+        p = np.empty(g.shape)  # symmetric counts, as the floats haralick divides
+        np.add(g, g.transpose(1, 0, 2, 3), out=p)
         with np.errstate(invalid="ignore", divide="ignore"):
-            props = haralick(g)
+            props, has = _haralick(p)
             for p, val in props.items():
                 mean = np.where(has, val, 0.0).sum(axis=1) / has.sum(axis=1)
                 out[p][c : c + CHUNK] = np.where(has.any(axis=1), mean, np.nan)
@@ -141,9 +141,15 @@ def haralick(glcm: np.ndarray) -> dict[str, np.ndarray]:
     """`TEXTURE_PROPS` of (levels, levels, distances, angles) co-occurrence counts, per distance
     and angle: the same operations as `skimage.feature.graycoprops`, which normalizes the
     matrices anew for each property it is asked for; here once for all six."""
-    n = glcm.shape[0]
-    p = glcm.astype(np.float64)
+    return _haralick(glcm.astype(np.float64))[0]
+
+
+def _haralick(p: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """`haralick` of float64 counts `p` (C-contiguous; divided in place), and which matrices
+    hold a pair."""
+    n = p.shape[0]
     sums = np.sum(p, axis=(0, 1), keepdims=True)
+    has = sums[0, 0] > 0
     sums[sums == 0] = 1
     p /= sums
     weights, i, j = _weights(n)
@@ -164,7 +170,7 @@ def haralick(glcm: np.ndarray) -> dict[str, np.ndarray]:
     corr[~flat] = cov[~flat] / (std_i[~flat] * std_j[~flat])
     out["correlation"] = corr
     out["ASM"] = asm
-    return out
+    return out, has
 
 
 @lru_cache
