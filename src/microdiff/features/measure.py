@@ -42,10 +42,16 @@ def cooccurrence_pairs(obj: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np
     h, w = obj.shape[-2:]
     flat = obj.reshape(-1)
     p = np.flatnonzero(flat >= 0)
-    y, x = (p // w) % h, p % w
+    y, x = np.divmod(p, w)
+    if obj.ndim > 2:
+        y %= h
+    # sources whose neighbour at (dy, dx) lies in the plane: below, right, left of the edges
+    inside = {"y": y < h - 1, "+x": x < w - 1, "-x": x > 0}
+    inside["y+x"], inside["y-x"] = inside["y"] & inside["+x"], inside["y"] & inside["-x"]
+    which = {(0, 1): "+x", (1, 1): "y+x", (1, 0): "y", (1, -1): "y-x"}
     out = []
     for dy, dx in OFFSETS:
-        src = p[(y + dy < h) & (x + dx >= 0) & (x + dx < w)]
+        src = p[inside[which[dy, dx]]]
         dst = src + (dy * w + dx)
         o = flat[src]
         same = flat[dst] == o

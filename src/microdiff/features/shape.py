@@ -186,6 +186,7 @@ def neighbor_counts(lab: np.ndarray, obj: np.ndarray, n: int, distance: float) -
     compared once."""
     r = math.ceil(distance)
     near, other = [], []
+    labelled, ours = lab != 0, obj >= 0  # sliced per offset, not compared again
     for off in product(range(-r, r + 1), repeat=lab.ndim):
         if not any(off) or math.sqrt(sum(d * d for d in off)) > distance:
             continue
@@ -194,9 +195,9 @@ def neighbor_counts(lab: np.ndarray, obj: np.ndarray, n: int, distance: float) -
         src = tuple(slice(max(-d, 0), s - max(d, 0)) for d, s in zip(off, lab.shape))
         dst = tuple(slice(max(d, 0), s + min(d, 0)) for d, s in zip(off, lab.shape))
         la, lb = lab[src], lab[dst]
-        touch = (la != lb) & (la != 0) & (lb != 0)
-        for a, b in ((obj[src], lb), (obj[dst], la)):
-            hit = touch & (a >= 0)
+        touch = (la != lb) & labelled[src] & labelled[dst]
+        for a, mine, b in ((obj[src], ours[src], lb), (obj[dst], ours[dst], la)):
+            hit = touch & mine
             near.append(a[hit])
             other.append(b[hit])
     if not near:
