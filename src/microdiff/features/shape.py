@@ -74,10 +74,12 @@ def perimeters(lab: np.ndarray, obj: np.ndarray, n: int) -> np.ndarray:
     border = (obj >= 0) & ~inner
     by, bx = np.nonzero(border)
     value = c[by, bx]
-    edge = np.pad(np.where(border, lab, 0), 1)
+    edge = np.pad(np.where(border, lab, 0), 1).reshape(-1)
+    stride = lab.shape[1] + 2
+    at = (by + 1) * stride + bx + 1  # flat indices into the padded image: one gather each
     code = np.ones(len(by), np.int64)
     for (oy, ox), w in _CODE.items():
-        code += w * (edge[by + 1 + oy, bx + 1 + ox] == value)
+        code += w * (edge[at + (oy * stride + ox)] == value)
     hist = np.bincount(obj[by, bx] * 50 + code, minlength=n * 50).reshape(n, 50)
     return hist @ _PERIMETER_WEIGHTS
 
