@@ -155,3 +155,11 @@ def test_agg_renderer_draws_what_matplotlib_draws():
             plt.close(fig)
         np.testing.assert_array_equal(pictures[1], pictures[0])
     assert agg._GLYPHS and agg._LAYOUTS and agg._METRICS
+
+
+def test_save_draws_with_the_text_keeping_canvas_on_this_matplotlib():
+    """matplotlib 3.11's Agg text internals are there: `save` uses `agg.Canvas` (elsewhere it
+    falls back to matplotlib's own canvas, the same pictures)."""
+    from microdiff.report import agg
+
+    assert agg.canvas_class() is agg.Canvas

@@ -24,12 +24,13 @@ import math
 
 import matplotlib as mpl
 import numpy as np
-from matplotlib.backends.backend_agg import (
-    FigureCanvasAgg,
-    RendererAgg,
-    RenderMode,
-    get_hinting_flag,
-)
+from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg, get_hinting_flag
+from matplotlib.ft2font import FT2Font
+
+try:
+    from matplotlib.ft2font import RenderMode
+except ImportError:  # matplotlib before 3.10: `canvas_class` gives matplotlib's own canvas
+    RenderMode = None
 
 LIMIT = 50_000  # entries per cache; past it a cache starts again (a long job of odd strings)
 _LAYOUTS: dict = {}
@@ -150,6 +151,15 @@ class Renderer(RendererAgg):
         if hit is None:
             hit = _put(_METRICS, key, super().get_text_width_height_descent(s, prop, ismath))
         return hit
+
+
+def canvas_class():
+    """`Canvas`, or matplotlib's own `FigureCanvasAgg` where its Agg text internals that
+    `Renderer` builds on (matplotlib 3.11) are not there: the same pictures, slower."""
+    needed = ("_draw_text_glyphs_and_boxes", "_prepare_font", "get_text_width_height_descent")
+    ok = RenderMode is not None and all(hasattr(RendererAgg, name) for name in needed)
+    ok = ok and all(hasattr(FT2Font, name) for name in ("_layout", "_render_glyph"))
+    return Canvas if ok else FigureCanvasAgg
 
 
 class Canvas(FigureCanvasAgg):

@@ -30,8 +30,9 @@ def save(fig, path, dpi: int = 100) -> None:
     half the time of Pillow's level 1, whose per-row filter search costs as much as the
     compression, and a smaller file for a montage. Text is drawn by `_Renderer` (glyph layouts
     and bitmaps kept between figures)."""
-    from .agg import Canvas
+    from .agg import canvas_class
 
+    Canvas = canvas_class()
     fig.set_dpi(dpi)
     canvas = Canvas(fig)
     canvas.draw()
