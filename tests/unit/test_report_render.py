@@ -160,6 +160,9 @@ def test_agg_renderer_draws_what_matplotlib_draws():
 def test_save_draws_with_the_text_keeping_canvas_on_this_matplotlib():
     """matplotlib 3.11's Agg text internals are there: `save` uses `agg.Canvas` (elsewhere it
     falls back to matplotlib's own canvas, the same pictures)."""
+    import matplotlib
+
     from microdiff.report import agg
 
-    assert agg.canvas_class() is agg.Canvas
+    if tuple(int(v) for v in matplotlib.__version__.split(".")[:2]) >= (3, 11):
+        assert agg.canvas_class() is agg.Canvas
