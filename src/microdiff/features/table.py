@@ -222,12 +222,24 @@ def object_table(
         for a, p in zip(names, spacing):
             data[f"centroid_{a}_um"] = data[f"centroid_{a}"] * p
     n = len(data["id"])
-    data["sample"], data["kind"] = np.full(n, sample, object), np.full(n, kind, object)
     if obj_unc is not None:
         data["uncertainty_object"] = pd.Series(data["id"]).map(obj_unc).to_numpy()
     order = np.argsort(data["id"], kind="stable")  # ids are unique
-    df = pd.DataFrame({c: data[c][order] if c in data else np.full(n, np.nan) for c in columns})
-    return _typed(df, ndim)
+    out = {c: data[c][order] if c in data else np.full(n, np.nan) for c in columns}
+    if all(_TYPES.get(c, np.float64) == out[c].dtype for c in columns if c not in _TEXT):
+        # every column already of its type (the usual case): `_typed`'s casts are no-ops,
+        # only the two text columns to make, as `_typed` makes them
+        for c, text in (("sample", sample), ("kind", kind)):
+            out[c] = pd.Series(np.full(n, text, object)).astype(str)
+        return pd.DataFrame(out)
+    out["sample"], out["kind"] = np.full(n, sample, object), np.full(n, kind, object)
+    return _typed(pd.DataFrame(out), ndim)
+
+
+_TEXT = ("sample", "kind")
+_TYPES = {"id": np.int64, "neighbors": np.int64, "area_px": np.int64, "volume_px": np.int64,
+          "touches_border": np.bool_}  # fmt: skip
+_TYPES |= {f"bbox_{a}{e}": np.int64 for a in "zyx" for e in "01"}
 
 
 def _block_columns(lab, obj, group, box: Box, shape, spacing, distance, pixels=None) -> dict:
