@@ -81,3 +81,22 @@ def test_convex_area_is_the_pixel_count_of_convex_hull_image():
             warnings.simplefilter("ignore")
             want = int(convex_hull_image(m).sum())
         assert convex_area(m) == want, (m.astype(int), want)
+
+
+def test_convex_areas_of_many_objects_at_once_are_each_objects_own():
+    """The hulls of all objects are found together (chains dropped point by point, all objects
+    at once): each count is that object's alone, whatever lies beside it."""
+    from microdiff.features.shape import convex_area, convex_areas
+
+    rng = np.random.default_rng(8)
+    lab = rng.integers(0, 7, (40, 50)) * (rng.random((40, 50)) < 0.7)
+    ids = np.unique(lab[lab > 0])
+    m = lab > 0
+    yy, xx = np.nonzero(m)
+    o = np.searchsorted(ids, lab[m])
+    want = [convex_area(lab == i) for i in ids]
+    np.testing.assert_array_equal(convex_areas(yy, xx, o, len(ids)), want)
+    # many more object slots than pixels: the sorted (np.unique) path, the same counts
+    sparse = convex_areas(yy, xx, o, 1000 * len(ids))
+    np.testing.assert_array_equal(sparse[: len(ids)], want)
+    assert not sparse[len(ids) :].any()

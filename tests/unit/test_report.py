@@ -90,6 +90,27 @@ def test_points_label_segmented_objects_and_supervised_run(stores):
     assert set(un["class"]) <= {0, 1} and info_u["k"] == 2
 
 
+def test_read_plane_is_read_small_and_read_window(stores, monkeypatch):
+    """A small image's plane read once serves the whole view and the crops: the same values as
+    `read_small` and `read_window`; a large one (past SMALL) is read by window."""
+    from microdiff.report import common
+
+    d = stores[0]
+    box = (5, 37, 20, 52)
+    for path, kw in ((d / "raw.ome.zarr", {}), (d / "seg.ome.zarr", {"labels": "nuclei"}),
+                     (d / "seg.ome.zarr", {"channel": 1})):  # fmt: skip
+        for max_px in (64, 1024):
+            for small in (common.SMALL, 0):
+                monkeypatch.setattr(common, "SMALL", small)
+                view, source = common.read_plane(path, max_px=max_px, **kw)
+                want = common.read_small(path, max_px, **kw)
+                assert view.dtype == want.dtype
+                np.testing.assert_array_equal(view, want)
+                assert isinstance(source, np.ndarray) == (small > 0)
+                window = common.read_window(source, box, **kw)
+                np.testing.assert_array_equal(window, common.read_window(path, box, **kw))
+
+
 def test_figures(stores, tmp_path):
     d, _, _, table = stores
     norm = report.read_json(d / "norm.json")

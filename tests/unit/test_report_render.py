@@ -109,3 +109,17 @@ def test_colorbar_draws_what_fig_colorbar_draws():
         return out
 
     assert np.abs(draw(True) - draw(False)).max() <= 2
+
+
+def test_write_png_decodes_to_its_pixels(tmp_path):
+    from microdiff.report.common import write_png
+
+    rng = np.random.default_rng(3)
+    for channels in (3, 4):
+        pixels = rng.integers(0, 256, (23, 41, channels), dtype=np.uint8)
+        pixels[5:9] = 7  # flat rows as well as noise
+        write_png(tmp_path / "p.png", pixels, dpi=100)
+        with Image.open(tmp_path / "p.png") as im:
+            assert im.mode == ("RGB" if channels == 3 else "RGBA")
+            np.testing.assert_array_equal(np.asarray(im), pixels)
+            assert round(im.info["dpi"][0]) == 100

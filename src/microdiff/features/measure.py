@@ -28,20 +28,34 @@ def texture(values: np.ndarray, mask: np.ndarray, levels: int = 32) -> dict[str,
     return {p.lower(): float(v[0]) for p, v in textures(values, obj, 1, levels).items()}
 
 
-def cooccurrence_pairs(obj: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+def object_pixels(obj: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mask of a block's object pixels (`obj >= 0`) and the object of each, in order."""
+    m = obj >= 0
+    return m, obj[m]
+
+
+def cooccurrence_pairs(obj: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per direction of `OFFSETS`: the flat indices (source, target) of the pixel pairs at
-    distance 1 whose two pixels belong to one object of `obj` (in-plane in 3D). They do not
-    depend on the values: `block_stats` finds them once for all channels (issue 15)."""
+    distance 1 whose two pixels belong to one object of `obj` (in-plane in 3D), and that
+    object. They do not depend on the values: `block_stats` finds them once for all channels
+    (issue 15)."""
     h, w = obj.shape[-2:]
     flat = obj.reshape(-1)
     p = np.flatnonzero(flat >= 0)
-    y, x = (p // w) % h, p % w
+    y, x = np.divmod(p, w)
+    if obj.ndim > 2:
+        y %= h
+    # sources whose neighbour at (dy, dx) lies in the plane: below, right, left of the edges
+    inside = {"y": y < h - 1, "+x": x < w - 1, "-x": x > 0}
+    inside["y+x"], inside["y-x"] = inside["y"] & inside["+x"], inside["y"] & inside["-x"]
+    which = {(0, 1): "+x", (1, 1): "y+x", (1, 0): "y", (1, -1): "y-x"}
     out = []
     for dy, dx in OFFSETS:
-        src = p[(y + dy < h) & (x + dx >= 0) & (x + dx < w)]
+        src = p[inside[which[dy, dx]]]
         dst = src + (dy * w + dx)
-        same = flat[dst] == flat[src]
-        out.append((src[same], dst[same]))
+        o = flat[src]
+        same = flat[dst] == o
+        out.append((src[same], dst[same], o[same]))
     return out
 
 
@@ -55,12 +69,17 @@ def textures(
 
     Per object, values are quantised to `levels` grey levels over its own min..max; the pairs
     of graycomatrix (distance 1, `ANGLES`, symmetric) whose two pixels belong to the object are
-    counted, all objects in one `np.bincount` per direction; the statistics are averaged over
+    counted, all objects and directions in one `np.bincount`; the statistics are averaged over
     the directions that have pairs. All NaN for an object with no pixel pair. Returns
     `TEXTURE_PROPS` -> (n,) float64."""
     m = obj >= 0
-    o = obj[m]
-    v = values[m].astype(np.float64)
+    return _textures(values[m], obj[m], m, n, levels, lo, hi,
+                     cooccurrence_pairs(obj) if pairs is None else pairs)  # fmt: skip
+
+
+def _textures(raw, o, m, n: int, levels: int, lo, hi, pairs) -> dict:
+    """`textures` of the objects' pixels (mask `m`): values `raw` of objects `o`."""
+    v = raw.astype(np.float64)
     if lo is None or hi is None:
         lo = np.full(n, np.inf)
         hi = np.full(n, -np.inf)
@@ -69,21 +88,18 @@ def textures(
     span = (hi - lo)[o]
     with np.errstate(invalid="ignore", divide="ignore"):
         step = np.floor((v - lo[o]) / span * levels)
-    q = np.zeros(obj.size, np.int64)
+    q = np.zeros(m.size, np.int64)
     q[m.reshape(-1)] = np.where(span > 0, np.minimum(np.nan_to_num(step), levels - 1), 0)
-    flat = obj.reshape(-1)
-    glcm = np.zeros((4, n * levels * levels))
-    for a, (src, dst) in enumerate(cooccurrence_pairs(obj) if pairs is None else pairs):
-        key = (flat[src] * levels + q[src]) * levels + q[dst]
-        glcm[a] = np.bincount(key, minlength=n * levels * levels)
-    glcm = glcm.reshape(4, n, levels, levels)
-    glcm = glcm + glcm.transpose(0, 1, 3, 2)  # symmetric
+    # counts laid out as `haralick` reads them, (L, L, n, 4)
+    glcm = np.stack([np.bincount((q[src] * levels + q[dst]) * n + o, minlength=levels**2 * n)
+                     for src, dst, o in pairs], axis=-1).reshape(levels, levels, n, 4)  # fmt: skip
     out = {p: np.full(n, np.nan) for p in TEXTURE_PROPS}
     for c in range(0, n, CHUNK):
-        g = np.ascontiguousarray(glcm[:, c : c + CHUNK].transpose(2, 3, 1, 0))  # (L, L, n', 4)
-        has = g.sum(axis=(0, 1)) > 0
+        g = glcm[:, :, c : c + CHUNK]
+        p = np.empty(g.shape)  # symmetric counts, as the floats haralick divides
+        np.add(g, g.transpose(1, 0, 2, 3), out=p)
         with np.errstate(invalid="ignore", divide="ignore"):
-            props = haralick(g)
+            props, has = _haralick(p)
             for p, val in props.items():
                 mean = np.where(has, val, 0.0).sum(axis=1) / has.sum(axis=1)
                 out[p][c : c + CHUNK] = np.where(has.any(axis=1), mean, np.nan)
@@ -94,8 +110,11 @@ def intensity_stats(values: np.ndarray, obj: np.ndarray, n: int) -> dict[str, np
     """`INTENSITY_STATS` of objects 0..n-1 at once (`obj` as for `textures`; every object has a
     pixel): one sort by (object, value) for median, min and max, sums by `np.bincount`."""
     m = obj >= 0
-    o = obj[m]
-    raw = values[m]
+    return _intensity_stats(values[m], obj[m], n)
+
+
+def _intensity_stats(raw: np.ndarray, o: np.ndarray, n: int) -> dict[str, np.ndarray]:
+    """`intensity_stats` of the objects' pixels: values `raw` of objects `o`."""
     v = raw.astype(np.float64)
     vs = _sorted_by_object(raw, v, o, n)
     count = np.bincount(o, minlength=n)
@@ -116,7 +135,10 @@ def _sorted_by_object(raw: np.ndarray, v: np.ndarray, o: np.ndarray, n: int) -> 
         low = int(r.min())
         span = int(r.max()) - low + 1
         if span * n < 2**62:
-            key = np.sort(o * span + (r - low))
+            key = o * span + (r - low)
+            if span * n < 2**31:  # 32-bit keys sort in about half the time
+                key = key.astype(np.int32)
+            key = np.sort(key)
             return (key % span + low).astype(np.float64)
     return v[np.lexsort((v, o))]
 
@@ -125,25 +147,36 @@ def haralick(glcm: np.ndarray) -> dict[str, np.ndarray]:
     """`TEXTURE_PROPS` of (levels, levels, distances, angles) co-occurrence counts, per distance
     and angle: the same operations as `skimage.feature.graycoprops`, which normalizes the
     matrices anew for each property it is asked for; here once for all six."""
-    n = glcm.shape[0]
-    p = glcm.astype(np.float64)
+    return _haralick(glcm.astype(np.float64))[0]
+
+
+def _haralick(p: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """`haralick` of float64 counts `p` (C-contiguous; divided in place), and which matrices
+    hold a pair."""
+    n = p.shape[0]
     sums = np.sum(p, axis=(0, 1), keepdims=True)
+    has = sums[0, 0] > 0
     sums[sums == 0] = 1
     p /= sums
     weights, i, j = _weights(n)
-    out = {name: np.sum(p * w, axis=(0, 1)) for name, w in weights.items()}
-    asm = np.sum(p**2, axis=(0, 1))
+    tmp = np.empty_like(p)  # every product in one buffer: the same values, no new array each
+
+    def total(a, b) -> np.ndarray:  # sum over the grey levels of a * b
+        return np.sum(np.multiply(a, b, out=tmp), axis=(0, 1))
+
+    out = {name: total(p, w) for name, w in weights.items()}
+    asm = total(p, p)
     out["energy"] = np.sqrt(asm)
-    diff_i, diff_j = i - np.sum(i * p, axis=(0, 1)), j - np.sum(j * p, axis=(0, 1))
-    std_i = np.sqrt(np.sum(p * diff_i**2, axis=(0, 1)))
-    std_j = np.sqrt(np.sum(p * diff_j**2, axis=(0, 1)))
-    cov = np.sum(p * (diff_i * diff_j), axis=(0, 1))
+    diff_i, diff_j = i - total(i, p), j - total(j, p)
+    std_i = np.sqrt(total(p, diff_i**2))
+    std_j = np.sqrt(total(p, diff_j**2))
+    cov = total(p, np.multiply(diff_i, diff_j, out=tmp))
     flat = (std_i < 1e-15) | (std_j < 1e-15)
     corr = np.ones(cov.shape, np.float64)
     corr[~flat] = cov[~flat] / (std_i[~flat] * std_j[~flat])
     out["correlation"] = corr
     out["ASM"] = asm
-    return out
+    return out, has
 
 
 @lru_cache
@@ -222,7 +255,9 @@ def measure_object(oid, lab, sl, spacing, distance) -> dict:
     return row
 
 
-def block_stats(lab, ids, img, unc, levels, channel_names, obj=None) -> dict[str, np.ndarray]:
+def block_stats(
+    lab, ids, img, unc, levels, channel_names, obj=None, pixels=None
+) -> dict[str, np.ndarray]:
     """Intensity statistics and texture per channel of `img` ((C, ...) or None), and the mean
     and max of `unc` (or None), of the objects `ids` of the label block `lab` (each wholly
     inside it), in the order of `ids`; `obj`: each pixel's position in `ids` where the caller
@@ -234,17 +269,20 @@ def block_stats(lab, ids, img, unc, levels, channel_names, obj=None) -> dict[str
         obj = lut[lab]
     n = len(ids)
     cols = {}
-    pairs = None if img is None else cooccurrence_pairs(obj)  # the same for every channel
+    # the objects' pixels (mask, object of each; `pixels` where the caller has them) and
+    # their pairs are the same for every channel
+    m, o = pixels if pixels is not None else object_pixels(obj)
+    pairs = None if img is None else cooccurrence_pairs(obj)
     for ch, values in zip(channel_names, img if img is not None else []):
-        stats = intensity_stats(values, obj, n)
+        raw = values[m]
+        stats = _intensity_stats(raw, o, n)
         for name, v in stats.items():
             cols[f"intensity_{name}_{ch}"] = v
         lo, hi = stats["min"], stats["max"]  # the same values textures would find again
-        for name, v in textures(values, obj, n, levels, lo, hi, pairs).items():
+        for name, v in _textures(raw, o, m, n, levels, lo, hi, pairs).items():
             cols[f"texture_{name}_{ch}"] = v
-    if unc is not None:
-        m = obj >= 0  # mean and max only: no sort by value (issue 15)
-        o, u = obj[m], unc[m].astype(np.float64)
+    if unc is not None:  # mean and max only: no sort by value (issue 15)
+        u = unc[m].astype(np.float64)
         cols["uncertainty_mean"] = np.bincount(o, u, n) / np.bincount(o, minlength=n)
         top = np.full(n, -np.inf)
         np.maximum.at(top, o, u)

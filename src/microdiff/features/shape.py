@@ -5,7 +5,7 @@ The same quantities as skimage's `regionprops` of each object's own box (`measur
 computed for all of a block's objects together: moments by `np.bincount`, the 4-connected
 perimeter from the border pixels of all objects in one pass, the neighbours from the label pairs
 at the offsets within `distance`, the convex hull's pixel count (solidity) from the hull's edges
-rather than by drawing its image (`convex_areas`; only qhull runs per object).
+rather than by drawing its image (`convex_areas`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import math
 from itertools import product
 
 import numpy as np
-from scipy.spatial import ConvexHull, QhullError
 
 # skimage.measure.perimeter (4-connectivity): weights of the border-pixel codes
 _PERIMETER_WEIGHTS = np.zeros(50, np.float64)
@@ -32,20 +31,19 @@ def object_index(lab: np.ndarray, ids: np.ndarray) -> np.ndarray:
     return lut[lab]
 
 
-def block_shapes(lab, obj, ids, distance: float, origin=(0, 0)) -> dict:
+def block_shapes(lab, obj, ids, distance: float, origin=(0, 0), pixels=None) -> dict:
     """Pixel-unit shape columns and `neighbors` of the 2D objects `ids` of the label block `lab`
     (`obj`: `object_index(lab, ids)`), in the order of `ids`: `n`, `centroid` (n, 2) in the
     coordinates of the image whose pixel `origin` is the block's first, and `measure._shape`'s
     other columns."""
     n = len(ids)
-    m = obj >= 0
-    o = obj[m]
+    m, o = pixels if pixels is not None else (obj >= 0, obj[obj >= 0])
     yy, xx = np.nonzero(m)
     count = np.bincount(o, minlength=n).astype(np.float64)
     cy, cx = np.bincount(o, yy, n) / count, np.bincount(o, xx, n) / count
     dy, dx = yy - cy[o], xx - cx[o]
-    gy = np.bincount(o, yy + origin[0], n) / count
-    gx = np.bincount(o, xx + origin[1], n) / count
+    gy = cy if not origin[0] else np.bincount(o, yy + origin[0], n) / count
+    gx = cx if not origin[1] else np.bincount(o, xx + origin[1], n) / count
     mu20, mu02 = np.bincount(o, dy * dy, n), np.bincount(o, dx * dx, n)
     mu11 = np.bincount(o, dy * dx, n)
     # regionprops' inertia tensor [[mu02, -mu11], [-mu11, mu20]] / mu00, eigenvalues descending
@@ -76,10 +74,12 @@ def perimeters(lab: np.ndarray, obj: np.ndarray, n: int) -> np.ndarray:
     border = (obj >= 0) & ~inner
     by, bx = np.nonzero(border)
     value = c[by, bx]
-    edge = np.pad(np.where(border, lab, 0), 1)
+    edge = np.pad(np.where(border, lab, 0), 1).reshape(-1)
+    stride = lab.shape[1] + 2
+    at = (by + 1) * stride + bx + 1  # flat indices into the padded image: one gather each
     code = np.ones(len(by), np.int64)
     for (oy, ox), w in _CODE.items():
-        code += w * (edge[by + 1 + oy, bx + 1 + ox] == value)
+        code += w * (edge[at + (oy * stride + ox)] == value)
     hist = np.bincount(obj[by, bx] * 50 + code, minlength=n * 50).reshape(n, 50)
     return hist @ _PERIMETER_WEIGHTS
 
@@ -104,34 +104,28 @@ def convex_areas(yy, xx, o, n: int) -> np.ndarray:
     the closed convex hull of the pixels' edge midpoints, counted per row from the hull's
     edges in integer arithmetic on doubled coordinates, so exactly the same integer (issue 15:
     the hull image cost 0.3 ms per object). The edge midpoints of each row's first and last
-    pixel span the hull of them all; only qhull runs per object."""
+    pixel span the hull of them all. The hull of every object at once, without qhull (whose
+    call per object cost most of this): its left side is the convex chain of the leftmost
+    point at each (doubled) height, its right side that of the rightmost (`_convex_chain`)."""
     out = np.zeros(n)
     if not len(yy):
         return out
-    h, w = int(yy.max()) + 3, 2 * int(xx.max()) + 6
-    rows, inv = np.unique(o * h + yy, return_inverse=True)  # (object, row), sorted
-    left = np.full(len(rows), w, np.int64)
-    right = np.full(len(rows), -1, np.int64)
-    np.minimum.at(left, inv, xx)
-    np.maximum.at(right, inv, xx)
+    h = int(yy.max()) + 3
+    rows, (left, right) = _extremes(o * h + yy, n * h, xx, xx)  # per (object, row), sorted
     obj, y, xl, xr = rows // h, 2 * (rows % h), 2 * left, 2 * right
-    py = np.concatenate([y, y, y - 1, y + 1, y - 1, y + 1])
-    px = np.concatenate([xl - 1, xr + 1, xl, xl, xr, xr])
-    key = np.unique((np.tile(obj, 6) * 2 * h + py + 2) * w + px + 2)  # no repeated points
-    po, pts = key // w // (2 * h), np.stack([key // w % (2 * h) - 2, key % w - 2], 1)
-    cut = np.searchsorted(po, np.arange(n + 1))
+    # a row's left points: (y, xl - 1), (y - 1, xl), (y + 1, xl); its right ones likewise
+    level = np.tile(obj, 3) * (2 * h + 2) + np.concatenate([y, y - 1, y + 1]) + 1
+    heights, (lx, rx) = _extremes(level, n * (2 * h + 2), np.concatenate([xl - 1, xl, xl]),
+                                  np.concatenate([xr + 1, xr, xr]))  # fmt: skip
+    ho, hy = heights // (2 * h + 2), heights % (2 * h + 2) - 1
     edges = []
-    for i in range(n):
-        v = pts[cut[i] : cut[i + 1]]
-        try:
-            v = v[ConvexHull(v).vertices]
-        except (QhullError, ValueError):
-            continue  # convex_hull_image warns and returns an empty image: no pixel
-        edges.append(np.column_stack([np.full(len(v), i), v, np.roll(v, -1, axis=0)]))
-    if not edges:
-        return out
+    for x, side in ((lx, 1), (rx, -1)):
+        k = _convex_chain(ho, hy, side * x)
+        a, b = k[:-1], k[1:]
+        same = ho[a] == ho[b]
+        a, b = a[same], b[same]
+        edges.append(np.column_stack([ho[a], hy[a], x[a], hy[b], x[b]]))
     e = np.concatenate(edges)
-    e = e[e[:, 1] != e[:, 3]]  # a horizontal edge's ends are ends of the edges beside it
     eo, ya, xa, yb, xb = e.T
     r0, r1 = -(-np.minimum(ya, yb) // 2), np.maximum(ya, yb) // 2  # the rows an edge meets
     span = np.clip(r1 - r0 + 1, 0, None)
@@ -148,26 +142,74 @@ def convex_areas(yy, xx, o, n: int) -> np.ndarray:
     return np.bincount(slots // h, np.clip(last - first + 1, 0, None), minlength=n)
 
 
+def _extremes(key, size: int, low, high):
+    """The distinct values of `key` (0 <= key < size), sorted, with the minimum of `low` and
+    the maximum of `high` over each: `np.unique(key, return_inverse=True)` and ufunc.at, or
+    (keys dense enough) tables of `size` without the sort."""
+    top, bottom = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+    if size <= 4 * len(key):
+        lo, hi = np.full(size, top), np.full(size, bottom)
+        np.minimum.at(lo, key, low)
+        np.maximum.at(hi, key, high)
+        keys = np.flatnonzero(hi > bottom)
+        return keys, (lo[keys], hi[keys])
+    keys, at = np.unique(key, return_inverse=True)
+    lo, hi = np.full(len(keys), top), np.full(len(keys), bottom)
+    np.minimum.at(lo, at, low)
+    np.maximum.at(hi, at, high)
+    return keys, (lo, hi)
+
+
+def _convex_chain(o: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Indices of the vertices of each object's lower convex chain of the points (y, x) as a
+    function x(y) (points sorted by object, then strictly increasing y): the left side of the
+    points' convex hull. Every point on or right of the segment between its neighbours is no
+    vertex of the hull; such points are dropped, all at once, until none is left (each pass
+    drops only points that are no vertex, so the hull stays the same)."""
+    k = np.arange(len(o))
+    while len(k) > 2:
+        ko, ky, kx = o[k], y[k], x[k]
+        a, b, c = slice(None, -2), slice(1, -1), slice(2, None)
+        inner = (ko[a] == ko[b]) & (ko[c] == ko[b])
+        drop = inner & ((kx[b] - kx[a]) * (ky[c] - ky[a]) >= (kx[c] - kx[a]) * (ky[b] - ky[a]))
+        if not drop.any():
+            break
+        keep = np.ones(len(k), bool)
+        keep[1:-1] = ~drop
+        k = k[keep]
+    return k
+
+
 def neighbor_counts(lab: np.ndarray, obj: np.ndarray, n: int, distance: float) -> np.ndarray:
     """How many other labels have a pixel within Euclidean `distance` of each object of `obj`:
     the distinct label pairs at every offset of length <= distance (what the distance transform
-    of `measure._neighbors` finds; `lab` holds a margin of ceil(distance) around the objects)."""
+    of `measure._neighbors` finds; `lab` holds a margin of ceil(distance) around the objects).
+    An offset and its opposite meet the same pixel pairs, swapped: each pair of offsets is
+    compared once."""
     r = math.ceil(distance)
     near, other = [], []
+    labelled, ours = lab != 0, obj >= 0  # sliced per offset, not compared again
     for off in product(range(-r, r + 1), repeat=lab.ndim):
         if not any(off) or math.sqrt(sum(d * d for d in off)) > distance:
             continue
+        if next(d for d in off if d) < 0:  # the opposite offset's pairs, swapped
+            continue
         src = tuple(slice(max(-d, 0), s - max(d, 0)) for d, s in zip(off, lab.shape))
         dst = tuple(slice(max(d, 0), s + min(d, 0)) for d, s in zip(off, lab.shape))
-        a, b = obj[src], lab[dst]
-        hit = (a >= 0) & (b != 0) & (b != lab[src])
-        near.append(a[hit])
-        other.append(b[hit])
+        la, lb = lab[src], lab[dst]
+        touch = (la != lb) & labelled[src] & labelled[dst]
+        for a, mine, b in ((obj[src], ours[src], lb), (obj[dst], ours[dst], la)):
+            hit = touch & mine
+            near.append(a[hit])
+            other.append(b[hit])
     if not near:
         return np.zeros(n, np.int64)
-    a, b = np.concatenate(near), np.concatenate(other)
-    order = np.lexsort((b, a))
-    a, b = a[order], b[order]
-    new = np.ones(len(a), bool)
-    new[1:] = (a[1:] != a[:-1]) | (b[1:] != b[:-1])
-    return np.bincount(a[new], minlength=n).astype(np.int64)
+    a, b = np.concatenate(near), np.concatenate(other).astype(np.int64)
+    b = b - b.min(initial=0)
+    k = int(b.max(initial=0)) + 1
+    if n * k <= max(4 * len(a), 2**16):  # distinct (object, other label): a table of them
+        seen = np.zeros(n * k, bool)
+        seen[a * k + b] = True
+        return np.count_nonzero(seen.reshape(n, k), axis=1).astype(np.int64)
+    pairs = np.unique(a * k + b)  # or by sorting
+    return np.bincount(pairs // k, minlength=n).astype(np.int64)

@@ -24,7 +24,7 @@ import pandas as pd
 from scipy import ndimage as ndi
 
 from ..tiling import Box, axis_names, chunks_of, iter_tiles, read_box, tile_grid
-from .measure import INTENSITY_STATS, TEXTURE_PROPS, block_stats, measure_object
+from .measure import INTENSITY_STATS, TEXTURE_PROPS, block_stats, measure_object, object_pixels
 from .shape import block_shapes, object_index
 
 
@@ -72,6 +72,8 @@ def object_bboxes(labels, tile=None, chunks=None) -> pd.DataFrame:
     starts = np.concatenate([p[1] for p in parts])
     stops = np.concatenate([p[2] for p in parts])
     df = pd.DataFrame(np.column_stack([ids, starts, stops]), columns=cols)
+    if len(parts) == 1:  # one tile: one box per id, found in id order; nothing to merge
+        return df
     agg = {f"{a}0": "min" for a in names} | {f"{a}1": "max" for a in names}
     return df.groupby("id", sort=True).agg(agg).reset_index()
 
@@ -187,7 +189,7 @@ def object_table(
     keys = [boxes[f"{a}0"].to_numpy() // e for a, e in zip(names, edge)]
     keys = np.ravel_multi_index(keys, [math.ceil(n / e) for n, e in zip(shape, edge)])
     margin = max(math.ceil(neighbor_distance), 1)
-    frames = []  # one frame per tile group: columns of numbers, not a dict per object
+    parts = []  # per tile group: columns of numbers (a dict, or a frame), not a dict per object
     for _, group in boxes.groupby(keys, sort=True):
         box = _group_box(group, names, margin, shape)
         lab = read_box(labels, box, channel_axis=False)
@@ -195,34 +197,58 @@ def object_table(
         unc = None if uncertainty is None else read_box(uncertainty, box, channel_axis=False)
         ids = group["id"].to_numpy()
         obj = object_index(lab, ids)
-        stats = block_stats(lab, ids, img, unc, texture_levels, channel_names, obj=obj)
+        pixels = object_pixels(obj)  # for the stats and the shapes
+        stats = block_stats(lab, ids, img, unc, texture_levels, channel_names, obj, pixels)
         if ndim == 2 and (spacing is None or spacing[0] == spacing[1]):
-            cols = _block_columns(lab, obj, group, box, shape, spacing, neighbor_distance)
-            frames.append(pd.DataFrame(cols | stats))  # one frame, not a column at a time
+            cols = _block_columns(lab, obj, group, box, shape, spacing, neighbor_distance,
+                                  pixels)  # fmt: skip
+            parts.append(cols | stats)
         else:
             cols = _object_columns(lab, group, box, shape, spacing, neighbor_distance)
-            frames.append(cols.assign(**stats))
-    df = pd.concat(frames, ignore_index=True)
+            parts.append(cols.assign(**stats))
+    if all(isinstance(p, dict) for p in parts):
+        data = {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
+    else:
+        df = pd.concat([pd.DataFrame(p) for p in parts], ignore_index=True)
+        data = {c: df[c].to_numpy() for c in df.columns}
+    # the table built once, in its column order and sorted by id: a frame changed a column at
+    # a time costs more than the numbers in it (issue 15)
     size = "area" if ndim == 2 else "volume"
-    df[f"{size}_px"] = df.pop("n")
+    data[f"{size}_px"] = data.pop("n")
     if spacing is not None:
-        df[f"{size}_{'um2' if ndim == 2 else 'um3'}"] = df[f"{size}_px"] * float(np.prod(spacing))
+        data[f"{size}_{'um2' if ndim == 2 else 'um3'}"] = data[f"{size}_px"] * float(
+            np.prod(spacing)
+        )
         for a, p in zip(names, spacing):
-            df[f"centroid_{a}_um"] = df[f"centroid_{a}"] * p
-    df["sample"], df["kind"] = sample, kind
+            data[f"centroid_{a}_um"] = data[f"centroid_{a}"] * p
+    n = len(data["id"])
     if obj_unc is not None:
-        df["uncertainty_object"] = df["id"].map(obj_unc)
-    df = df.reindex(columns=columns).sort_values("id", ignore_index=True)
-    return _typed(df, ndim)
+        data["uncertainty_object"] = pd.Series(data["id"]).map(obj_unc).to_numpy()
+    order = np.argsort(data["id"], kind="stable")  # ids are unique
+    out = {c: data[c][order] if c in data else np.full(n, np.nan) for c in columns}
+    if all(_TYPES.get(c, np.float64) == out[c].dtype for c in columns if c not in _TEXT):
+        # every column already of its type (the usual case): `_typed`'s casts are no-ops,
+        # only the two text columns to make, as `_typed` makes them
+        for c, text in (("sample", sample), ("kind", kind)):
+            out[c] = pd.Series(np.full(n, text, object)).astype(str)
+        return pd.DataFrame(out)
+    out["sample"], out["kind"] = np.full(n, sample, object), np.full(n, kind, object)
+    return _typed(pd.DataFrame(out), ndim)
 
 
-def _block_columns(lab, obj, group, box: Box, shape, spacing, distance) -> dict:
+_TEXT = ("sample", "kind")
+_TYPES = {"id": np.int64, "neighbors": np.int64, "area_px": np.int64, "volume_px": np.int64,
+          "touches_border": np.bool_}  # fmt: skip
+_TYPES |= {f"bbox_{a}{e}": np.int64 for a in "zyx" for e in "01"}
+
+
+def _block_columns(lab, obj, group, box: Box, shape, spacing, distance, pixels=None) -> dict:
     """Box, shape and neighbour columns of a group's 2D objects (square pixels), all at once."""
     names = axis_names(lab.ndim)
     ids = group["id"].to_numpy()
     start = group[[f"{a}0" for a in names]].to_numpy()
     stop = group[[f"{a}1" for a in names]].to_numpy()
-    sh = block_shapes(lab, obj, ids, distance, box.start)
+    sh = block_shapes(lab, obj, ids, distance, box.start, pixels)
     n = sh.pop("n")
     cols = {
         "id": ids,

@@ -26,10 +26,10 @@ def save(fig, path, dpi: int = 100) -> None:
     The figure is drawn once: the crop box is found after that draw and cut from its pixels
     (matplotlib's "tight" save draws twice, a layout pass and the picture). Only a box that
     reaches past the figure's edges (an artist placed outside it) is saved the slow way, by a
-    second draw on a larger canvas. Pillow writes the PNG at zlib level 1: a montage in a fifth
-    of the time of the default level 6, its file under 1% larger."""
+    second draw on a larger canvas. The PNG is written by `write_png` (no filter, zlib level 1):
+    half the time of Pillow's level 1, whose per-row filter search costs as much as the
+    compression, and a smaller file for a montage."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from PIL import Image
 
     fig.set_dpi(dpi)
     canvas = FigureCanvasAgg(fig)
@@ -42,13 +42,41 @@ def save(fig, path, dpi: int = 100) -> None:
         if 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height:
             rgba = np.asarray(canvas.buffer_rgba())[y0:y1, x0:x1]
             opaque = bool((rgba[..., 3] == 255).all())
-            Image.fromarray(np.ascontiguousarray(rgba[..., :3] if opaque else rgba)).save(
-                tmp, format="PNG", compress_level=1, dpi=(dpi, dpi)
-            )
+            write_png(tmp, rgba[..., :3] if opaque else rgba, dpi)
         else:
             fig.savefig(tmp, format="png", dpi=dpi, bbox_inches=box,
                         pil_kwargs={"compress_level": 1})  # fmt: skip
     plt.close(fig)
+
+
+def write_png(path, pixels: np.ndarray, dpi: float | None = None, level: int = 1) -> None:
+    """An 8-bit RGB or RGBA (Y, X, 3 or 4) image as a PNG file: filter type 0 (none) on every
+    row, one zlib stream at `level`, and a pHYs chunk for `dpi` (as Pillow writes it). Lossless
+    like any PNG: it decodes to `pixels`. Pillow chooses a filter per row by trying all five,
+    which costs as much as zlib's level 1 itself; on figures (flat areas, photographs at 1:1)
+    no filter makes files about as small (issue 15)."""
+    import struct
+    import zlib
+
+    h, w, c = pixels.shape
+    if pixels.dtype != np.uint8 or c not in (3, 4):
+        raise ValueError(f"write_png: 8-bit RGB or RGBA expected, got {pixels.dtype} {c}")
+    rows = np.empty((h, w * c + 1), np.uint8)
+    rows[:, 0] = 0  # filter type of each row
+    rows[:, 1:].reshape(h, w, c)[...] = pixels
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(data, zlib.crc32(kind))
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    head = struct.pack(">IIBBBBB", w, h, 8, 2 if c == 3 else 6, 0, 0, 0)
+    parts = [b"\x89PNG\r\n\x1a\n", chunk(b"IHDR", head)]
+    if dpi:
+        ppm = int(dpi / 0.0254 + 0.5)  # pixels per meter, as Pillow rounds it
+        parts.append(chunk(b"pHYs", struct.pack(">IIB", ppm, ppm, 1)))
+    parts += [chunk(b"IDAT", zlib.compress(rows, level)), chunk(b"IEND", b"")]
+    with open(path, "wb") as f:
+        f.writelines(parts)
 
 
 def open_store(path):
@@ -61,7 +89,7 @@ def open_store(path):
 
 def _group(path, labels: str | None = None):
     group = open_store(path)
-    return group["labels"][labels] if labels is not None else group
+    return group[f"labels/{labels}"] if labels is not None else group
 
 
 def _lead(array, channel: int | None, plane: int | None) -> list[int]:
@@ -73,13 +101,30 @@ def _lead(array, channel: int | None, plane: int | None) -> list[int]:
     return lead
 
 
+SMALL = 4 * 2**20  # pixels of a level-0 plane that `read_plane` reads whole
+
+
+def _small_level(group, max_px: int, level0=None):
+    """The pyramid level `read_small` reads (its path and array) and its stride: the coarsest
+    at least `max_px` on its longest side, else level 0. `level0`: that array, where the caller
+    has it open."""
+    levels = ngff.level_paths(group)
+    pick, array = levels[0], level0 if level0 is not None else group[levels[0]]
+    for lv in levels[1:]:
+        level = group[lv]
+        if max(level.shape[-2:]) >= max_px:
+            pick, array = lv, level
+    y, x = array.shape[-2:]
+    return pick, array, max(1, math.ceil(max(y, x) / max_px))
+
+
 def read_small(path, max_px: int = 512, channel: int | None = 0, labels: str | None = None):
     """One channel (or a label image: `labels='nuclei'`) of an NGFF store, about `max_px`
     pixels on its longest side: the coarsest pyramid level that is at least that large,
     strided down to it."""
     group = _group(path, labels)
     channel = None if labels is not None else channel
-    array, step = _small_level(group, max_px)
+    _, array, step = _small_level(group, max_px)
     lead = _lead(array, channel, None)
     data = np.asarray(array[(*lead, slice(None, None, step), slice(None, None, step))])
     return data if labels is not None else data.astype(np.float32)
@@ -88,23 +133,37 @@ def read_small(path, max_px: int = 512, channel: int | None = 0, labels: str | N
 def read_small_channels(path, max_px: int = 512) -> np.ndarray:
     """Every channel of an NGFF image as `read_small` reads each one, in one read: (C, y, x)
     float32, `out[c]` equal to `read_small(path, max_px, channel=c)` (3D: the middle plane)."""
-    array, step = _small_level(_group(path), max_px)
+    _, array, step = _small_level(_group(path), max_px)
     lead = _lead(array, 0, None)[1:]  # every channel, then the plane
     sl = slice(None, None, step)
     return np.asarray(array[(slice(None), *lead, sl, sl)]).astype(np.float32)
 
 
-def _small_level(group, max_px: int):
-    """The coarsest pyramid level at least `max_px` on its longest side (else level 0) and the
-    stride that brings it to about `max_px`."""
-    levels = ngff.level_paths(group)
-    pick = levels[0]
-    for lv in levels:
-        if max(group[lv].shape[-2:]) >= max_px:
-            pick = lv
-    array = group[pick]
+def read_plane(path, channel: int | None = 0, labels: str | None = None, max_px=None):
+    """For a figure that shows a 2D image whole and in native-resolution windows: the level-0
+    plane of one channel (or label image) read once, when it has at most `SMALL` pixels, else
+    the level-0 array. Returns (view, source): `source` goes to `read_window` (the plane is a
+    (Y, X) ndarray); `view` (with `max_px`) is `read_small(path, max_px, ...)`, cut from the
+    plane when read_small would read level 0 (one read of the image, not two or more: the
+    chunks of a small image are decompressed once, issue 15)."""
+    group = _group(path, labels)
+    array = ngff.level0(group)
+    lead = [] if labels is not None else [channel]
     y, x = array.shape[-2:]
-    return array, max(1, math.ceil(max(y, x) / max_px))
+
+    def small():
+        return read_small(path, max_px, channel, labels)
+
+    if len(array.shape) != 2 + len(lead) or y * x > SMALL:  # 3D (a plane per crop) or large
+        return (None if max_px is None else small()), array
+    plane = np.asarray(array[(*lead, slice(None), slice(None))])
+    if max_px is None:
+        return None, plane
+    pick, _, step = _small_level(group, max_px, array)
+    if pick != ngff.level_paths(group)[0]:
+        return small(), plane
+    view = plane[::step, ::step]
+    return (view if labels is not None else view.astype(np.float32)), plane
 
 
 def read_window(path, box, channel: int | None = 0, labels: str | None = None, plane=None):
@@ -114,7 +173,10 @@ def read_window(path, box, channel: int | None = 0, labels: str | None = None, p
     import zarr
 
     array = path if isinstance(path, (zarr.Array, np.ndarray)) else level0_array(path, labels)
-    lead = _lead(array, None if labels is not None else channel, plane)
+    if isinstance(array, np.ndarray) and array.ndim == 2:  # a plane (`read_plane`)
+        lead = []
+    else:
+        lead = _lead(array, None if labels is not None else channel, plane)
     y0, y1, x0, x1 = box
     data = np.asarray(array[(*lead, slice(y0, y1), slice(x0, x1))])
     return data if labels is not None else data.astype(np.float32)

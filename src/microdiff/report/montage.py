@@ -22,11 +22,10 @@ from .common import (
     channel_index,
     full_shape,
     label_names,
-    level0_array,
     open_store,
     pixel_size,
     plt,
-    read_small,
+    read_plane,
     read_window,
     stretch,
 )
@@ -157,12 +156,15 @@ def montage_figure(
     restored = open_store(restored) if restored is not None else None
     shape = full_shape(raw)
     px_um = pixel_size(raw)
-    base = stretch(read_small(raw, max_px), lo, hi)
+    small, raw0 = read_plane(raw, max_px=max_px)  # small images: each plane read once
+    base = stretch(small, lo, hi)
     factor = shape[-1] / base.shape[-1]
     kinds = label_names(segmentation) if segmentation is not None else []
     picks = pick_crops(segments, shape, crop, crops) if crops else []
-    nuclei = read_small(segmentation, max_px, labels="nuclei") if "nuclei" in kinds else None
-    cells = read_small(segmentation, max_px, labels="cells") if "cells" in kinds else None
+    views = {kind: read_plane(segmentation, labels=kind, max_px=max_px)
+             for kind in ("nuclei", "cells") if kind in kinds}  # fmt: skip
+    nuclei = views["nuclei"][0] if "nuclei" in views else None
+    cells = views["cells"][0] if "cells" in views else None
     # the per-pixel uncertainty is shown on the nuclei (and their rims): with nuclei only
     std = channel_index(segmentation, "nuclei_std") if "nuclei" in kinds else None
 
@@ -196,12 +198,13 @@ def montage_figure(
         colorbar(fig, ax, im, "mean std per nucleus")
 
     # every crop's windows, read together where the crops lie close (see `_windows`)
-    panels = [("raw", _windows(level0_array(raw), picks))]
-    if restored is not None:
-        panels.append(("restored", _windows(level0_array(restored), picks)))
-    labels = {kind: _windows(level0_array(segmentation, kind), picks, labels=kind)
-              for kind in ("nuclei", "cells") if kind in kinds}  # fmt: skip
-    stds = _windows(level0_array(segmentation), picks, channel=std) if std is not None else None
+    panels = [("raw", _windows(raw0, picks))]
+    if restored is not None and picks:
+        panels.append(("restored", _windows(read_plane(restored)[1], picks)))
+    labels = {kind: _windows(view[1], picks, labels=kind) for kind, view in views.items()}
+    stds = None
+    if std is not None and picks:
+        stds = _windows(read_plane(segmentation, channel=std)[1], picks, channel=std)
     vmax = None
     for k, p in enumerate(picks):
         box = p["box"]
