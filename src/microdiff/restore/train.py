@@ -20,12 +20,7 @@ from ..diffusion import Denoiser, augment, build, save_checkpoint, set_threads
 from ..tiling import sample_patch_boxes
 from .denoise import to_v, train_denoiser, variance_map, vst_range
 from .level import recorded_level
-from .noise_fit import (  # noqa: F401 - sample_planes, fit_experiment_noise: as before
-    experiment_noise,
-    fit_experiment_noise,
-    restore_config,
-    sample_planes,
-)
+from .noise_fit import experiment_noise, restore_config
 from .noise_model import NoiseModel, fit_noise_model
 from .stage import DEFAULT_MODEL, load_model
 
