@@ -44,19 +44,17 @@ def test_h_maxima_by_region_equals_skimage_on_the_whole_image():
             np.testing.assert_array_equal(h_maxima(d, h, level), want)
 
 
-def test_h_maxima_reconstructs_only_regions_of_several_peaks(monkeypatch):
+def test_h_maxima_works_more_only_on_regions_of_several_peaks(monkeypatch):
     """Distance maps of discs (one peak each, two where discs touch, flat tops where rounded)
-    give skimage's h-maxima exactly; a region with one peak needs no reconstruction."""
+    give skimage's h-maxima exactly; a region with one peak needs no more work."""
     from scipy import ndimage as ndi
     from skimage.morphology import h_maxima as whole
 
     from microdiff.segment import instances
 
     calls = []
-    real = instances.reconstruction
-    monkeypatch.setattr(
-        instances, "reconstruction", lambda *a, **k: calls.append(1) or real(*a, **k)
-    )
+    real = instances._largest_below
+    monkeypatch.setattr(instances, "_largest_below", lambda *a: calls.append(1) or real(*a))
     rng = np.random.default_rng(5)
     for k in range(16):
         lab = disc((64, 80), [tuple(rng.integers(0, 64, 2)) for _ in range(6)], rng.uniform(4, 10))
@@ -73,6 +71,33 @@ def test_h_maxima_reconstructs_only_regions_of_several_peaks(monkeypatch):
     d = (d / d.max()).astype(np.float32)
     np.testing.assert_array_equal(h_maxima(d, 0.2, 0.3), whole(d, 0.2).astype(bool) & (d > 0.3))
     assert not calls
+
+
+def test_h_maxima_of_many_peaked_fields_equals_skimage(monkeypatch):
+    """Rough fields (many regions of several peaks, some with plateaus), float32 and float64,
+    2D and 3D, any h and level: the same pixels as skimage's h-maxima, by the path that joins
+    each lower peak to the pixels above its threshold."""
+    from scipy import ndimage as ndi
+    from skimage.morphology import h_maxima as whole
+
+    from microdiff.segment import instances
+
+    calls = []
+    real = instances._largest_below
+    monkeypatch.setattr(instances, "_largest_below", lambda *a: calls.append(len(a[0])) or real(*a))
+    rng = np.random.default_rng(11)
+    for k in range(60):
+        shape = [(64, 64), (30, 90), (5, 24, 24)][k % 3]
+        d = ndi.gaussian_filter(rng.random(shape), rng.uniform(0.7, 3))
+        d = (d - d.min()) / np.ptp(d)
+        d = np.where(d > rng.uniform(0.2, 0.7), d, 0)
+        if k % 4 == 0:
+            d = np.round(d * rng.integers(5, 40)) / 40  # plateaus
+        d = d.astype([np.float32, np.float64][k % 2])
+        for h, level in ((rng.uniform(0.01, 0.3), rng.uniform(0.0, 0.6)), (0.05, 0.1)):
+            want = whole(d, h).astype(bool) & (d > level)
+            np.testing.assert_array_equal(h_maxima(d, h, level), want)
+    assert sum(calls) > 100  # lower peaks were decided by their joined pixels
 
 
 def test_h_maxima_seeds_split_what_a_fixed_level_merges():
