@@ -69,9 +69,10 @@ def extract(prob: np.ndarray, dist: np.ndarray, p: Params = DEFAULT):
         return np.zeros(prob.shape, np.int32), np.zeros(0, np.int64)
     lab, seeds, keep = found
     n = len(keep) - 1
-    ids, first = np.unique(seeds.ravel(), return_index=True)
+    seeded = np.flatnonzero(seeds)  # a sort of the seed pixels only, not of the image
+    ids, first = np.unique(seeds.ravel()[seeded], return_index=True)
     anchor = np.full(n + 1, -1, np.int64)
-    anchor[ids] = first
+    anchor[ids] = seeded[first]
     order = np.flatnonzero(keep)
     order = order[np.argsort(anchor[order], kind="stable")]
     lut = np.zeros(n + 1, np.int32)
