@@ -18,8 +18,41 @@ from .errors import InputError
 from .timing import NETWORK
 
 log = logging.getLogger("microdiff")
+
+# glibc malloc options (mallopt's parameter numbers) for a job's many large temporary arrays
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD = 32 << 20  # glibc's own upper bound for its adaptive threshold
+TRIM_THRESHOLD = 128 << 20
 # The disk, not the program: full, read-only, no permission. One line naming the path is enough.
 _ONE_LINE_OS_ERRORS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT)
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc malloc reuse the memory a job frees instead of giving it back to the system.
+
+    A stage allocates and frees arrays of 0.1-30 MB per sample (tiles, label blocks, texture
+    counts, the network's activations). By default glibc hands each such block back (munmap, or
+    trimming the heap) and maps it anew for the next one, whose every 4 KiB page then faults
+    and is zeroed by the kernel: about 14,000 page faults per 520 x 696 sample in `features`,
+    a sixth of its CPU time, and a sixth of the restore network's (issue 15). With blocks up
+    to 32 MB from the heap and up to 128 MB of freed heap kept, later arrays reuse those pages;
+    larger arrays are mapped as before. Values computed are unchanged; the peak resident
+    memory of a job can grow by up to the trim threshold. False (nothing done) where the C
+    library is not glibc."""
+    import ctypes
+    import platform
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    # the mmap threshold first: setting it fixes it (no adaptive threshold, which would
+    # otherwise also move the trim threshold)
+    done = mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+    return mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1 and done
 
 
 @contextlib.contextmanager
@@ -40,6 +73,7 @@ def job(log_path: str | None, name: str):
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     start = time.perf_counter()
+    keep_freed_memory()
     log.info("%s: start", name)
     try:
         yield log

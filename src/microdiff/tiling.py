@@ -178,6 +178,24 @@ def tile_grid(labels, tile, chunks) -> tuple[pd.DataFrame, tuple[int, ...]]:
     return plan, edge
 
 
+def grid_size(labels, tile, chunks) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The tile count and the tile edge per axis of `tile_grid(labels, tile, chunks)`, without
+    making its plan (a table costs more than the arithmetic: issue 15); the same errors."""
+    shape = tuple(int(s) for s in labels.shape)
+    ndim = len(shape)
+    axis_names(ndim)
+    tile = _per_axis(default_tile(ndim) if tile is None else tile, ndim, "tile")
+    chunks = chunks_of(labels) if chunks is None else chunks
+    if chunks is not None:
+        chunks = _per_axis(chunks, ndim, "chunks")
+    if any(s <= 0 for s in shape) or any(t <= 0 for t in tile):
+        tile_grid(labels, tile, chunks)  # raises the plan's error
+    tile = aligned_tile_size(tile, chunks)
+    return tuple(math.ceil(s / t) for s, t in zip(shape, tile)), tuple(
+        min(t, s) for t, s in zip(tile, shape)
+    )
+
+
 def read_box(array, box: Box, channel_axis: bool = True) -> np.ndarray:
     """Read a box from an array with layout (c, [z,] y, x) (or without c)."""
     index = ((slice(None),) if channel_axis else ()) + box.slices

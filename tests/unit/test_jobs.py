@@ -31,3 +31,13 @@ def test_disk_full_is_one_line_naming_the_path(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err == "microdiff restore: error: results/s1/restored.ome.zarr: No space left on device"
     assert "Traceback" not in log.read_text()
+
+
+def test_keep_freed_memory_sets_glibc_malloc_options_or_does_nothing():
+    import platform
+
+    from microdiff.jobs import keep_freed_memory
+
+    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert keep_freed_memory() is glibc
+    assert keep_freed_memory() is glibc  # again: the same options, no harm

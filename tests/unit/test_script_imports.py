@@ -122,3 +122,17 @@ def test_the_shipped_restore_model_as_is_loads_no_torch():
     assert "torch" not in _loaded_after(
         "from microdiff.restore import pretrained, noise_fit, noise_model"
     )
+
+
+def test_measuring_2d_objects_of_square_pixels_loads_no_skimage():
+    """The features of 2D objects with square pixels are measured all at once (`shape`), not by
+    regionprops: the job does not pay for importing scikit-image."""
+    code = (
+        "import numpy as np\n"
+        "from microdiff import features\n"
+        "lab = np.zeros((40, 40), np.int32); lab[5:15, 5:12] = 1; lab[20:30, 18:33] = 2\n"
+        "img = np.arange(2 * 1600, dtype=np.uint16).reshape(2, 40, 40)\n"
+        "t = features.object_table(lab, img, pixel_size=0.5)\n"
+        "assert len(t) == 2\n"
+    )
+    assert "skimage" not in _loaded_after(code)

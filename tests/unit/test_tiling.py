@@ -74,3 +74,30 @@ def test_box_helpers():
     halo = tiling.Box((0, 12), (40, 48))
     assert core.relative_to(halo) == tiling.Box((10, 8), (30, 28))
     assert core.scaled((2, 2)) == tiling.Box((20, 40), (60, 80))
+
+
+@pytest.mark.parametrize(
+    ("shape", "tile", "chunks"),
+    [
+        ((520, 696), None, (512, 512)),
+        ((520, 696), 256, (512, 512)),
+        ((520, 696), 300, None),
+        ((100, 50), (64, 16), (10, 10)),
+        ((7, 100, 50), None, None),
+        ((7, 100, 50), (4, 32, 32), (1, 32, 32)),
+    ],
+)
+def test_grid_size_is_the_tile_grid_without_its_plan(shape, tile, chunks):
+    labels = np.zeros(shape, np.int32)
+    plan, edge = tiling.tile_grid(labels, tile, chunks)
+    counts, edge2 = tiling.grid_size(labels, tile, chunks)
+    assert np.prod(counts) == len(plan) and edge2 == edge
+    for k, a in enumerate(tiling.axis_names(len(shape))):
+        assert counts[k] == plan[f"{a}0"].nunique()
+
+
+def test_grid_size_refuses_what_the_plan_refuses():
+    with pytest.raises(ValueError):
+        tiling.grid_size(np.zeros((0, 5)), 4, None)
+    with pytest.raises(ValueError):
+        tiling.grid_size(np.zeros((5, 5)), 0, None)

@@ -10,7 +10,6 @@ from functools import lru_cache
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.measure import regionprops
 
 INTENSITY_STATS = ("mean", "median", "std", "min", "max", "integrated")
 TEXTURE_PROPS = ("contrast", "dissimilarity", "homogeneity", "energy", "correlation", "ASM")
@@ -198,6 +197,9 @@ def _weights(n: int) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
 
 def _shape(mask: np.ndarray, spacing) -> dict[str, float]:
     """Pixel-unit shape of one object's mask (and physical axis lengths for given spacing)."""
+    from skimage.measure import regionprops  # 3D and non-square pixels only: a 2D job of
+    # square pixels (`shape.block_shapes`) does not pay its import (issue 15)
+
     ndim = mask.ndim
     m = mask.astype(np.uint8)
     rp = regionprops(m)[0]

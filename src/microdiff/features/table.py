@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage as ndi
 
-from ..tiling import Box, axis_names, chunks_of, iter_tiles, read_box, tile_grid
+from ..tiling import Box, axis_names, chunks_of, grid_size, iter_tiles, read_box, tile_grid
 from .measure import INTENSITY_STATS, TEXTURE_PROPS, block_stats, measure_object, object_pixels
 from .shape import block_shapes, object_index
 
@@ -57,25 +57,40 @@ def object_bboxes(labels, tile=None, chunks=None) -> pd.DataFrame:
     Boxes are half-open in pixel coordinates. Per-tile boxes of one id are merged (union), so an
     object crossing tile borders appears once. Sorted by id.
     """
-    plan, _ = tile_grid(labels, tile, chunks)
+    ids, starts, stops = _bboxes(labels, tile, chunks)
     names = axis_names(labels.ndim)
+    cols = ["id"] + [f"{a}0" for a in names] + [f"{a}1" for a in names]
+    if not len(ids):
+        return pd.DataFrame({c: pd.Series(dtype=np.int64) for c in cols})
+    return pd.DataFrame(np.column_stack([ids, starts, stops]), columns=cols)
+
+
+def _bboxes(labels, tile=None, chunks=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`object_bboxes` as arrays (ids, starts, stops), int64, sorted by id."""
+    counts, _ = grid_size(labels, tile, chunks)
+    names = axis_names(labels.ndim)
+    if math.prod(counts) == 1:  # one tile: one box per id, found in id order; nothing to merge
+        whole_box = Box((0,) * labels.ndim, tuple(int(n) for n in labels.shape))
+        return _boxes_in(read_box(labels, whole_box, channel_axis=False))
+    plan, _ = tile_grid(labels, tile, chunks)
     parts = []
     for _, core, _ in iter_tiles(plan):
         ids, starts, stops = _boxes_in(read_box(labels, core, channel_axis=False))
         if len(ids):
             offset = np.array(core.start, np.int64)
             parts.append((ids, starts + offset, stops + offset))
-    cols = ["id"] + [f"{a}0" for a in names] + [f"{a}1" for a in names]
     if not parts:
-        return pd.DataFrame({c: pd.Series(dtype=np.int64) for c in cols})
+        empty = np.zeros((0, labels.ndim), np.int64)
+        return np.zeros(0, np.int64), empty, empty
+    cols = ["id"] + [f"{a}0" for a in names] + [f"{a}1" for a in names]
     ids = np.concatenate([p[0] for p in parts])
     starts = np.concatenate([p[1] for p in parts])
     stops = np.concatenate([p[2] for p in parts])
     df = pd.DataFrame(np.column_stack([ids, starts, stops]), columns=cols)
-    if len(parts) == 1:  # one tile: one box per id, found in id order; nothing to merge
-        return df
     agg = {f"{a}0": "min" for a in names} | {f"{a}1": "max" for a in names}
-    return df.groupby("id", sort=True).agg(agg).reset_index()
+    df = df.groupby("id", sort=True).agg(agg).reset_index()
+    return (df["id"].to_numpy(np.int64), df[cols[1 : 1 + len(names)]].to_numpy(np.int64),
+            df[cols[1 + len(names) :]].to_numpy(np.int64))  # fmt: skip
 
 
 def _columns(ndim: int, channel_names: Sequence[str]) -> list[str]:
@@ -118,9 +133,9 @@ def _object_uncertainty(table) -> pd.Series | None:
     return pd.Series(dict(table), dtype=np.float64)
 
 
-def _group_box(group: pd.DataFrame, names, margin: int, shape) -> Box:
-    lo = [max(int(group[f"{a}0"].min()) - margin, 0) for a in names]
-    hi = [min(int(group[f"{a}1"].max()) + margin, n) for a, n in zip(names, shape)]
+def _group_box(starts: np.ndarray, stops: np.ndarray, margin: int, shape) -> Box:
+    lo = [max(int(v) - margin, 0) for v in starts.min(axis=0)]
+    hi = [min(int(v) + margin, n) for v, n in zip(stops.max(axis=0), shape)]
     return Box(tuple(lo), tuple(hi))
 
 
@@ -131,7 +146,7 @@ def whole(array) -> np.ndarray:
 
 def single_tile(labels, tile) -> bool:
     """Whether the tile plan of `object_table` over `labels` is one tile."""
-    return len(tile_grid(labels, tile, chunks_of(labels))[0]) == 1
+    return math.prod(grid_size(labels, tile, chunks_of(labels))[0]) == 1
 
 
 def _read_image(image, box: Box, has_channels: bool) -> np.ndarray:
@@ -179,31 +194,39 @@ def object_table(
     columns = _columns(ndim, channel_names)
 
     chunks = chunks_of(labels) if chunks is None else chunks
-    plan, edge = tile_grid(labels, tile, chunks)
-    if len(plan) == 1:  # one tile holds the image: read each array once, not per pass (#15)
+    counts, edge = grid_size(labels, tile, chunks)
+    if math.prod(counts) == 1:  # one tile holds the image: read each array once, not per pass
         labels, uncertainty = (None if a is None else whole(a) for a in (labels, uncertainty))
         image = None if image is None else whole(image)
-    boxes = object_bboxes(labels, tile, chunks)
-    if boxes.empty:
+    all_ids, starts, stops = _bboxes(labels, tile, chunks)
+    if not len(all_ids):
         return _typed(pd.DataFrame(columns=columns), ndim)
-    keys = [boxes[f"{a}0"].to_numpy() // e for a, e in zip(names, edge)]
+    keys = [starts[:, k] // e for k, e in enumerate(edge)]
     keys = np.ravel_multi_index(keys, [math.ceil(n / e) for n, e in zip(shape, edge)])
     margin = max(math.ceil(neighbor_distance), 1)
+    # objects grouped by the tile of their box start, in tile order (each group in id order)
+    order = np.argsort(keys, kind="stable")
+    groups = np.split(order, np.flatnonzero(np.diff(keys[order])) + 1)
     parts = []  # per tile group: columns of numbers (a dict, or a frame), not a dict per object
-    for _, group in boxes.groupby(keys, sort=True):
-        box = _group_box(group, names, margin, shape)
+    for at in groups:
+        ids, start, stop = all_ids[at], starts[at], stops[at]
+        box = _group_box(start, stop, margin, shape)
         lab = read_box(labels, box, channel_axis=False)
         img = None if image is None else _read_image(image, box, has_channels)
         unc = None if uncertainty is None else read_box(uncertainty, box, channel_axis=False)
-        ids = group["id"].to_numpy()
         obj = object_index(lab, ids)
         pixels = object_pixels(obj)  # for the stats and the shapes
         stats = block_stats(lab, ids, img, unc, texture_levels, channel_names, obj, pixels)
         if ndim == 2 and (spacing is None or spacing[0] == spacing[1]):
-            cols = _block_columns(lab, obj, group, box, shape, spacing, neighbor_distance,
-                                  pixels)  # fmt: skip
+            cols = _block_columns(lab, obj, ids, start, stop, box, shape, spacing,
+                                  neighbor_distance, pixels)  # fmt: skip
             parts.append(cols | stats)
         else:
+            group = pd.DataFrame(
+                {"id": ids}
+                | {f"{a}0": start[:, k] for k, a in enumerate(names)}
+                | {f"{a}1": stop[:, k] for k, a in enumerate(names)}
+            )
             cols = _object_columns(lab, group, box, shape, spacing, neighbor_distance)
             parts.append(cols.assign(**stats))
     if all(isinstance(p, dict) for p in parts):
@@ -242,12 +265,11 @@ _TYPES = {"id": np.int64, "neighbors": np.int64, "area_px": np.int64, "volume_px
 _TYPES |= {f"bbox_{a}{e}": np.int64 for a in "zyx" for e in "01"}
 
 
-def _block_columns(lab, obj, group, box: Box, shape, spacing, distance, pixels=None) -> dict:
-    """Box, shape and neighbour columns of a group's 2D objects (square pixels), all at once."""
+def _block_columns(lab, obj, ids, start, stop, box: Box, shape, spacing, distance,
+                   pixels=None) -> dict:  # fmt: skip
+    """Box, shape and neighbour columns of a group's 2D objects (square pixels), all at once:
+    `ids` and their box `start`s and `stop`s ((n, 2) arrays)."""
     names = axis_names(lab.ndim)
-    ids = group["id"].to_numpy()
-    start = group[[f"{a}0" for a in names]].to_numpy()
-    stop = group[[f"{a}1" for a in names]].to_numpy()
     sh = block_shapes(lab, obj, ids, distance, box.start, pixels)
     n = sh.pop("n")
     cols = {
