@@ -123,3 +123,37 @@ def test_write_png_decodes_to_its_pixels(tmp_path):
             assert im.mode == ("RGB" if channels == 3 else "RGBA")
             np.testing.assert_array_equal(np.asarray(im), pixels)
             assert round(im.info["dpi"][0]) == 100
+
+
+def test_picture_draws_what_a_nearest_bbox_image_draws():
+    """The montage's `Picture` repeats pixels with numpy: the same canvas as matplotlib's
+    BboxImage (nearest, origin upper) for enlarged, reduced, 1:1, one-pixel-wide and
+    partly-off-canvas boxes at fractional positions."""
+    from matplotlib.image import BboxImage
+    from matplotlib.transforms import Bbox, TransformedBbox
+
+    from microdiff.report.panel import Picture
+
+    rng = np.random.default_rng(2)
+    boxes = [(0.05, 0.1, 0.61, 0.83), (0.313, 0.2771, 0.5, 0.4), (0.7, 0.05, 0.7137, 0.9),
+             (0.1, 0.1, 0.1 + 40 / 510, 0.1 + 37 / 330), (0.8, 0.7, 1.2, 1.1)]  # fmt: skip
+    for shape in [(37, 53), (256, 256), (1, 9), (260, 348)]:
+        rgba = rng.integers(0, 256, (*shape, 4), dtype=np.uint8)
+        rgba[..., 3] = 255
+
+        def draw(ours: bool) -> np.ndarray:
+            fig = plt.figure(figsize=(5.1, 3.3), dpi=100)
+            for b in boxes:
+                where = TransformedBbox(Bbox.from_extents(*b), fig.transFigure)
+                if ours:
+                    fig.add_artist(Picture(where, rgba))
+                else:
+                    image = BboxImage(where, interpolation="nearest", origin="upper")
+                    image.set_data(rgba)
+                    fig.add_artist(image)
+            fig.canvas.draw()
+            out = np.asarray(fig.canvas.buffer_rgba()).copy()
+            plt.close(fig)
+            return out
+
+        np.testing.assert_array_equal(draw(True), draw(False))
