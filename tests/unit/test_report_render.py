@@ -141,7 +141,7 @@ def test_picture_draws_what_a_nearest_bbox_image_draws():
         rgba = rng.integers(0, 256, (*shape, 4), dtype=np.uint8)
         rgba[..., 3] = 255
 
-        def draw(ours: bool) -> np.ndarray:
+        def draw(ours: bool, rgba=rgba) -> np.ndarray:
             fig = plt.figure(figsize=(5.1, 3.3), dpi=100)
             for b in boxes:
                 where = TransformedBbox(Bbox.from_extents(*b), fig.transFigure)
