@@ -104,11 +104,16 @@ def _holds(box, y: float, x: float) -> bool:
 
 
 def _outline(gray: np.ndarray, nuclei=None, cells=None) -> np.ndarray:
-    rgb = np.repeat(gray[..., None], 3, axis=2)
+    """A grey 0..1 image with the boundaries of the cells (yellow), then of the nuclei (cyan),
+    as the 8-bit RGBA a panel draws: each value x 255 in the image's float type, truncated,
+    as `panel._rgba8` converts an RGB image (the grey converted once, not per channel)."""
+    rgba = np.empty((*gray.shape, 4), np.uint8)
+    rgba[..., :3] = (gray * 255).astype(np.uint8)[..., None]
+    rgba[..., 3] = 255
     for lab, colour in ((cells, CELLS), (nuclei, NUCLEI)):
         if lab is not None:
-            rgb[inner_boundaries(lab)] = colour
-    return rgb
+            rgba[inner_boundaries(lab), :3] = np.asarray(colour, gray.dtype) * 255
+    return rgba
 
 
 def _object_values(lab: np.ndarray, ids, values) -> np.ndarray:

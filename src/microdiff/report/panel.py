@@ -176,7 +176,10 @@ def _nearest(packed: np.ndarray, box, width: float, height: float):
 
 def _rgba8(rgb: np.ndarray) -> np.ndarray:
     """0..1 RGB as the 8-bit RGBA matplotlib draws it (x 255, truncated: `to_rgba(bytes=True)`),
-    so the drawing resamples it as it is instead of converting it first."""
+    so the drawing resamples it as it is instead of converting it first. 8-bit RGBA (made so
+    already, as `montage._outline` makes it) is taken as it is."""
+    if rgb.dtype == np.uint8 and rgb.shape[-1] == 4:
+        return rgb
     out = np.empty((*rgb.shape[:2], 4), np.uint8)
     out[..., :3] = rgb * 255
     out[..., 3] = 255
