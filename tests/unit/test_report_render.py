@@ -157,3 +157,23 @@ def test_picture_draws_what_a_nearest_bbox_image_draws():
             return out
 
         np.testing.assert_array_equal(draw(True), draw(False))
+
+
+def test_outline_bytes_are_the_float_rgb_converted():
+    """`_outline` makes the 8-bit RGBA that `_rgba8` makes of the float RGB outline image
+    (grey repeated, boundaries coloured), for float32 and float64 grey."""
+    from microdiff.label_maps import inner_boundaries
+    from microdiff.report.montage import CELLS, NUCLEI, _outline
+    from microdiff.report.panel import _rgba8
+
+    rng = np.random.default_rng(3)
+    nuclei = np.zeros((40, 50), np.int32)
+    nuclei[5:15, 5:20], nuclei[20:30, 25:45] = 1, 2
+    cells = np.zeros_like(nuclei)
+    cells[2:18, 2:24], cells[17:35, 20:48] = 1, 2
+    for dtype in (np.float32, np.float64):
+        gray = rng.random((40, 50)).astype(dtype)
+        rgb = np.repeat(gray[..., None], 3, axis=2)
+        rgb[inner_boundaries(cells)] = CELLS
+        rgb[inner_boundaries(nuclei)] = NUCLEI
+        np.testing.assert_array_equal(_outline(gray, nuclei, cells), _rgba8(rgb))
