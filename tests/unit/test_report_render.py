@@ -169,10 +169,11 @@ def test_picture_draws_what_a_nearest_bbox_image_draws():
 
 
 def test_outline_bytes_are_the_float_rgb_converted():
-    """`_outline` makes the 8-bit RGBA that `_rgba8` makes of the float RGB outline image
-    (grey repeated, boundaries coloured), for float32 and float64 grey."""
+    """`_outline` and `_over` make the 8-bit RGBA that `_rgba8` makes of the float RGB
+    images they made before (grey repeated, boundaries or values coloured), for float32 and
+    float64 grey."""
     from microdiff.label_maps import inner_boundaries
-    from microdiff.report.montage import CELLS, NUCLEI, _outline
+    from microdiff.report.montage import CELLS, NUCLEI, _outline, _over
     from microdiff.report.panel import _rgba8
 
     rng = np.random.default_rng(3)
@@ -186,3 +187,9 @@ def test_outline_bytes_are_the_float_rgb_converted():
         rgb[inner_boundaries(cells)] = CELLS
         rgb[inner_boundaries(nuclei)] = NUCLEI
         np.testing.assert_array_equal(_outline(gray, nuclei, cells), _rgba8(rgb))
+        # the uncertainty over 60% grey, as the float RGB it was made as
+        values = np.where(nuclei > 0, rng.random(nuclei.shape), np.nan)
+        scale = _over(gray, values, 0.1, 0.9)[1]
+        rgb = np.repeat((gray * 0.6)[..., None], 3, axis=2)
+        rgb[nuclei > 0] = scale.to_rgba(values[nuclei > 0])[:, :3]
+        np.testing.assert_array_equal(_over(gray, values, 0.1, 0.9)[0], _rgba8(rgb))

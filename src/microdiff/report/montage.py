@@ -103,13 +103,20 @@ def _holds(box, y: float, x: float) -> bool:
     return box[0] <= y < box[1] and box[2] <= x < box[3]
 
 
+def _grey_rgba(gray: np.ndarray) -> np.ndarray:
+    """A grey 0..1 image as the 8-bit RGBA a panel draws of it: x 255 in the image's float
+    type, truncated, as `panel._rgba8` converts an RGB image (the grey converted once, the
+    four bytes of a pixel written as one 32-bit word)."""
+    packed = np.empty(gray.shape, "<u4")
+    np.multiply((gray * 255).astype(np.uint8), np.uint32(0x010101), out=packed)
+    packed |= np.uint32(0xFF000000)  # opaque
+    return packed.view(np.uint8).reshape(*gray.shape, 4)
+
+
 def _outline(gray: np.ndarray, nuclei=None, cells=None) -> np.ndarray:
-    """A grey 0..1 image with the boundaries of the cells (yellow), then of the nuclei (cyan),
-    as the 8-bit RGBA a panel draws: each value x 255 in the image's float type, truncated,
-    as `panel._rgba8` converts an RGB image (the grey converted once, not per channel)."""
-    rgba = np.empty((*gray.shape, 4), np.uint8)
-    rgba[..., :3] = (gray * 255).astype(np.uint8)[..., None]
-    rgba[..., 3] = 255
+    """`gray` with the boundaries of the cells (yellow), then of the nuclei (cyan), as the
+    8-bit RGBA a panel draws (`_grey_rgba`; the colours x 255 in the image's type)."""
+    rgba = _grey_rgba(gray)
     for lab, colour in ((cells, CELLS), (nuclei, NUCLEI)):
         if lab is not None:
             rgba[inner_boundaries(lab), :3] = np.asarray(colour, gray.dtype) * 255
@@ -283,15 +290,18 @@ def _mark(panel: Panel, pick: dict) -> None:
 
 
 def _over(gray: np.ndarray, values: np.ndarray, vmin: float, vmax: float):
-    """An RGB image of `values` in CMAP (vmin..vmax) where they are finite, over `gray` at 60%
-    elsewhere, and the colour scale for its colour bar: what a grey imshow under a masked
-    one draws, as one image (matplotlib resamples a masked image twice, data and mask)."""
+    """An image of `values` in CMAP (vmin..vmax) where they are finite, over `gray` at 60%
+    elsewhere, as the 8-bit RGBA a panel draws (the float RGB converted as `panel._rgba8`
+    converts it), and the colour scale for its colour bar: what a grey imshow under a
+    masked one draws, as one image (matplotlib resamples a masked image twice, data and
+    mask)."""
     from matplotlib import colormaps
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
     scale = ScalarMappable(Normalize(vmin, vmax), colormaps[CMAP])
-    rgb = np.repeat((gray * 0.6)[..., None], 3, axis=2)
+    shade = gray * 0.6
+    rgba = _grey_rgba(shade)  # 8-bit, as panel._rgba8 converts the float RGB
     ok = np.isfinite(values)
-    rgb[ok] = scale.to_rgba(values[ok])[:, :3]
-    return rgb, scale
+    rgba[ok, :3] = scale.to_rgba(values[ok])[:, :3].astype(shade.dtype) * 255
+    return rgba, scale
