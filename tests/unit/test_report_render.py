@@ -193,3 +193,27 @@ def test_outline_bytes_are_the_float_rgb_converted():
         rgb = np.repeat((gray * 0.6)[..., None], 3, axis=2)
         rgb[nuclei > 0] = scale.to_rgba(values[nuclei > 0])[:, :3]
         np.testing.assert_array_equal(_over(gray, values, 0.1, 0.9)[0], _rgba8(rgb))
+
+
+def test_clipped_panel_annotations_leave_the_tight_box_as_it_was():
+    """Annotations clipped to a panel are left out of the figure's tight box: it is the same
+    box as with them measured (a ring and a rectangle reaching past the panel's edge)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from microdiff.report.panel import Panel
+
+    fig = plt.figure(figsize=(5.1, 3.3), dpi=100)
+    panel = Panel(fig, fig.add_gridspec(1, 2)[0, 1], np.zeros((30, 40, 3)))
+    panel.ring(39, 0, 30, ec="white")
+    panel.rectangle((30, 25), 20, 20, ec="white")
+    panel.line([-5, 50], [29, 29], color="white")
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    left_out = [a for a in fig.artists if not a.get_in_layout()]
+    assert len(left_out) == 3
+    box = fig.get_tightbbox(renderer)
+    for a in left_out:
+        a.set_in_layout(True)
+    np.testing.assert_array_equal(fig.get_tightbbox(renderer).get_points(), box.get_points())
+    plt.close(fig)

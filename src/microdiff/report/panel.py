@@ -69,6 +69,9 @@ class Panel:
     def _add(self, artist) -> None:
         if artist.get_clip_on():
             artist.set_clip_box(self.bbox)
+            # what it adds to the figure's tight box lies inside the picture's box, which is in
+            # it already: not measured (a ring's curves cost most of `save`'s tight box)
+            artist.set_in_layout(False)
         self.fig.add_artist(artist)
 
 
