@@ -22,6 +22,7 @@ from .common import (
     channel_index,
     full_shape,
     label_names,
+    level0_array,
     open_store,
     pixel_size,
     plt,
@@ -209,14 +210,15 @@ def montage_figure(
         ax.set_title("per-nucleus uncertainty\n(mean std of its nuclear probability)", fontsize=9)
         colorbar(fig, ax, im, "mean std per nucleus")
 
-    # every crop's windows, read together where the crops lie close (see `_windows`)
+    # every crop's windows, read together where the crops lie close (see `_windows`); the
+    # restored image and the uncertainty are shown in the crops only: only their chunks read
     panels = [("raw", _windows(raw0, picks))]
     if restored is not None and picks:
-        panels.append(("restored", _windows(read_plane(restored)[1], picks)))
+        panels.append(("restored", _windows(level0_array(restored), picks)))
     labels = {kind: _windows(view[1], picks, labels=kind) for kind, view in views.items()}
     stds = None
     if std is not None and picks:
-        stds = _windows(read_plane(segmentation, channel=std)[1], picks, channel=std)
+        stds = _windows(level0_array(segmentation), picks, channel=std)
     vmax = None
     for k, p in enumerate(picks):
         box = p["box"]
