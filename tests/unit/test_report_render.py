@@ -217,3 +217,19 @@ def test_clipped_panel_annotations_leave_the_tight_box_as_it_was():
         a.set_in_layout(True)
     np.testing.assert_array_equal(fig.get_tightbbox(renderer).get_points(), box.get_points())
     plt.close(fig)
+
+
+def test_grow_is_binary_dilation():
+    """The uncertainty mask's margin: `_grow` is scipy's 4-connected `binary_dilation`."""
+    from scipy.ndimage import binary_dilation
+
+    from microdiff.report.montage import _grow
+
+    rng = np.random.default_rng(4)
+    for shape in [(64, 80), (7, 3), (1, 5)]:
+        for p in (0.002, 0.05, 0.4):
+            mask = rng.random(shape) < p
+            for steps in (1, 3):
+                np.testing.assert_array_equal(
+                    _grow(mask, steps), binary_dilation(mask, iterations=steps)
+                )

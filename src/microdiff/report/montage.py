@@ -20,7 +20,6 @@ import pandas as pd
 from ..label_maps import inner_boundaries
 from .common import (
     channel_index,
-    full_shape,
     label_names,
     level0_array,
     open_store,
@@ -114,14 +113,36 @@ def _grey_rgba(gray: np.ndarray) -> np.ndarray:
     return packed.view(np.uint8).reshape(*gray.shape, 4)
 
 
-def _outline(gray: np.ndarray, nuclei=None, cells=None) -> np.ndarray:
+def _outline(gray: np.ndarray, nuclei=None, cells=None, edges=None) -> np.ndarray:
     """`gray` with the boundaries of the cells (yellow), then of the nuclei (cyan), as the
-    8-bit RGBA a panel draws (`_grey_rgba`; the colours x 255 in the image's type)."""
+    8-bit RGBA a panel draws (`_grey_rgba`; the colours x 255 in the image's type). `edges`:
+    those boundaries as `_edges` finds them, where the caller has them (the labels are then
+    not needed)."""
     rgba = _grey_rgba(gray)
-    for lab, colour in ((cells, CELLS), (nuclei, NUCLEI)):
-        if lab is not None:
-            rgba[inner_boundaries(lab), :3] = np.asarray(colour, gray.dtype) * 255
+    for mask, colour in edges if edges is not None else _edges(nuclei, cells):
+        rgba[mask, :3] = np.asarray(colour, gray.dtype) * 255
     return rgba
+
+
+def _edges(nuclei=None, cells=None) -> list:
+    """(boundary mask, colour) of the cells, then of the nuclei (those given): found once for
+    the crops of one place (raw and restored show the same outlines)."""
+    return [(inner_boundaries(lab), colour)
+            for lab, colour in ((cells, CELLS), (nuclei, NUCLEI)) if lab is not None]  # fmt: skip
+
+
+def _grow(mask: np.ndarray, steps: int) -> np.ndarray:
+    """`binary_dilation(mask, iterations=steps)` (4-connected, nothing beyond the edge): every
+    pixel within `steps` face steps of the mask, by shifted ORs."""
+    out = mask.copy()
+    for _ in range(steps):
+        prev = out.copy()
+        for axis in range(mask.ndim):
+            head = (slice(None),) * axis + (slice(1, None),)
+            tail = (slice(None),) * axis + (slice(None, -1),)
+            out[head] |= prev[tail]
+            out[tail] |= prev[head]
+    return out
 
 
 def _object_values(lab: np.ndarray, ids, values) -> np.ndarray:
@@ -167,9 +188,10 @@ def montage_figure(
     raw = open_store(raw)  # each store opened once: the crops read them many times
     segmentation = open_store(segmentation) if segmentation is not None else None
     restored = open_store(restored) if restored is not None else None
-    shape = full_shape(raw)
     px_um = pixel_size(raw)
     small, raw0 = read_plane(raw, max_px=max_px)  # small images: each plane read once
+    # ([Z,] Y, X) at level 0, as `full_shape` reads it: the plane's, or the array's less C
+    shape = raw0.shape if isinstance(raw0, np.ndarray) else tuple(raw0.shape[1:])
     base = stretch(small, lo, hi)
     factor = shape[-1] / base.shape[-1]
     kinds = label_names(segmentation) if segmentation is not None else []
@@ -223,10 +245,11 @@ def montage_figure(
     for k, p in enumerate(picks):
         box = p["box"]
         labs = {kind: windows[k] for kind, windows in labels.items()}
+        edges = _edges(labs.get("nuclei"), labs.get("cells"))
         for r, (name, windows) in enumerate(panels, start=1):
             img = stretch(windows[k], lo, hi)
             cell = grid[r, 2 * k : 2 * k + 2]
-            ax = Panel(fig, cell, _outline(img, labs.get("nuclei"), labs.get("cells")))
+            ax = Panel(fig, cell, _outline(img, edges=edges))
             if r == 1:
                 gray = img  # the raw crop: also under the uncertainty below
                 ax.set_title(f"{'ABCDEFGH'[k]}: {p['why']}\nnative pixels y {box[0]}-{box[1]}, "
@@ -236,9 +259,7 @@ def montage_figure(
             _scale_bar(ax, px_um)
         if std is not None:
             s = stds[k]
-            from scipy.ndimage import binary_dilation
-
-            fg = binary_dilation(labs["nuclei"] > 0, iterations=3)  # and their boundaries
+            fg = _grow(labs["nuclei"] > 0, 3)  # and their boundaries
             if vmax is None:  # one colour scale for all crops
                 vmax = float(np.nanpercentile(np.where(fg, s, np.nan), 99.5)) if fg.any() else 1
             rgb, im = _over(gray, np.where(fg, s, np.nan), 0, max(vmax, 1e-6))
