@@ -233,3 +233,30 @@ def test_grow_is_binary_dilation():
                 np.testing.assert_array_equal(
                     _grow(mask, steps), binary_dilation(mask, iterations=steps)
                 )
+
+
+def test_picture_on_a_vector_canvas_is_matplotlibs_image(tmp_path):
+    """Outside Agg (here SVG, which scales images itself) a Picture is drawn as the BboxImage
+    it stands for: the same file."""
+    from matplotlib.image import BboxImage
+    from matplotlib.transforms import Bbox, TransformedBbox
+
+    from microdiff.report.panel import Picture
+
+    rgba = np.random.default_rng(5).integers(0, 256, (12, 17, 4), dtype=np.uint8)
+    rgba[..., 3] = 255
+    svgs = []
+    for ours in (True, False):
+        fig = plt.figure(figsize=(3, 2))
+        where = TransformedBbox(Bbox.from_extents(0.1, 0.2, 0.7, 0.9), fig.transFigure)
+        if ours:
+            fig.add_artist(Picture(where, rgba))
+        else:
+            image = BboxImage(where, interpolation="nearest", origin="upper")
+            image.set_data(rgba)
+            fig.add_artist(image)
+        with plt.rc_context({"svg.hashsalt": "x"}):  # ids the same in both files
+            fig.savefig(tmp_path / f"{ours}.svg", metadata={"Date": None})
+        plt.close(fig)
+        svgs.append((tmp_path / f"{ours}.svg").read_text())
+    assert svgs[0] == svgs[1]

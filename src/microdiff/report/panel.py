@@ -101,10 +101,13 @@ class Picture(Artist):
     def draw(self, renderer) -> None:
         if not self.get_visible():
             return
+        from matplotlib.backends.backend_agg import RendererAgg
+
         width, height = renderer.get_canvas_width_height()
-        box = self.bbox.frozen()
-        pixels = _nearest(self._packed, box, width, height)
-        if pixels is None:  # not wholly on the canvas: matplotlib's own drawing
+        pixels = None
+        if isinstance(renderer, RendererAgg) and renderer.get_image_magnification() == 1:
+            pixels = _nearest(self._packed, self.bbox.frozen(), width, height)
+        if pixels is None:  # not wholly on an Agg canvas (PDF, SVG): matplotlib's own drawing
             from matplotlib.image import BboxImage
 
             image = BboxImage(self.bbox, interpolation="nearest", origin="upper")
