@@ -117,12 +117,16 @@ def test_colorbar_draws_what_fig_colorbar_draws():
 @pytest.mark.parametrize("libdeflate", [True, False])
 def test_write_png_decodes_to_its_pixels(tmp_path, monkeypatch, libdeflate):
     """Lossless whichever deflate made the stream (libdeflate from imagecodecs, or zlib)."""
+    from microdiff.report import common
     from microdiff.report.common import write_png
 
-    if not libdeflate:
-        monkeypatch.setitem(sys.modules, "imagecodecs", None)  # import fails: zlib's
-    else:
+    if libdeflate:
         pytest.importorskip("imagecodecs")
+        assert common._libdeflate() is not None
+    else:
+        monkeypatch.setitem(sys.modules, "imagecodecs", None)  # its import fails
+        assert common._libdeflate.__wrapped__() is None
+        monkeypatch.setattr(common, "_libdeflate", lambda: None)  # zlib's
     rng = np.random.default_rng(3)
     for channels in (3, 4):
         pixels = rng.integers(0, 256, (23, 41, channels), dtype=np.uint8)

@@ -7,6 +7,7 @@ reads a native-resolution (level 0) window. 3D images show one plane (the middle
 
 from __future__ import annotations
 
+import functools
 import math
 
 import matplotlib
@@ -85,13 +86,22 @@ def _deflate(data: np.ndarray, level: int) -> bytes:
     """A zlib stream of `data`: libdeflate's (imagecodecs, where installed: it comes with the
     `formats` extra) at about half the CPU of zlib's at the same level and slightly smaller,
     else zlib's. Either decodes to the same bytes; the file's bytes depend on which ran."""
-    try:
-        from imagecodecs import deflate_encode
-    except ImportError:
+    encode = _libdeflate()
+    if encode is None:
         import zlib
 
         return zlib.compress(data, level)
-    return deflate_encode(data, level=level)
+    return encode(data, level=level)
+
+
+@functools.cache
+def _libdeflate():
+    """imagecodecs' `deflate_encode`, or None without imagecodecs (looked for once)."""
+    try:
+        from imagecodecs import deflate_encode
+    except ImportError:
+        return None
+    return deflate_encode
 
 
 def open_store(path):
