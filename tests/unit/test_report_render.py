@@ -1,7 +1,10 @@
 """The report's cheap rendering paths: `save` (one draw, cropped as matplotlib's tight save
 would), the montage's outlines and its crop windows."""
 
+import sys
+
 import numpy as np
+import pytest
 from PIL import Image
 
 from microdiff import report
@@ -111,9 +114,19 @@ def test_colorbar_draws_what_fig_colorbar_draws():
     assert np.abs(draw(True) - draw(False)).max() <= 2
 
 
-def test_write_png_decodes_to_its_pixels(tmp_path):
+@pytest.mark.parametrize("libdeflate", [True, False])
+def test_write_png_decodes_to_its_pixels(tmp_path, monkeypatch, libdeflate):
+    """Lossless whichever deflate made the stream (libdeflate from imagecodecs, or zlib)."""
+    from microdiff.report import common
     from microdiff.report.common import write_png
 
+    if libdeflate:
+        pytest.importorskip("imagecodecs")
+        assert common._libdeflate() is not None
+    else:
+        monkeypatch.setitem(sys.modules, "imagecodecs", None)  # its import fails
+        assert common._libdeflate.__wrapped__() is None
+        monkeypatch.setattr(common, "_libdeflate", lambda: None)  # zlib's
     rng = np.random.default_rng(3)
     for channels in (3, 4):
         pixels = rng.integers(0, 256, (23, 41, channels), dtype=np.uint8)
@@ -123,3 +136,131 @@ def test_write_png_decodes_to_its_pixels(tmp_path):
             assert im.mode == ("RGB" if channels == 3 else "RGBA")
             np.testing.assert_array_equal(np.asarray(im), pixels)
             assert round(im.info["dpi"][0]) == 100
+
+
+def test_picture_draws_what_a_nearest_bbox_image_draws():
+    """The montage's `Picture` repeats pixels with numpy: the same canvas as matplotlib's
+    BboxImage (nearest, origin upper) for enlarged, reduced, 1:1, one-pixel-wide and
+    partly-off-canvas boxes at fractional positions."""
+    from matplotlib.image import BboxImage
+    from matplotlib.transforms import Bbox, TransformedBbox
+
+    from microdiff.report.panel import Picture
+
+    rng = np.random.default_rng(2)
+    boxes = [(0.05, 0.1, 0.61, 0.83), (0.313, 0.2771, 0.5, 0.4), (0.7, 0.05, 0.7137, 0.9),
+             (0.1, 0.1, 0.1 + 40 / 510, 0.1 + 37 / 330), (0.8, 0.7, 1.2, 1.1)]  # fmt: skip
+    for shape in [(37, 53), (256, 256), (1, 9), (260, 348)]:
+        rgba = rng.integers(0, 256, (*shape, 4), dtype=np.uint8)
+        rgba[..., 3] = 255
+
+        def draw(ours: bool, rgba=rgba) -> np.ndarray:
+            fig = plt.figure(figsize=(5.1, 3.3), dpi=100)
+            for b in boxes:
+                where = TransformedBbox(Bbox.from_extents(*b), fig.transFigure)
+                if ours:
+                    fig.add_artist(Picture(where, rgba))
+                else:
+                    image = BboxImage(where, interpolation="nearest", origin="upper")
+                    image.set_data(rgba)
+                    fig.add_artist(image)
+            fig.canvas.draw()
+            out = np.asarray(fig.canvas.buffer_rgba()).copy()
+            plt.close(fig)
+            return out
+
+        np.testing.assert_array_equal(draw(True), draw(False))
+
+
+def test_outline_bytes_are_the_float_rgb_converted():
+    """`_outline` and `_over` make the 8-bit RGBA that `_rgba8` makes of the float RGB
+    images they made before (grey repeated, boundaries or values coloured), for float32 and
+    float64 grey."""
+    from microdiff.label_maps import inner_boundaries
+    from microdiff.report.montage import CELLS, NUCLEI, _outline, _over
+    from microdiff.report.panel import _rgba8
+
+    rng = np.random.default_rng(3)
+    nuclei = np.zeros((40, 50), np.int32)
+    nuclei[5:15, 5:20], nuclei[20:30, 25:45] = 1, 2
+    cells = np.zeros_like(nuclei)
+    cells[2:18, 2:24], cells[17:35, 20:48] = 1, 2
+    for dtype in (np.float32, np.float64):
+        gray = rng.random((40, 50)).astype(dtype)
+        rgb = np.repeat(gray[..., None], 3, axis=2)
+        rgb[inner_boundaries(cells)] = CELLS
+        rgb[inner_boundaries(nuclei)] = NUCLEI
+        np.testing.assert_array_equal(_outline(gray, nuclei, cells), _rgba8(rgb))
+        # the uncertainty over 60% grey, as the float RGB it was made as
+        values = np.where(nuclei > 0, rng.random(nuclei.shape), np.nan)
+        scale = _over(gray, values, 0.1, 0.9)[1]
+        rgb = np.repeat((gray * 0.6)[..., None], 3, axis=2)
+        rgb[nuclei > 0] = scale.to_rgba(values[nuclei > 0])[:, :3]
+        np.testing.assert_array_equal(_over(gray, values, 0.1, 0.9)[0], _rgba8(rgb))
+
+
+def test_clipped_panel_annotations_leave_the_tight_box_as_it_was():
+    """Annotations clipped to a panel are left out of the figure's tight box: it is the same
+    box as with them measured (a ring and a rectangle reaching past the panel's edge)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from microdiff.report.panel import Panel
+
+    fig = plt.figure(figsize=(5.1, 3.3), dpi=100)
+    panel = Panel(fig, fig.add_gridspec(1, 2)[0, 1], np.zeros((30, 40, 3)))
+    panel.ring(39, 0, 30, ec="white")
+    panel.rectangle((30, 25), 20, 20, ec="white")
+    panel.line([-5, 50], [29, 29], color="white")
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    left_out = [a for a in fig.artists if not a.get_in_layout()]
+    assert len(left_out) == 3
+    box = fig.get_tightbbox(renderer)
+    for a in left_out:
+        a.set_in_layout(True)
+    np.testing.assert_array_equal(fig.get_tightbbox(renderer).get_points(), box.get_points())
+    plt.close(fig)
+
+
+def test_grow_is_binary_dilation():
+    """The uncertainty mask's margin: `_grow` is scipy's 4-connected `binary_dilation`."""
+    from scipy.ndimage import binary_dilation
+
+    from microdiff.report.montage import _grow
+
+    rng = np.random.default_rng(4)
+    for shape in [(64, 80), (7, 3), (1, 5)]:
+        for p in (0.002, 0.05, 0.4):
+            mask = rng.random(shape) < p
+            for steps in (1, 3):
+                np.testing.assert_array_equal(
+                    _grow(mask, steps), binary_dilation(mask, iterations=steps)
+                )
+
+
+def test_picture_on_a_vector_canvas_is_matplotlibs_image(tmp_path):
+    """Outside Agg (here SVG, which scales images itself) a Picture is drawn as the BboxImage
+    it stands for: the same file."""
+    from matplotlib.image import BboxImage
+    from matplotlib.transforms import Bbox, TransformedBbox
+
+    from microdiff.report.panel import Picture
+
+    rgba = np.random.default_rng(5).integers(0, 256, (12, 17, 4), dtype=np.uint8)
+    rgba[..., 3] = 255
+    svgs = []
+    for ours in (True, False):
+        fig = plt.figure(figsize=(3, 2))
+        where = TransformedBbox(Bbox.from_extents(0.1, 0.2, 0.7, 0.9), fig.transFigure)
+        if ours:
+            fig.add_artist(Picture(where, rgba))
+        else:
+            image = BboxImage(where, interpolation="nearest", origin="upper")
+            image.set_data(rgba)
+            fig.add_artist(image)
+        with plt.rc_context({"svg.hashsalt": "x"}):  # ids the same in both files
+            fig.savefig(tmp_path / f"{ours}.svg", metadata={"Date": None})
+        plt.close(fig)
+        svgs.append((tmp_path / f"{ours}.svg").read_text())
+    assert svgs[0] == svgs[1]

@@ -7,6 +7,7 @@ reads a native-resolution (level 0) window. 3D images show one plane (the middle
 
 from __future__ import annotations
 
+import functools
 import math
 
 import matplotlib
@@ -26,7 +27,7 @@ def save(fig, path, dpi: int = 100) -> None:
     The figure is drawn once: the crop box is found after that draw and cut from its pixels
     (matplotlib's "tight" save draws twice, a layout pass and the picture). Only a box that
     reaches past the figure's edges (an artist placed outside it) is saved the slow way, by a
-    second draw on a larger canvas. The PNG is written by `write_png` (no filter, zlib level 1):
+    second draw on a larger canvas. The PNG is written by `write_png` (no filter, deflate level 1):
     half the time of Pillow's level 1, whose per-row filter search costs as much as the
     compression, and a smaller file for a montage."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -54,7 +55,7 @@ def write_png(path, pixels: np.ndarray, dpi: float | None = None, level: int = 1
     row, one zlib stream at `level`, and a pHYs chunk for `dpi` (as Pillow writes it). Lossless
     like any PNG: it decodes to `pixels`. Pillow chooses a filter per row by trying all five,
     which costs as much as zlib's level 1 itself; on figures (flat areas, photographs at 1:1)
-    no filter makes files about as small (issue 15)."""
+    no filter makes files about as small (issue 15). The stream is made by `_deflate`."""
     import struct
     import zlib
 
@@ -63,7 +64,9 @@ def write_png(path, pixels: np.ndarray, dpi: float | None = None, level: int = 1
         raise ValueError(f"write_png: 8-bit RGB or RGBA expected, got {pixels.dtype} {c}")
     rows = np.empty((h, w * c + 1), np.uint8)
     rows[:, 0] = 0  # filter type of each row
-    rows[:, 1:].reshape(h, w, c)[...] = pixels
+    packed = rows[:, 1:].reshape(h, w, c)
+    for k in range(c):  # a channel at a time: 5x faster than one copy of (h, w, c) pixels
+        packed[..., k] = pixels[..., k]  # cut from a wider RGBA buffer (inner loops of c bytes)
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         crc = zlib.crc32(data, zlib.crc32(kind))
@@ -74,9 +77,31 @@ def write_png(path, pixels: np.ndarray, dpi: float | None = None, level: int = 1
     if dpi:
         ppm = int(dpi / 0.0254 + 0.5)  # pixels per meter, as Pillow rounds it
         parts.append(chunk(b"pHYs", struct.pack(">IIB", ppm, ppm, 1)))
-    parts += [chunk(b"IDAT", zlib.compress(rows, level)), chunk(b"IEND", b"")]
+    parts += [chunk(b"IDAT", _deflate(rows, level)), chunk(b"IEND", b"")]
     with open(path, "wb") as f:
         f.writelines(parts)
+
+
+def _deflate(data: np.ndarray, level: int) -> bytes:
+    """A zlib stream of `data`: libdeflate's (imagecodecs, where installed: it comes with the
+    `formats` extra) at about half the CPU of zlib's at the same level and slightly smaller,
+    else zlib's. Either decodes to the same bytes; the file's bytes depend on which ran."""
+    encode = _libdeflate()
+    if encode is None:
+        import zlib
+
+        return zlib.compress(data, level)
+    return encode(data, level=level)
+
+
+@functools.cache
+def _libdeflate():
+    """imagecodecs' `deflate_encode`, or None without imagecodecs (looked for once)."""
+    try:
+        from imagecodecs import deflate_encode
+    except ImportError:
+        return None
+    return deflate_encode
 
 
 def open_store(path):

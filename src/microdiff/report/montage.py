@@ -20,8 +20,8 @@ import pandas as pd
 from ..label_maps import inner_boundaries
 from .common import (
     channel_index,
-    full_shape,
     label_names,
+    level0_array,
     open_store,
     pixel_size,
     plt,
@@ -103,12 +103,46 @@ def _holds(box, y: float, x: float) -> bool:
     return box[0] <= y < box[1] and box[2] <= x < box[3]
 
 
-def _outline(gray: np.ndarray, nuclei=None, cells=None) -> np.ndarray:
-    rgb = np.repeat(gray[..., None], 3, axis=2)
-    for lab, colour in ((cells, CELLS), (nuclei, NUCLEI)):
-        if lab is not None:
-            rgb[inner_boundaries(lab)] = colour
-    return rgb
+def _grey_rgba(gray: np.ndarray) -> np.ndarray:
+    """A grey 0..1 image as the 8-bit RGBA a panel draws of it: x 255 in the image's float
+    type, truncated, as `panel._rgba8` converts an RGB image (the grey converted once, the
+    four bytes of a pixel written as one 32-bit word)."""
+    packed = np.empty(gray.shape, "<u4")
+    np.multiply((gray * 255).astype(np.uint8), np.uint32(0x010101), out=packed)
+    packed |= np.uint32(0xFF000000)  # opaque
+    return packed.view(np.uint8).reshape(*gray.shape, 4)
+
+
+def _outline(gray: np.ndarray, nuclei=None, cells=None, edges=None) -> np.ndarray:
+    """`gray` with the boundaries of the cells (yellow), then of the nuclei (cyan), as the
+    8-bit RGBA a panel draws (`_grey_rgba`; the colours x 255 in the image's type). `edges`:
+    those boundaries as `_edges` finds them, where the caller has them (the labels are then
+    not needed)."""
+    rgba = _grey_rgba(gray)
+    for mask, colour in edges if edges is not None else _edges(nuclei, cells):
+        rgba[mask, :3] = np.asarray(colour, gray.dtype) * 255
+    return rgba
+
+
+def _edges(nuclei=None, cells=None) -> list:
+    """(boundary mask, colour) of the cells, then of the nuclei (those given): found once for
+    the crops of one place (raw and restored show the same outlines)."""
+    return [(inner_boundaries(lab), colour)
+            for lab, colour in ((cells, CELLS), (nuclei, NUCLEI)) if lab is not None]  # fmt: skip
+
+
+def _grow(mask: np.ndarray, steps: int) -> np.ndarray:
+    """`binary_dilation(mask, iterations=steps)` (4-connected, nothing beyond the edge): every
+    pixel within `steps` face steps of the mask, by shifted ORs."""
+    out = mask.copy()
+    for _ in range(steps):
+        prev = out.copy()
+        for axis in range(mask.ndim):
+            head = (slice(None),) * axis + (slice(1, None),)
+            tail = (slice(None),) * axis + (slice(None, -1),)
+            out[head] |= prev[tail]
+            out[tail] |= prev[head]
+    return out
 
 
 def _object_values(lab: np.ndarray, ids, values) -> np.ndarray:
@@ -154,9 +188,10 @@ def montage_figure(
     raw = open_store(raw)  # each store opened once: the crops read them many times
     segmentation = open_store(segmentation) if segmentation is not None else None
     restored = open_store(restored) if restored is not None else None
-    shape = full_shape(raw)
     px_um = pixel_size(raw)
     small, raw0 = read_plane(raw, max_px=max_px)  # small images: each plane read once
+    # ([Z,] Y, X) at level 0, as `full_shape` reads it: the plane's, or the array's less C
+    shape = raw0.shape if isinstance(raw0, np.ndarray) else tuple(raw0.shape[1:])
     base = stretch(small, lo, hi)
     factor = shape[-1] / base.shape[-1]
     kinds = label_names(segmentation) if segmentation is not None else []
@@ -197,22 +232,24 @@ def montage_figure(
         ax.set_title("per-nucleus uncertainty\n(mean std of its nuclear probability)", fontsize=9)
         colorbar(fig, ax, im, "mean std per nucleus")
 
-    # every crop's windows, read together where the crops lie close (see `_windows`)
+    # every crop's windows, read together where the crops lie close (see `_windows`); the
+    # restored image and the uncertainty are shown in the crops only: only their chunks read
     panels = [("raw", _windows(raw0, picks))]
     if restored is not None and picks:
-        panels.append(("restored", _windows(read_plane(restored)[1], picks)))
+        panels.append(("restored", _windows(level0_array(restored), picks)))
     labels = {kind: _windows(view[1], picks, labels=kind) for kind, view in views.items()}
     stds = None
     if std is not None and picks:
-        stds = _windows(read_plane(segmentation, channel=std)[1], picks, channel=std)
+        stds = _windows(level0_array(segmentation), picks, channel=std)
     vmax = None
     for k, p in enumerate(picks):
         box = p["box"]
         labs = {kind: windows[k] for kind, windows in labels.items()}
+        edges = _edges(labs.get("nuclei"), labs.get("cells"))
         for r, (name, windows) in enumerate(panels, start=1):
             img = stretch(windows[k], lo, hi)
             cell = grid[r, 2 * k : 2 * k + 2]
-            ax = Panel(fig, cell, _outline(img, labs.get("nuclei"), labs.get("cells")))
+            ax = Panel(fig, cell, _outline(img, edges=edges))
             if r == 1:
                 gray = img  # the raw crop: also under the uncertainty below
                 ax.set_title(f"{'ABCDEFGH'[k]}: {p['why']}\nnative pixels y {box[0]}-{box[1]}, "
@@ -222,9 +259,7 @@ def montage_figure(
             _scale_bar(ax, px_um)
         if std is not None:
             s = stds[k]
-            from scipy.ndimage import binary_dilation
-
-            fg = binary_dilation(labs["nuclei"] > 0, iterations=3)  # and their boundaries
+            fg = _grow(labs["nuclei"] > 0, 3)  # and their boundaries
             if vmax is None:  # one colour scale for all crops
                 vmax = float(np.nanpercentile(np.where(fg, s, np.nan), 99.5)) if fg.any() else 1
             rgb, im = _over(gray, np.where(fg, s, np.nan), 0, max(vmax, 1e-6))
@@ -278,15 +313,18 @@ def _mark(panel: Panel, pick: dict) -> None:
 
 
 def _over(gray: np.ndarray, values: np.ndarray, vmin: float, vmax: float):
-    """An RGB image of `values` in CMAP (vmin..vmax) where they are finite, over `gray` at 60%
-    elsewhere, and the colour scale for its colour bar: what a grey imshow under a masked
-    one draws, as one image (matplotlib resamples a masked image twice, data and mask)."""
+    """An image of `values` in CMAP (vmin..vmax) where they are finite, over `gray` at 60%
+    elsewhere, as the 8-bit RGBA a panel draws (the float RGB converted as `panel._rgba8`
+    converts it), and the colour scale for its colour bar: what a grey imshow under a
+    masked one draws, as one image (matplotlib resamples a masked image twice, data and
+    mask)."""
     from matplotlib import colormaps
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
 
     scale = ScalarMappable(Normalize(vmin, vmax), colormaps[CMAP])
-    rgb = np.repeat((gray * 0.6)[..., None], 3, axis=2)
+    shade = gray * 0.6
+    rgba = _grey_rgba(shade)  # 8-bit, as panel._rgba8 converts the float RGB
     ok = np.isfinite(values)
-    rgb[ok] = scale.to_rgba(values[ok])[:, :3]
-    return rgb, scale
+    rgba[ok, :3] = scale.to_rgba(values[ok])[:, :3].astype(shade.dtype) * 255
+    return rgba, scale
