@@ -7,7 +7,6 @@ reads a native-resolution (level 0) window. 3D images show one plane (the middle
 
 from __future__ import annotations
 
-import functools
 import math
 
 import matplotlib
@@ -52,12 +51,16 @@ def save(fig, path, dpi: int = 100) -> None:
 
 def write_png(path, pixels: np.ndarray, dpi: float | None = None, level: int = 1) -> None:
     """An 8-bit RGB or RGBA (Y, X, 3 or 4) image as a PNG file: filter type 0 (none) on every
-    row, one zlib stream at `level`, and a pHYs chunk for `dpi` (as Pillow writes it). Lossless
-    like any PNG: it decodes to `pixels`. Pillow chooses a filter per row by trying all five,
-    which costs as much as zlib's level 1 itself; on figures (flat areas, photographs at 1:1)
-    no filter makes files about as small (issue 15). The stream is made by `_deflate`."""
+    row, one deflate stream (zlib format) at `level`, and a pHYs chunk for `dpi` (as Pillow
+    writes it). Lossless like any PNG: it decodes to `pixels`. Pillow chooses a filter per row
+    by trying all five, which costs as much as compressing at level 1 itself; on figures (flat
+    areas, photographs at 1:1) no filter makes files about as small (issue 15). The stream is
+    libdeflate's (imagecodecs): about half the CPU of zlib's at the same level, and slightly
+    smaller."""
     import struct
     import zlib
+
+    from imagecodecs import deflate_encode
 
     h, w, c = pixels.shape
     if pixels.dtype != np.uint8 or c not in (3, 4):
@@ -77,31 +80,9 @@ def write_png(path, pixels: np.ndarray, dpi: float | None = None, level: int = 1
     if dpi:
         ppm = int(dpi / 0.0254 + 0.5)  # pixels per meter, as Pillow rounds it
         parts.append(chunk(b"pHYs", struct.pack(">IIB", ppm, ppm, 1)))
-    parts += [chunk(b"IDAT", _deflate(rows, level)), chunk(b"IEND", b"")]
+    parts += [chunk(b"IDAT", deflate_encode(rows, level=level)), chunk(b"IEND", b"")]
     with open(path, "wb") as f:
         f.writelines(parts)
-
-
-def _deflate(data: np.ndarray, level: int) -> bytes:
-    """A zlib stream of `data`: libdeflate's (imagecodecs, where installed: it comes with the
-    `formats` extra) at about half the CPU of zlib's at the same level and slightly smaller,
-    else zlib's. Either decodes to the same bytes; the file's bytes depend on which ran."""
-    encode = _libdeflate()
-    if encode is None:
-        import zlib
-
-        return zlib.compress(data, level)
-    return encode(data, level=level)
-
-
-@functools.cache
-def _libdeflate():
-    """imagecodecs' `deflate_encode`, or None without imagecodecs (looked for once)."""
-    try:
-        from imagecodecs import deflate_encode
-    except ImportError:
-        return None
-    return deflate_encode
 
 
 def open_store(path):
