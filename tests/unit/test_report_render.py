@@ -8,6 +8,31 @@ from microdiff import report
 from microdiff.report.common import plt
 
 
+def drawn(fig) -> np.ndarray:
+    """The figure's Agg canvas as RGBA pixels (a copy); the figure is closed."""
+    fig.canvas.draw()
+    out = np.asarray(fig.canvas.buffer_rgba()).copy()
+    plt.close(fig)
+    return out
+
+
+def add_picture(fig, extents, rgba, ours: bool) -> None:
+    """`rgba` drawn in the figure-fraction box `extents` by the montage's `Picture` (`ours`),
+    or by the matplotlib BboxImage it stands for."""
+    from matplotlib.image import BboxImage
+    from matplotlib.transforms import Bbox, TransformedBbox
+
+    from microdiff.report.panel import Picture
+
+    where = TransformedBbox(Bbox.from_extents(*extents), fig.transFigure)
+    if ours:
+        fig.add_artist(Picture(where, rgba))
+    else:
+        image = BboxImage(where, interpolation="nearest", origin="upper")
+        image.set_data(rgba)
+        fig.add_artist(image)
+
+
 def _figure(outside: bool = False):
     fig, ax = plt.subplots(figsize=(4, 3))
     ax.imshow(np.random.default_rng(0).random((30, 40)), cmap="magma")
@@ -74,10 +99,7 @@ def test_panel_draws_what_imshow_in_an_axis_off_axes_draws():
             ax = fig.add_subplot(cell)
             ax.imshow(rgb, interpolation="nearest")
             ax.set_axis_off()
-        fig.canvas.draw()
-        out = np.asarray(fig.canvas.buffer_rgba()).copy()
-        plt.close(fig)
-        return out
+        return drawn(fig)
 
     np.testing.assert_array_equal(draw(True), draw(False))
 
@@ -103,10 +125,7 @@ def test_colorbar_draws_what_fig_colorbar_draws():
             cb = fig.colorbar(scale, cax=cax)
             cb.ax.tick_params(labelsize=7)
             cb.set_label("std of nuclear probability", fontsize=7)
-        fig.canvas.draw()
-        out = np.asarray(fig.canvas.buffer_rgba()).astype(int)
-        plt.close(fig)
-        return out
+        return drawn(fig).astype(int)
 
     assert np.abs(draw(True) - draw(False)).max() <= 2
 
@@ -130,10 +149,6 @@ def test_picture_draws_what_a_nearest_bbox_image_draws():
     """The montage's `Picture` repeats pixels with numpy: the same canvas as matplotlib's
     BboxImage (nearest, origin upper) for enlarged, reduced, 1:1, one-pixel-wide and
     partly-off-canvas boxes at fractional positions."""
-    from matplotlib.image import BboxImage
-    from matplotlib.transforms import Bbox, TransformedBbox
-
-    from microdiff.report.panel import Picture
 
     rng = np.random.default_rng(2)
     boxes = [(0.05, 0.1, 0.61, 0.83), (0.313, 0.2771, 0.5, 0.4), (0.7, 0.05, 0.7137, 0.9),
@@ -145,17 +160,8 @@ def test_picture_draws_what_a_nearest_bbox_image_draws():
         def draw(ours: bool, rgba=rgba) -> np.ndarray:
             fig = plt.figure(figsize=(5.1, 3.3), dpi=100)
             for b in boxes:
-                where = TransformedBbox(Bbox.from_extents(*b), fig.transFigure)
-                if ours:
-                    fig.add_artist(Picture(where, rgba))
-                else:
-                    image = BboxImage(where, interpolation="nearest", origin="upper")
-                    image.set_data(rgba)
-                    fig.add_artist(image)
-            fig.canvas.draw()
-            out = np.asarray(fig.canvas.buffer_rgba()).copy()
-            plt.close(fig)
-            return out
+                add_picture(fig, b, rgba, ours)
+            return drawn(fig)
 
         np.testing.assert_array_equal(draw(True), draw(False))
 
@@ -230,23 +236,13 @@ def test_grow_is_binary_dilation():
 def test_picture_on_a_vector_canvas_is_matplotlibs_image(tmp_path):
     """Outside Agg (here SVG, which scales images itself) a Picture is drawn as the BboxImage
     it stands for: the same file."""
-    from matplotlib.image import BboxImage
-    from matplotlib.transforms import Bbox, TransformedBbox
-
-    from microdiff.report.panel import Picture
 
     rgba = np.random.default_rng(5).integers(0, 256, (12, 17, 4), dtype=np.uint8)
     rgba[..., 3] = 255
     svgs = []
     for ours in (True, False):
         fig = plt.figure(figsize=(3, 2))
-        where = TransformedBbox(Bbox.from_extents(0.1, 0.2, 0.7, 0.9), fig.transFigure)
-        if ours:
-            fig.add_artist(Picture(where, rgba))
-        else:
-            image = BboxImage(where, interpolation="nearest", origin="upper")
-            image.set_data(rgba)
-            fig.add_artist(image)
+        add_picture(fig, (0.1, 0.2, 0.7, 0.9), rgba, ours)
         with plt.rc_context({"svg.hashsalt": "x"}):  # ids the same in both files
             fig.savefig(tmp_path / f"{ours}.svg", metadata={"Date": None})
         plt.close(fig)
