@@ -169,9 +169,7 @@ def chunks_of(array) -> tuple[int, ...] | None:
 def tile_grid(labels, tile, chunks) -> tuple[pd.DataFrame, tuple[int, ...]]:
     """The tile plan over a label image (no halo, one shard; `tile` default `default_tile`,
     `chunks` default the array's) and the effective tile edge per axis."""
-    shape = tuple(labels.shape)
-    tile = default_tile(len(shape)) if tile is None else tile
-    chunks = chunks_of(labels) if chunks is None else chunks
+    shape, tile, chunks = _grid_args(labels, tile, chunks)
     plan = plan_tiles(shape, tile, halo=0, chunks=chunks, tiles_per_shard=1 << 30)
     names = axis_names(len(shape))
     edge = tuple(int(plan[f"{a}1"].iloc[0] - plan[f"{a}0"].iloc[0]) for a in names)
@@ -181,11 +179,10 @@ def tile_grid(labels, tile, chunks) -> tuple[pd.DataFrame, tuple[int, ...]]:
 def grid_size(labels, tile, chunks) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """The tile count and the tile edge per axis of `tile_grid(labels, tile, chunks)`, without
     making its plan (a table costs more than the arithmetic: issue 15); the same errors."""
-    shape = tuple(int(s) for s in labels.shape)
+    shape, tile, chunks = _grid_args(labels, tile, chunks)
     ndim = len(shape)
     axis_names(ndim)
-    tile = _per_axis(default_tile(ndim) if tile is None else tile, ndim, "tile")
-    chunks = chunks_of(labels) if chunks is None else chunks
+    tile = _per_axis(tile, ndim, "tile")
     if chunks is not None:
         chunks = _per_axis(chunks, ndim, "chunks")
     if any(s <= 0 for s in shape) or any(t <= 0 for t in tile):
@@ -194,6 +191,13 @@ def grid_size(labels, tile, chunks) -> tuple[tuple[int, ...], tuple[int, ...]]:
     return tuple(math.ceil(s / t) for s, t in zip(shape, tile)), tuple(
         min(t, s) for t, s in zip(tile, shape)
     )
+
+
+def _grid_args(labels, tile, chunks) -> tuple[tuple[int, ...], object, object]:
+    """`tile_grid`'s shape, and its tile and chunks with their defaults filled in."""
+    shape = tuple(int(s) for s in labels.shape)
+    tile = default_tile(len(shape)) if tile is None else tile
+    return shape, tile, chunks_of(labels) if chunks is None else chunks
 
 
 def read_box(array, box: Box, channel_axis: bool = True) -> np.ndarray:

@@ -68,7 +68,6 @@ def object_bboxes(labels, tile=None, chunks=None) -> pd.DataFrame:
 def _bboxes(labels, tile=None, chunks=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`object_bboxes` as arrays (ids, starts, stops), int64, sorted by id."""
     counts, _ = grid_size(labels, tile, chunks)
-    names = axis_names(labels.ndim)
     if math.prod(counts) == 1:  # one tile: one box per id, found in id order; nothing to merge
         whole_box = Box((0,) * labels.ndim, tuple(int(n) for n in labels.shape))
         return _boxes_in(read_box(labels, whole_box, channel_axis=False))
@@ -82,15 +81,12 @@ def _bboxes(labels, tile=None, chunks=None) -> tuple[np.ndarray, np.ndarray, np.
     if not parts:
         empty = np.zeros((0, labels.ndim), np.int64)
         return np.zeros(0, np.int64), empty, empty
-    cols = ["id"] + [f"{a}0" for a in names] + [f"{a}1" for a in names]
-    ids = np.concatenate([p[0] for p in parts])
-    starts = np.concatenate([p[1] for p in parts])
-    stops = np.concatenate([p[2] for p in parts])
-    df = pd.DataFrame(np.column_stack([ids, starts, stops]), columns=cols)
-    agg = {f"{a}0": "min" for a in names} | {f"{a}1": "max" for a in names}
-    df = df.groupby("id", sort=True).agg(agg).reset_index()
-    return (df["id"].to_numpy(np.int64), df[cols[1 : 1 + len(names)]].to_numpy(np.int64),
-            df[cols[1 + len(names) :]].to_numpy(np.int64))  # fmt: skip
+    ids, starts, stops = (np.concatenate(p).astype(np.int64) for p in zip(*parts))
+    # one box per id: the union of its per-tile boxes
+    order = np.argsort(ids, kind="stable")
+    ids, starts, stops = ids[order], starts[order], stops[order]
+    first = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    return ids[first], np.minimum.reduceat(starts, first), np.maximum.reduceat(stops, first)
 
 
 def _columns(ndim: int, channel_names: Sequence[str]) -> list[str]:
