@@ -116,7 +116,7 @@ class _Split:
 
 
 def write_image(out, reader: ShardReader, meta: ImageMeta, prov: dict, name: str) -> None:
-    """The shards' image as NGFF `out` (atomic, validated), float32 of `meta`'s shape holding
+    """The shards' image as NGFF `out` (atomic), float32 of `meta`'s shape holding
     the posterior mean; shards with twice its channels hold the standard deviations after the
     means, written to `out/uncertainty/`."""
     shape, axes, scale, names = meta
@@ -144,9 +144,6 @@ def write_image(out, reader: ShardReader, meta: ImageMeta, prov: dict, name: str
         for g, part in zip([group] + ([unc] if unc is not None else []), parts):
             ngff.fill_pyramid(g, level0=part)
             ngff.set_display_windows(g)
-        ngff.validate(target)
-        if unc is not None:
-            ngff.validate(ngff.child(target, UNCERTAINTY))
 
 
 class ImageMeta(NamedTuple):

@@ -197,7 +197,8 @@ def test_small_3d_input(tmp_path):
     lab = zarr.open_group(str(out), mode="r")["labels/nuclei/0"]
     assert lab.shape == (4, 48, 64) and lab[:].max() == len(table) > 0
     assert "centroid_z" in table.columns
-    validate_labels(out)
+    ngff.validate(out)
+    assert validate_labels(out) == ["nuclei"]
 
 
 def test_readable_by_ome_zarr_py(tiled):

@@ -11,6 +11,8 @@ import pytest
 import tifffile
 import zarr
 
+from microdiff.io import ngff
+from microdiff.io.labels import validate_labels
 from microdiff.metrics import average_precision
 from microdiff.segment.bright import METHOD
 from microdiff.simulate.smear import write_smear_experiment
@@ -40,7 +42,10 @@ def test_cells_on_a_bright_background_say_they_are_not_diffusion(smear_run):
     wd, proc = smear_run
     assert not list(wd.glob("logs/segment_shard/*.log"))  # no network ran
     for s in SAMPLES:
-        root = zarr.open_group(str(wd / f"results/{s}/segmentation.ome.zarr"), mode="r")
+        store = wd / f"results/{s}/segmentation.ome.zarr"
+        ngff.validate(store)
+        assert validate_labels(store) == ["cells"]
+        root = zarr.open_group(str(store), mode="r")
         assert root.attrs["microdiff"]["method"] == {"cells": METHOD}
         assert "non-diffusion" in METHOD
         meta = json.loads(

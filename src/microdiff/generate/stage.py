@@ -28,7 +28,7 @@ from .. import provenance
 from ..atomic import atomic_output
 from ..errors import InputError
 from ..io import ngff
-from ..io.labels import create_labels, fill_label_pyramid, set_colors, validate_labels
+from ..io.labels import create_labels, fill_label_pyramid, set_colors
 from ..normalize import percentile_norm
 from .masks import ObjectBank, sample_layout
 from .model import Generator, contrast, synthesize
@@ -144,7 +144,7 @@ def load_inputs(inputs, params: dict) -> dict:
 
 
 def write_pair(path, image: np.ndarray, labels: np.ndarray, classes, attrs: dict, names) -> None:
-    """One NGFF image (c, y, x) float32 with labels/nuclei, validated."""
+    """One NGFF image (c, y, x) float32 with labels/nuclei."""
     group = ngff.create_image(
         path, image.shape, np.float32, "cyx", {"y": 1.0, "x": 1.0}, list(names),
         attrs=attrs, name="synthetic",
@@ -164,8 +164,6 @@ def write_pair(path, image: np.ndarray, labels: np.ndarray, classes, attrs: dict
             {"label-value": int(i), "class": int(c)} for i, c in zip(ids, classes)
         ]
         g.attrs["image-label"] = meta
-    ngff.validate(path)
-    validate_labels(path)
 
 
 def generate_pairs(

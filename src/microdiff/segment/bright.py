@@ -86,7 +86,7 @@ def bright_stage(image, out, table, norm_json=None, params: dict | None = None,
     from .. import provenance
     from ..atomic import atomic_output
     from ..io import ngff
-    from ..io.labels import create_labels, fill_label_pyramid, set_colors, validate_labels
+    from ..io.labels import create_labels, fill_label_pyramid, set_colors
     from ..normalize import Normalizer, level0
     from ..provenance import write_table
 
@@ -116,8 +116,6 @@ def bright_stage(image, out, table, norm_json=None, params: dict | None = None,
         ngff.set_display_windows(group)
         fill_label_pyramid(labs["cells"])
         set_colors(labs["cells"], ids)
-        ngff.validate(target)
-        validate_labels(target)
     area = np.bincount(lab.ravel())[ids] if len(ids) else np.zeros(0, int)
     cen = ndi.center_of_mass(np.ones(shape), lab, ids) if len(ids) else []
     cen = np.asarray(cen, float).reshape(-1, 2)

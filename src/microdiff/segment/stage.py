@@ -20,7 +20,7 @@ from .. import provenance
 from ..atomic import atomic_output
 from ..gather import ShardReader
 from ..io import ngff
-from ..io.labels import create_labels, fill_label_pyramid, set_colors, validate_labels
+from ..io.labels import create_labels, fill_label_pyramid, set_colors
 from ..io.readers import resolve_channel
 from ..normalize import Normalizer, level0
 from ..shards import run_whole, tile_shape, write_shard
@@ -264,8 +264,6 @@ def segment_gather(
         objects = pd.concat(rows, ignore_index=True)
         for name, g in labs.items():
             set_colors(g, objects.loc[objects["kind"] == name, "id"].to_numpy())
-        ngff.validate(target)
-        validate_labels(target)
     provenance.write_table(table, objects, prov)
     counts = objects["kind"].value_counts().to_dict()
     return {"objects": {k: int(v) for k, v in counts.items()}, "methods": methods}
