@@ -12,9 +12,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:  # pandas is imported where a plan is built: a job that only cuts boxes
+    import pandas as pd  # (the restore noise fit) does without it (0.35 s, issue 15)
 
 SPATIAL = ("z", "y", "x")
 
@@ -112,6 +115,8 @@ def plan_tiles(
         cols[f"{a}0"], cols[f"{a}1"] = start, stop
         cols[f"h{a}0"] = np.maximum(start - halo[i], 0)
         cols[f"h{a}1"] = np.minimum(stop + halo[i], shape[i])
+    import pandas as pd
+
     return pd.DataFrame(cols)
 
 

@@ -118,10 +118,27 @@ def test_joining_the_object_tables_loads_no_image_libraries(tmp_path):
 
 
 def test_the_shipped_restore_model_as_is_loads_no_torch():
-    """restore.pretrained (train_restore without training) and what it calls import no torch."""
-    assert "torch" not in _loaded_after(
-        "from microdiff.restore import pretrained, noise_fit, noise_model"
+    """restore.pretrained (train_restore without training) and what it calls import no torch,
+    nor pandas: the noise fit cuts patch boxes (tiling), it builds no tile plan (0.35 s)."""
+    loaded = _loaded_after("from microdiff.restore import pretrained, noise_fit, noise_model")
+    assert not {"torch", "pandas"} & loaded
+
+
+def test_building_a_tile_plan_still_gives_a_data_frame():
+    """tiling imports pandas where it builds a plan, not at its own import."""
+    code = (
+        "import microdiff.tiling as t, sys\n"
+        "assert 'pandas' not in sys.modules\n"
+        "plan = t.plan_tiles((100, 120), (64, 64), 8)\n"
+        "assert type(plan).__name__ == 'DataFrame' and len(plan) == 4\n"
     )
+    assert "pandas" in _loaded_after(code)
+
+
+def test_classifying_without_a_label_table_opens_no_store():
+    """microdiff.classify (the classify rule without labels) loads no zarr: the label images
+    are opened, and zarr imported, only where a label table is staged."""
+    assert "zarr" not in _loaded_after("import microdiff.classify")
 
 
 def test_measuring_2d_objects_of_square_pixels_loads_no_skimage():

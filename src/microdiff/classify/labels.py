@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..io.segmentation import LABEL_KINDS, segmentation_layers
 from ..tiling import tile_grid
 
 
@@ -137,6 +136,9 @@ def object_labels(table: pd.DataFrame, label_images: Mapping) -> tuple[pd.DataFr
 
 def label_images(segmentations: Mapping, kind: str, ndim: int) -> dict:
     """sample -> the lazy instance label image of `kind` in its `segmentation.ome.zarr`."""
+    # imported here: a classify job without a label table never opens a store (zarr, 0.2 s)
+    from ..io.segmentation import LABEL_KINDS, segmentation_layers
+
     name = {v: k for k, v in LABEL_KINDS.items()}.get(kind, kind)
     out = {}
     for sample, path in segmentations.items():
