@@ -248,3 +248,26 @@ def test_picture_on_a_vector_canvas_is_matplotlibs_image(tmp_path):
         plt.close(fig)
         svgs.append((tmp_path / f"{ours}.svg").read_text())
     assert svgs[0] == svgs[1]
+
+
+def test_examples_without_axes_beside_the_names_draw_as_bare_axes_did(tmp_path, monkeypatch):
+    """examples_figure turns the axes of the crops off (no axis to lay out or draw, issue 15):
+    the same PNG as when every axes was kept with its ticks and spines hidden."""
+    from matplotlib.axes import Axes
+
+    rng = np.random.default_rng(0)
+    crops = {str(k): rng.uniform(-1, 1, (4, 2, 16, 16)).astype(np.float32) for k in range(3)}
+    crops["2"] = crops["2"][:2]  # a class with fewer examples: empty axes at its row's end
+    counts = {k: 10 + i for i, k in enumerate(crops)}
+    report.save(report.examples_figure(crops, counts, 0.5), tmp_path / "new.png")
+
+    def bare(ax):  # the old way: the axes kept, its ticks and spines hidden
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for side in ax.spines.values():
+            side.set_visible(False)
+
+    monkeypatch.setattr(Axes, "set_axis_off", bare)
+    report.save(report.examples_figure(crops, counts, 0.5), tmp_path / "old.png")
+    new, old = (np.asarray(Image.open(tmp_path / f)) for f in ("new.png", "old.png"))
+    assert new.shape == old.shape and np.array_equal(new, old)

@@ -76,11 +76,13 @@ def examples_figure(crops: dict, counts: dict | None = None, px_um: float | None
     ncol = max([len(v) for v in crops.values()] + [1])
     fig, axes = plt.subplots(max(len(names), 1), ncol, figsize=(1.4 * ncol + 1.2,
                              1.5 * max(len(names), 1)), squeeze=False)  # fmt: skip
-    for ax in axes.flat:
+    for ax in axes[:, 0]:  # the first column keeps its axes for the class name (ylabel)
         ax.set_xticks([])
         ax.set_yticks([])
         for side in ax.spines.values():
             side.set_visible(False)
+    for ax in axes[:, 1:].flat:  # the others show a picture only: no axis to lay out or draw
+        ax.set_axis_off()
     for r, name in enumerate(names):
         for j, crop in enumerate(crops[name]):
             pic = composite(crop)
