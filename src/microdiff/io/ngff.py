@@ -9,7 +9,8 @@ x is under 512. Every store carries provenance under the `microdiff` attribute.
 Metadata is validated (`validate`, ome-zarr-models) where it comes from outside: ingest, whose
 axes, scales and channel names come from the input files, and the plate. The stores the stages
 derive from those (restored, segmentation, generated) take their metadata from `create_image`
-and `labels.create_labels` alone; the tests validate every kind of them, 2D and 3D, so a job
+and `labels.create_labels` alone; the tests validate each kind of them (restored and
+segmentation stores in 2D and 3D, generated and bright-field ones in 2D), so a job
 does not pay ome-zarr-models' import and its 10-40 ms per store again (issue 15).
 """
 
