@@ -5,7 +5,7 @@ that owns the tile core holding it. An image stage copies the tile cores into an
 (`write_image`: the posterior mean, and its standard deviation under `uncertainty/` when the
 shards hold one); the segment stage reads windows across tile borders to stitch its labels.
 Memory is bounded by tile (or window) size and the reader's few kept tile blocks, never by image
-size.
+size (the segment gather holds level 0 in memory up to a fixed size, `segment.stage.HELD_BYTES`).
 """
 
 from __future__ import annotations

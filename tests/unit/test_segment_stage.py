@@ -15,6 +15,7 @@ from microdiff.ingest import ingest
 from microdiff.io import ngff
 from microdiff.io.labels import validate_labels
 from microdiff.metrics import match
+from microdiff.segment import stage
 from microdiff.segment.model import Model
 from microdiff.segment.stage import segment_image
 from microdiff.shipped import SEGMENT_CELLS
@@ -130,16 +131,20 @@ def test_tiled_run_equals_untiled_run(sample, tiled):
     assert match(sim.nuclei, a, 0.5)["tp"] >= 0.7 * sim.nuclei.max()
 
 
+@pytest.mark.parametrize("held", [True, False])
 def test_a_small_image_assembled_in_memory_equals_one_streamed_tile_by_tile(
-    sample, tiled, monkeypatch
+    sample, tiled, monkeypatch, held
 ):
-    """The gather holds a small image in memory and writes it once; streamed (as a large one
-    is, tile by tile through the store) it writes the same arrays and the same table."""
+    """The gather holds a small image's store in memory and writes it once; a larger image's
+    level 0 in memory up to HELD_BYTES, written to the store once (held); a still larger one
+    streamed tile by tile through the store. Each writes the same arrays and the same table."""
     d, _ = sample
     out, table, _ = tiled
-    monkeypatch.setattr(ngff, "BAND_PIXELS", 1000)  # every image "large": streamed
+    monkeypatch.setattr(ngff, "BAND_PIXELS", 1000)  # not "small": the store on disk
+    if not held:
+        monkeypatch.setattr(stage, "HELD_BYTES", 0)  # level 0 streamed through the store
     plan = plan_store(d / "raw.ome.zarr", tile=32, halo=8, tiles_per_shard=4)
-    out_s, table_s, _ = run(d, "streamed", plan)
+    out_s, table_s, _ = run(d, f"streamed_{held}", plan)
     a, b = zarr.open_group(str(out), mode="r"), zarr.open_group(str(out_s), mode="r")
     for key in ["0", "1", "labels/nuclei/0", "labels/nuclei/1", "labels/cells/0"]:
         if key in a:

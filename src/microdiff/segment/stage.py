@@ -30,6 +30,9 @@ from . import inputs, instances, scale
 from .inputs import DEFAULT_MODEL, PAD, NormalizedChannels
 
 log = logging.getLogger("microdiff.segment")
+# the gather holds level 0 (image channels and labels) in memory up to this size: a 4096 x 4096
+# image's 4 channels and 2 label kinds are 403 MB; a larger image is streamed tile by tile
+HELD_BYTES = 512 << 20
 
 
 def segment_shard(
@@ -193,8 +196,10 @@ def segment_gather(
         **extra,
     )
     names = [f"{k}_{m}" for k in out_kinds for m in ("prob", "std")]
-    # a small image is assembled in memory and written once, not written, read back and
-    # rewritten tile by tile (issue 15): the same arrays
+    # level 0 assembled in memory (up to HELD_BYTES) and written once, not written tile by tile
+    # and read back by the stitching, the tables and the pyramids (issue 15): the same arrays;
+    # a small image's whole store is assembled in memory too (`ngff.assembled`)
+    held = math.prod(shape) * 4 * (len(names) + len(out_kinds)) <= HELD_BYTES
     small = math.prod(shape) * len(names) <= ngff.BAND_PIXELS
     with atomic_output(out) as tmp, ngff.assembled(tmp, small) as target:
         group = ngff.create_image(
@@ -209,7 +214,7 @@ def segment_gather(
         )
         labs = create_labels(group, out_kinds, shape, px_scale, attrs={"microdiff": prov})
         ki = {k: i for i, k in enumerate(kinds)}
-        if small:
+        if held:
             dst = np.zeros((len(names), *shape), np.float32)
             lab0 = {k: np.zeros(shape, np.int32) for k in out_kinds}
         else:
@@ -257,10 +262,10 @@ def segment_gather(
                     dst[(slice(2, 4), *core.slices)] = reader.read(channels("cells"), core)
             cons = cf["consistency"] if not fallback else np.full(len(facts["anchor"]), np.nan)
             rows.append(object_table(cell, dst, 2, cores, "cells", cons))
-        ngff.fill_pyramid(group, level0=dst if small else None)
+        ngff.fill_pyramid(group, level0=dst if held else None)
         ngff.set_display_windows(group)
         for kind, g in labs.items():
-            fill_label_pyramid(g, level0=lab0[kind] if small else None)
+            fill_label_pyramid(g, level0=lab0[kind] if held else None)
         objects = pd.concat(rows, ignore_index=True)
         for name, g in labs.items():
             set_colors(g, objects.loc[objects["kind"] == name, "id"].to_numpy())
