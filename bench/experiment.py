@@ -5,10 +5,10 @@ sample sheet, and `snakemake --cores C` runs the repository's workflow on them w
 defaults (restore with the shipped model, segment with the shipped nuclei and cell models,
 features, unsupervised classification, the report's figures). Per rule it prints jobs, CPU
 seconds, wall seconds, the stages' own seconds (the "done in" of each job's log), the network's
-CPU seconds inside them (every `Denoiser` call, from the same logs) and CPU s per MP; overall the
-MP/s end to end, the CPU of everything around the network over the network's CPU, and the
-start-up share of job wall time (job wall minus the stage's own seconds: interpreter, imports,
-Snakemake's script wrapper).
+CPU seconds inside them (every `Denoiser` call, from the same logs), CPU s per MP and the largest
+peak RSS of its jobs (Snakemake's benchmark files); overall the MP/s end to end, the CPU of
+everything around the network over the network's CPU, and the start-up share of job wall time
+(job wall minus the stage's own seconds: interpreter, imports, Snakemake's script wrapper).
 
 `--compare REF` runs the same experiment through the workflow of git revision REF too, in the
 same session, alternating (these machines are shared): the ratio of the two end-to-end times is
@@ -70,7 +70,8 @@ def run(repo: Path, wd: Path, cfg: dict, cores: int) -> float:
 
 
 def per_rule(wd: Path) -> dict[str, dict]:
-    """Jobs, CPU and wall seconds (benchmark files), own and network seconds (logs) per rule."""
+    """Jobs, CPU and wall seconds, the largest peak RSS (benchmark files), own and network
+    seconds (logs) per rule."""
     rules: dict[str, dict] = defaultdict(lambda: defaultdict(float))
     for tsv in sorted((wd / "benchmarks").glob("*/*.tsv")):
         rule = tsv.parent.name
@@ -79,6 +80,8 @@ def per_rule(wd: Path) -> dict[str, dict]:
         r = rules[rule]
         r["jobs"] += 1
         r["wall"] += float(row["s"])
+        if row["max_rss"] not in ("", "NA", "-"):
+            r["rss"] = max(r["rss"], float(row["max_rss"]))
         log = wd / "logs" / rule / (tsv.stem + ".log")
         text = log.read_text() if log.exists() else ""
         done = DONE.findall(text)
@@ -96,14 +99,14 @@ def per_rule(wd: Path) -> dict[str, dict]:
 
 def report(label: str, rules: dict, wall: float, mpix: float) -> None:
     print(f"\n## {label}: {mpix:.1f} MP, {wall:.0f} s end to end, {mpix / wall:.4f} MP/s\n")
-    print("| rule | jobs | CPU s | wall s | own s | network CPU s | CPU s per MP |")
-    print("|---|---|---|---|---|---|---|")
+    print("| rule | jobs | CPU s | wall s | own s | network CPU s | CPU s per MP | peak RSS MB |")
+    print("|---|---|---|---|---|---|---|---|")
     order = sorted(rules, key=lambda k: -rules[k]["cpu"])
     for name in order:
         r = rules[name]
         print(
             f"| {name} | {int(r['jobs'])} | {r['cpu']:.1f} | {r['wall']:.1f} | {r['own']:.1f} | "
-            f"{r['net_cpu']:.1f} | {r['cpu'] / mpix:.2f} |"
+            f"{r['net_cpu']:.1f} | {r['cpu'] / mpix:.2f} | {r['rss']:.0f} |"
         )
     cpu = sum(r["cpu"] for r in rules.values())
     net = sum(r["net_cpu"] for r in rules.values())
