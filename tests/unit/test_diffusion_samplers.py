@@ -189,6 +189,15 @@ def test_positional_noise_independent_of_tile_grid():
     # overlap of tile (0,0)+[20,24] and (8,10)+[20,24] is global [8:20, 10:24]
     assert torch.equal(a[0, :, 8:20, 10:24], b[0, :, 0:12, 0:14])
     assert torch.equal(a[1, :, 0:10, 0:14], b[1, :, 10:20, 10:24])
+    # tiles starting on odd pixels of the last axis (pixels share hashes in pairs), alone and
+    # beside an even one in a batch
+    odd = PositionalNoise(7, [(8, 11), (90, 41)]).draw(like, 5)
+    assert torch.equal(a[0, :, 8:20, 11:24], odd[0, :, 0:12, 0:13])
+    assert torch.equal(a[1, :, 0:10, 0:15], odd[1, :, 10:20, 9:24])
+    mixed = PositionalNoise(7, [(8, 11), (90, 40)]).draw(like, 5)
+    assert torch.equal(mixed[0], odd[0]) and torch.equal(mixed[1], b[1])
+    narrow = PositionalNoise(7, [(3, 5)]).draw(torch.empty(1, 3, 4, 1), 5)
+    assert torch.equal(narrow[0], a[0, :, 3:7, 5:6])
     assert not torch.equal(a, PositionalNoise(8, [(0, 0), (100, 50)]).draw(like, 5))
     assert not torch.equal(a, PositionalNoise(7, [(0, 0), (100, 50)]).draw(like, 6))
     assert not torch.equal(a[:, 0], a[:, 1])  # channels differ

@@ -8,9 +8,11 @@ Samplers draw all fresh noise through one tiny interface: `generator` is either 
 `PositionalNoise` makes noise that depends only on (seed, counter, channel, global pixel
 coordinate), never on where a tile grid falls, so overlapping tiles sampled separately see the
 same noise at the same pixel (seam-free tiled sampling). It is a counter-based hash evaluated with
-integer array ops (no per-pixel Python), turned into normals by Box-Muller. On the CPU the hash
-runs in numpy's uint32, which wraps as the hash needs, in place (a quarter of the memory traffic
-of int64 tensors with masks; the same bits); on other devices in int64 tensors there.
+integer array ops (no per-pixel Python), turned into normals by Box-Muller in float32. Pixels 2q
+and 2q + 1 of the last axis share pair q's two hashes and take Box-Muller's two normals (cosine,
+sine): half the hashing and logarithms of a pair of hashes per pixel. On the CPU the hash runs in
+numpy's uint32, which wraps as the hash needs, in place (a quarter of the memory traffic of int64
+tensors with masks; the same bits); on other devices in int64 tensors there.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ INITIAL = -1
 _M32 = 0xFFFFFFFF
 # CPU draws kept for reuse, least recently used first: a batch job segments image after image of
 # one shape with one seed, and so draws the same noise (the same origins, shapes and seeds) for
-# each; the hash and Box-Muller cost about 12 ms a draw of 2 x 584 x 760. Bounded in bytes.
+# each; the hash and Box-Muller cost about 4 ms a draw of 2 x 584 x 760. Bounded in bytes.
 # A draw over a quarter of the bound (large tiles, batches) is not kept.
 KEPT = Kept(64 << 20, largest=16 << 20)
 
@@ -127,25 +129,40 @@ class PositionalNoise:
                 f"PositionalNoise has {len(self.origins)} origins of "
                 f"{len(self.origins[0])} axes for a tensor of shape {tuple(like.shape)}"
             )
+        # pixels x = 2q and 2q + 1 of the last axis share the hashes of pair q (floor division)
+        odd = [o[-1] & 1 for o in self.origins]
+        pairs = (max(odd) + spatial[-1] + 1) // 2
+        origins = [(*o[:-1], o[-1] >> 1) for o in self.origins]
+        shape = (*spatial[:-1], pairs)
         if like.device.type != "cpu":
-            h1, h2 = _hash_torch(self.seed, counter, c, self.origins, spatial, like.device)
-            return _box_muller(h1, h2, like)
+            h1, h2 = _hash_torch(self.seed, counter, c, origins, shape, like.device)
+            return _box_muller(h1, h2, odd, spatial[-1], like.dtype)
         key = (self.seed, counter, c, tuple(self.origins), tuple(spatial), like.dtype)
         kept = KEPT.get(key)
         if kept is None:
-            h1, h2 = (torch.from_numpy(h) for h in _hash_cpu(self.seed, counter, c, self.origins,
-                                                             spatial))  # fmt: skip
-            kept = _box_muller(h1, h2, like)
+            h1, h2 = (torch.from_numpy(h) for h in _hash_cpu(self.seed, counter, c, origins, shape))
+            kept = _box_muller(h1, h2, odd, spatial[-1], like.dtype)
             if not KEPT.put(key, kept):
                 return kept  # not kept (large): the caller's own already
         return kept.clone()  # the caller's own tensor: the kept one is never handed out
 
 
-def _box_muller(h1: torch.Tensor, h2: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    """Standard normals shaped like `like` from two uint32 hashes (Box-Muller, in place)."""
-    r = h1.double().add_(0.5).div_(2.0**32).log_().mul_(-2.0).sqrt_()
-    a = h2.double().add_(0.5).div_(2.0**32).mul_(2.0 * math.pi).cos_()
-    return r.mul_(a).to(like.dtype).expand(like.shape).contiguous()
+def _box_muller(h1: torch.Tensor, h2: torch.Tensor, odd, n: int, dtype) -> torch.Tensor:
+    """Standard normals from two uint32 hashes per pair of pixels (Box-Muller, in float32): the
+    cosine to the even pixel of a pair, the sine to the odd one (both of the pair's normals, so
+    half the hashes and logarithms). `odd[b]`: whether element b starts on an odd pixel; `n`
+    pixels of the last axis are returned."""
+    r = h1.float().add_(0.5).div_(2.0**32).log_().mul_(-2.0).sqrt_()
+    a = h2.float().add_(0.5).mul_(2.0 * math.pi / 2.0**32)
+    out = torch.empty((*r.shape, 2), dtype=torch.float32, device=r.device)
+    torch.mul(r, torch.cos(a), out=out[..., 0])
+    torch.mul(r, a.sin_(), out=out[..., 1])
+    out = out.flatten(-2)
+    if not any(odd):
+        out = out[..., :n] if out.shape[-1] != n else out
+    else:
+        out = torch.stack([out[i, ..., s : s + n] for i, s in enumerate(odd)])
+    return out.to(dtype).contiguous()
 
 
 def draw_noise(generator, like: torch.Tensor, counter: int) -> torch.Tensor:
