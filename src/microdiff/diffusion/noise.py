@@ -7,12 +7,13 @@ Samplers draw all fresh noise through one tiny interface: `generator` is either 
 
 `PositionalNoise` makes noise that depends only on (seed, counter, channel, global pixel
 coordinate), never on where a tile grid falls, so overlapping tiles sampled separately see the
-same noise at the same pixel (seam-free tiled sampling). It is a counter-based hash evaluated with
-integer array ops (no per-pixel Python), turned into normals by Box-Muller in float32. Pixels 2q
-and 2q + 1 of the last axis share pair q's two hashes and take Box-Muller's two normals (cosine,
-sine): half the hashing and logarithms of a pair of hashes per pixel. On the CPU the hash runs in
-numpy's uint32, which wraps as the hash needs, in place (a quarter of the memory traffic of int64
-tensors with masks; the same bits); on other devices in int64 tensors there.
+same noise at the same pixel (seam-free tiled sampling). It is a counter-based hash of each pixel
+evaluated with integer array ops (no per-pixel Python), turned into normals by Box-Muller in
+float32 over pairs of pixels (x = 2q, 2q + 1 of the last axis): the pair's two hashes are the two
+uniforms, its two normals (cosine, sine) the two values, so one hash and half a logarithm per
+pixel. On the CPU the hash runs in numpy's uint32, which wraps as the hash needs, in place (a
+quarter of the memory traffic of int64 tensors with masks; the same bits); on other devices in
+int64 tensors there.
 """
 
 from __future__ import annotations
@@ -75,8 +76,8 @@ def _absorb_np(h: np.ndarray, v) -> np.ndarray:
     return _mix_inplace(out)
 
 
-def _hash_cpu(seed: int, counter: int, c: int, origins, spatial) -> tuple[np.ndarray, ...]:
-    """The two uint32 hashes (B, C, *spatial) behind the uniforms of `PositionalNoise.draw`."""
+def _hash_cpu(seed: int, counter: int, c: int, origins, spatial) -> np.ndarray:
+    """Each pixel's uint32 hash (B, C, *spatial) of (seed, counter, channel, global position)."""
     nd = len(spatial)
     org = np.asarray(origins, np.int64)
     h = _absorb_np(_mix_inplace(np.array([seed & _M32], np.uint32)), counter)
@@ -87,8 +88,8 @@ def _hash_cpu(seed: int, counter: int, c: int, origins, spatial) -> tuple[np.nda
         view[2 + ax] = n
         coord = org[:, ax].reshape(b, *([1] * (nd + 1))) + np.arange(n).reshape(view)
         h = _absorb_np(h, coord)
-    h = np.broadcast_to(h, (b, c, *spatial))
-    return _absorb_np(h, 1), _absorb_np(h, 2)
+    full = (b, c, *spatial)
+    return h if h.shape == full else np.broadcast_to(h, full).copy()
 
 
 def _hash_torch(seed: int, counter: int, c: int, origins, spatial, dev):
@@ -105,7 +106,7 @@ def _hash_torch(seed: int, counter: int, c: int, origins, spatial, dev):
             [1, 1] + [n if i == ax else 1 for i in range(nd)]
         )
         h = _absorb(h, coord.expand(shape))
-    return _absorb(h, 1), _absorb(h, 2)
+    return h
 
 
 class PositionalNoise:
@@ -129,29 +130,31 @@ class PositionalNoise:
                 f"PositionalNoise has {len(self.origins)} origins of "
                 f"{len(self.origins[0])} axes for a tensor of shape {tuple(like.shape)}"
             )
-        # pixels x = 2q and 2q + 1 of the last axis share the hashes of pair q (floor division)
+        # pixels x = 2q and 2q + 1 of the last axis (a pair, from an even x) are hashed over
+        # whole pairs: the hashes of the pixels before and after an element's own are made too
         odd = [o[-1] & 1 for o in self.origins]
         pairs = (max(odd) + spatial[-1] + 1) // 2
-        origins = [(*o[:-1], o[-1] >> 1) for o in self.origins]
-        shape = (*spatial[:-1], pairs)
+        origins = [(*o[:-1], o[-1] - (o[-1] & 1)) for o in self.origins]
+        shape = (*spatial[:-1], 2 * pairs)
         if like.device.type != "cpu":
-            h1, h2 = _hash_torch(self.seed, counter, c, origins, shape, like.device)
-            return _box_muller(h1, h2, odd, spatial[-1], like.dtype)
+            h = _hash_torch(self.seed, counter, c, origins, shape, like.device)
+            return _box_muller(h, odd, spatial[-1], like.dtype)
         key = (self.seed, counter, c, tuple(self.origins), tuple(spatial), like.dtype)
         kept = KEPT.get(key)
         if kept is None:
-            h1, h2 = (torch.from_numpy(h) for h in _hash_cpu(self.seed, counter, c, origins, shape))
-            kept = _box_muller(h1, h2, odd, spatial[-1], like.dtype)
+            h = torch.from_numpy(_hash_cpu(self.seed, counter, c, origins, shape))
+            kept = _box_muller(h, odd, spatial[-1], like.dtype)
             if not KEPT.put(key, kept):
                 return kept  # not kept (large): the caller's own already
         return kept.clone()  # the caller's own tensor: the kept one is never handed out
 
 
-def _box_muller(h1: torch.Tensor, h2: torch.Tensor, odd, n: int, dtype) -> torch.Tensor:
-    """Standard normals from two uint32 hashes per pair of pixels (Box-Muller, in float32): the
-    cosine to the even pixel of a pair, the sine to the odd one (both of the pair's normals, so
-    half the hashes and logarithms). `odd[b]`: whether element b starts on an odd pixel; `n`
-    pixels of the last axis are returned."""
+def _box_muller(h: torch.Tensor, odd, n: int, dtype) -> torch.Tensor:
+    """Standard normals from the uint32 hashes `h` of pixel pairs (the last axis from an even
+    pixel) by Box-Muller in float32: a pair's two hashes are its two uniforms, its two normals
+    (cosine, sine) its two values. `odd[b]`: whether element b starts on an odd pixel; `n` pixels
+    of the last axis are returned."""
+    h1, h2 = h[..., 0::2], h[..., 1::2]
     r = h1.float().add_(0.5).div_(2.0**32).log_().mul_(-2.0).sqrt_()
     a = h2.float().add_(0.5).mul_(2.0 * math.pi / 2.0**32)
     out = torch.empty((*r.shape, 2), dtype=torch.float32, device=r.device)
