@@ -7,13 +7,9 @@ Samplers draw all fresh noise through one tiny interface: `generator` is either 
 
 `PositionalNoise` makes noise that depends only on (seed, counter, channel, global pixel
 coordinate), never on where a tile grid falls, so overlapping tiles sampled separately see the
-same noise at the same pixel (seam-free tiled sampling). It is a counter-based hash of each pixel
-evaluated with integer array ops (no per-pixel Python), turned into normals by Box-Muller in
-float32 over pairs of pixels (x = 2q, 2q + 1 of the last axis): the pair's two hashes are the two
-uniforms, its two normals (cosine, sine) the two values, so one hash and half a logarithm per
-pixel. On the CPU the hash runs in numpy's uint32, which wraps as the hash needs, in place (a
-quarter of the memory traffic of int64 tensors with masks; the same bits); on other devices in
-int64 tensors there.
+same noise at the same pixel (seam-free tiled sampling): `microdiff.positional`'s noise (a hash
+per pixel, Box-Muller over pixel pairs), made in numpy on the CPU and by the same hash in int64
+tensors on other devices.
 """
 
 from __future__ import annotations
@@ -21,14 +17,14 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import numpy as np
 import torch
 
+from .. import positional
 from ..kept import Kept
 
 DRAWS_PER_STEP = 64
 INITIAL = -1
-_M32 = 0xFFFFFFFF
+_M32 = positional.M32
 # CPU draws kept for reuse, least recently used first: a batch job segments image after image of
 # one shape with one seed, and so draws the same noise (the same origins, shapes and seeds) for
 # each; the hash and Box-Muller cost about 4 ms a draw of 2 x 584 x 760. Bounded in bytes.
@@ -57,43 +53,9 @@ def _absorb(h: torch.Tensor | int, v: torch.Tensor | int) -> torch.Tensor:
     return _mix(((h ^ v) + 0x61C88647) & _M32)
 
 
-def _mix_inplace(h: np.ndarray) -> np.ndarray:
-    """`_mix` on a uint32 array, in place: uint32 products wrap modulo 2^32 as `& _M32` does."""
-    h ^= h >> np.uint32(16)
-    h *= np.uint32(0x7FEB352D)
-    h ^= h >> np.uint32(15)
-    h *= np.uint32(0x5BD1E995)
-    h ^= h >> np.uint32(16)
-    h *= np.uint32(0x2C1B3C6D)
-    h ^= h >> np.uint32(13)
-    return h
-
-
-def _absorb_np(h: np.ndarray, v) -> np.ndarray:
-    """`_absorb` on uint32 arrays (a new array; broadcast of h and v)."""
-    out = np.bitwise_xor(h, np.asarray(v).astype(np.int64).astype(np.uint32))
-    out += np.uint32(0x61C88647)
-    return _mix_inplace(out)
-
-
-def _hash_cpu(seed: int, counter: int, c: int, origins, spatial) -> np.ndarray:
-    """Each pixel's uint32 hash (B, C, *spatial) of (seed, counter, channel, global position)."""
-    nd = len(spatial)
-    org = np.asarray(origins, np.int64)
-    h = _absorb_np(_mix_inplace(np.array([seed & _M32], np.uint32)), counter)
-    h = _absorb_np(h.reshape([1] * (nd + 2)), np.arange(c).reshape(1, c, *([1] * nd)))
-    b = len(origins)
-    for ax, n in enumerate(spatial):
-        view = [1] * (nd + 2)
-        view[2 + ax] = n
-        coord = org[:, ax].reshape(b, *([1] * (nd + 1))) + np.arange(n).reshape(view)
-        h = _absorb_np(h, coord)
-    full = (b, c, *spatial)
-    return h if h.shape == full else np.broadcast_to(h, full).copy()
-
-
 def _hash_torch(seed: int, counter: int, c: int, origins, spatial, dev):
-    """`_hash_cpu` in int64 tensors on device `dev` (the same bits)."""
+    """`positional.hashes` of channels 0..c-1 in int64 tensors on device `dev` (the same
+    bits)."""
     b, nd = len(origins), len(spatial)
     org = torch.tensor(origins, dtype=torch.int64, device=dev)  # (B, nd)
     h = _absorb(_mix(torch.tensor(seed & _M32, dtype=torch.int64, device=dev)), counter)
@@ -130,30 +92,22 @@ class PositionalNoise:
                 f"PositionalNoise has {len(self.origins)} origins of "
                 f"{len(self.origins[0])} axes for a tensor of shape {tuple(like.shape)}"
             )
-        # pixels x = 2q and 2q + 1 of the last axis (a pair, from an even x) are hashed over
-        # whole pairs: the hashes of the pixels before and after an element's own are made too
-        odd = [o[-1] & 1 for o in self.origins]
-        pairs = (max(odd) + spatial[-1] + 1) // 2
-        origins = [(*o[:-1], o[-1] - (o[-1] & 1)) for o in self.origins]
-        shape = (*spatial[:-1], 2 * pairs)
         if like.device.type != "cpu":
-            h = _hash_torch(self.seed, counter, c, origins, shape, like.device)
+            grown, grid, odd = positional.pair_grid(self.origins, spatial)
+            h = _hash_torch(self.seed, counter, c, grown, grid, like.device)
             return _box_muller(h, odd, spatial[-1], like.dtype)
         key = (self.seed, counter, c, tuple(self.origins), tuple(spatial), like.dtype)
         kept = KEPT.get(key)
         if kept is None:
-            h = torch.from_numpy(_hash_cpu(self.seed, counter, c, origins, shape))
-            kept = _box_muller(h, odd, spatial[-1], like.dtype)
+            z = positional.normals(self.seed, counter, range(c), self.origins, spatial)
+            kept = torch.from_numpy(z).to(like.dtype)
             if not KEPT.put(key, kept):
                 return kept  # not kept (large): the caller's own already
         return kept.clone()  # the caller's own tensor: the kept one is never handed out
 
 
 def _box_muller(h: torch.Tensor, odd, n: int, dtype) -> torch.Tensor:
-    """Standard normals from the uint32 hashes `h` of pixel pairs (the last axis from an even
-    pixel) by Box-Muller in float32: a pair's two hashes are its two uniforms, its two normals
-    (cosine, sine) its two values. `odd[b]`: whether element b starts on an odd pixel; `n` pixels
-    of the last axis are returned."""
+    """`positional.box_muller` in tensors on the hashes' device."""
     h1, h2 = h[..., 0::2], h[..., 1::2]
     r = h1.float().add_(0.5).div_(2.0**32).log_().mul_(-2.0).sqrt_()
     a = h2.float().add_(0.5).mul_(2.0 * math.pi / 2.0**32)

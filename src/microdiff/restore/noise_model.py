@@ -61,8 +61,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage, special
+from scipy import ndimage
 
+from .. import positional
 from ..binning import bin_index
 from ..kept import Kept
 
@@ -70,6 +71,7 @@ SQ20 = np.sqrt(20.0)
 DITHER = 0.5  # dither standard deviation, in quantization steps
 CURVE_MAX = 1.0  # cap of the residual variance curve (see the module docstring)
 # dither draws kept for reuse (a tile's draw of 2 x 584 x 760 costs about 8 ms); large ones are not
+DITHER_SEED = 0x9E3779B9  # the dither's own seed (samplers' seeds come from sample_seed)
 DITHERS = Kept(64 << 20, largest=16 << 20)
 
 
@@ -156,31 +158,18 @@ class NoiseModel:
         return np.maximum(a * f / 2.0, np.sqrt(k)).astype(np.float32)
 
 
-def _mix(h: np.ndarray) -> np.ndarray:
-    """splitmix64 finalizer (uint64, wrapping)."""
-    h = (h ^ (h >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    h = (h ^ (h >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return h ^ (h >> np.uint64(31))
-
-
 def dither(shape: Sequence[int], origin: Sequence[int], channel: int = 0) -> np.ndarray:
     """Standard normal noise of `shape`, a function of each element's global coordinates
-    (origin + index) and the channel only: any tiling gives the same value at a pixel. Read-only:
-    the draws are kept (`DITHERS`), as a batch job's images of one shape and tiling each draw
-    the same."""
+    (origin + index) and the channel only (`microdiff.positional`): any tiling gives the same
+    value at a pixel. Read-only: the draws are kept (`DITHERS`), as a batch job's images of one
+    shape and tiling each draw the same."""
     if len(origin) != len(shape):
         raise ValueError(f"origin {tuple(origin)} does not match shape {tuple(shape)}")
     key = (tuple(int(n) for n in shape), tuple(int(o) for o in origin), int(channel))
     kept = DITHERS.get(key)
     if kept is not None:
         return kept
-    with np.errstate(over="ignore"):
-        h = np.full(shape, np.uint64(channel) + np.uint64(0x9E3779B97F4A7C15), np.uint64)
-        for ax, (o, n) in enumerate(zip(origin, shape)):
-            idx = np.arange(int(o), int(o) + n).astype(np.int64).astype(np.uint64)
-            h = _mix(h + idx.reshape([-1 if i == ax else 1 for i in range(len(shape))]))
-    u = ((h >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53  # in (0, 1)
-    out = special.ndtri(u).astype(np.float32)
+    out = positional.normals(DITHER_SEED, 0, [key[2]], [key[1]], key[0])[0, 0]
     out.setflags(write=False)
     DITHERS.put(key, out)
     return out
