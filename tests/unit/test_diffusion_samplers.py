@@ -291,3 +291,19 @@ def test_positional_noise_cpu_hash_equals_the_tensor_hash(origins, spatial):
         ref = _hash_torch(11, counter, 3, origins, spatial, torch.device("cpu"))
         assert cpu.shape == tuple(ref.shape)
         assert np.array_equal(cpu.astype(np.int64), ref.numpy())
+
+
+def test_positional_noise_device_path_equals_the_cpu_path():
+    """Off the CPU, `PositionalNoise` runs the hash in int64 tensors and Box-Muller in torch; run
+    on CPU tensors here, that path gives the CPU path's normals (to float32 rounding), odd and
+    even starts alike."""
+    from microdiff import positional
+    from microdiff.diffusion.noise import _box_muller, _hash_torch
+
+    origins, spatial = [(0, 3), (5, 8), (-7, -1)], (6, 9)
+    grown, grid, odd = positional.pair_grid(origins, spatial)
+    h = _hash_torch(3, 5, 2, grown, grid, torch.device("cpu"))
+    device_path = _box_muller(h, odd, spatial[-1], torch.float32)
+    cpu = torch.from_numpy(positional.normals(3, 5, range(2), origins, spatial))
+    torch.testing.assert_close(device_path, cpu, rtol=0, atol=1e-5)
+    assert torch.equal(PositionalNoise(3, origins).draw(torch.empty(3, 2, *spatial), 5), cpu)
