@@ -9,10 +9,10 @@ from microdiff.segment.instances import (
     Window,
     drop_inconsistent,
     extract,
-    h_maxima,
     stitch,
 )
 from microdiff.segment.represent import representation
+from microdiff.segment.seeds import h_maxima
 
 
 def cones(shape, centers, radius):
@@ -50,11 +50,11 @@ def test_h_maxima_works_more_only_on_regions_of_several_peaks(monkeypatch):
     from scipy import ndimage as ndi
     from skimage.morphology import h_maxima as whole
 
-    from microdiff.segment import instances
+    from microdiff.segment import seeds
 
     calls = []
-    real = instances._largest_below
-    monkeypatch.setattr(instances, "_largest_below", lambda *a: calls.append(1) or real(*a))
+    real = seeds._largest_below
+    monkeypatch.setattr(seeds, "_largest_below", lambda *a: calls.append(1) or real(*a))
     rng = np.random.default_rng(5)
     for k in range(16):
         lab = disc((64, 80), [tuple(rng.integers(0, 64, 2)) for _ in range(6)], rng.uniform(4, 10))
@@ -80,11 +80,11 @@ def test_h_maxima_of_many_peaked_fields_equals_skimage(monkeypatch):
     from scipy import ndimage as ndi
     from skimage.morphology import h_maxima as whole
 
-    from microdiff.segment import instances
+    from microdiff.segment import seeds
 
     calls = []
-    real = instances._largest_below
-    monkeypatch.setattr(instances, "_largest_below", lambda *a: calls.append(len(a[0])) or real(*a))
+    real = seeds._largest_below
+    monkeypatch.setattr(seeds, "_largest_below", lambda *a: calls.append(len(a[0])) or real(*a))
     rng = np.random.default_rng(11)
     for k in range(60):
         shape = [(64, 64), (30, 90), (5, 24, 24)][k % 3]
