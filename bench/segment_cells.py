@@ -77,9 +77,7 @@ def diffusion_cells(model, k, steps, params):
         area = np.maximum(np.bincount(lab.ravel(), minlength=n + 1)[1:], 1)
         std = np.bincount(lab.ravel(), m[1].ravel(), minlength=n + 1)[1:] / area
         maps = [((x[0] + 1) / 2, (x[1] + 1) / 2) for x in s[0]]
-        ious = [instances.best_iou(lab, instances.cells_from(f, d, nuc, params), n)
-                for f, d in maps]  # fmt: skip
-        cons = np.mean([i > params.match_iou for i in ious], axis=0)
+        cons = instances.cell_hits(lab, nuc, n, maps, params) / len(maps)
         return lab, {"std": std, "1-consistency": 1 - cons}
 
     return run

@@ -8,7 +8,7 @@ from scipy import ndimage as ndi
 from microdiff.metrics import average_precision
 from microdiff.segment import cells
 from microdiff.segment.inputs import NormalizedChannels
-from microdiff.segment.instances import Params, cells_from, fill_holes
+from microdiff.segment.instances import Params, best_iou, cell_hits, cells_from, fill_holes, reach
 from microdiff.simulate import simulate_image
 from microdiff.tiling import Box
 
@@ -96,3 +96,29 @@ def test_fill_holes_only_where_a_pocket_is_equals_filling_every_object(rng):
         many = ndi.label(dense)[0] if t % 2 else rng.integers(0, 6, shape) * dense
         many = many.astype(np.int32)
         np.testing.assert_array_equal(fill_holes(many), _fill_every_object(many))
+
+
+def test_cell_consistency_on_the_half_resolution_grid_follows_full_resolution(rng):
+    """The samples' cells are grown from the same nuclei on half the resolution: an exact sample
+    reproduces every cell, and on noisy samples the count per cell is within one of the count
+    at full resolution (`consistency_grid` 1)."""
+    sim = simulate_image((256, 256), density=700, seed=4)
+    nuc, n = sim.nuclei, int(sim.nuclei.max())
+    prob = (sim.cells > 0).astype(np.float32)
+    dist = ndi.distance_transform_edt(nuc == 0).astype(np.float32)
+    dist = 1 - np.clip(dist / 30, 0, 1)
+    p = Params()
+    mean = cells_from(prob, dist, nuc, p)
+    assert cell_hits(mean, nuc, n, [(prob, dist)], p).tolist() == [1] * n
+
+    def noisy(a):
+        return np.clip(a + ndi.gaussian_filter(rng.standard_normal(a.shape), 3) * 3.0, 0, 1)
+
+    samples = [(noisy(prob), noisy(dist)) for _ in range(4)]
+    near = reach(nuc, p)
+    full = sum(best_iou(mean, cells_from(f, d, nuc, p, near), n) > p.match_iou for f, d in samples)
+    half = cell_hits(mean, nuc, n, samples, p, near)
+    assert np.sum(full < 4) >= 5  # the samples disagree on some cells
+    assert np.all(np.abs(half - full) <= 1) and np.mean(half != full) <= 0.2
+    one = Params(consistency_grid=1)
+    assert np.array_equal(cell_hits(mean, nuc, n, samples, one, near), full)

@@ -74,6 +74,8 @@ def test_params_are_rescaled_to_model_pixels():
     q = scale.params_for(p, 2.0)
     assert (q.smooth, q.min_size, q.min_seed) == (1.0, 4, 1)
     assert scale.params_for(p, 1.0) is p
+    # resampled up (objects smaller than the training's): the samples' objects at full resolution
+    assert (q.consistency_grid, scale.params_for(p, 0.5).consistency_grid) == (1, 2)
 
 
 def test_segment_stage_resamples_and_records_the_scale(tmp_path, monkeypatch):

@@ -193,7 +193,9 @@ def to_model_size(image, labels, model_px: float, model_range=None):
 
 
 def params_for(p: instances.Params, factor: float) -> instances.Params:
-    """Instance parameters in model pixels for maps resampled back by `factor`."""
+    """Instance parameters in model pixels for maps resampled back by `factor`; the samples'
+    objects at full resolution where the image was resampled up (its objects are smaller than
+    the training's: on DSB2018 a coarser grid lost some of them)."""
     if factor == 1:
         return p
     return dataclasses.replace(
@@ -201,4 +203,5 @@ def params_for(p: instances.Params, factor: float) -> instances.Params:
         smooth=p.smooth / factor,
         min_size=max(1, round(p.min_size / factor**2)),
         min_seed=max(1, round(p.min_seed / factor**2)),
+        consistency_grid=1 if factor > 1 else p.consistency_grid,
     )
