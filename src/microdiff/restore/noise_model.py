@@ -70,7 +70,7 @@ from ..kept import Kept
 SQ20 = np.sqrt(20.0)
 DITHER = 0.5  # dither standard deviation, in quantization steps
 CURVE_MAX = 1.0  # cap of the residual variance curve (see the module docstring)
-# dither draws kept for reuse (a tile's draw of 2 x 584 x 760 costs about 8 ms); large ones are not
+# dither draws kept for reuse (a channel of 584 x 760 costs about 7 ms); large ones are not
 DITHER_SEED = 0x9E3779B9  # the dither's own seed (samplers' seeds come from sample_seed)
 DITHERS = Kept(64 << 20, largest=16 << 20)
 

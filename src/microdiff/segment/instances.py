@@ -53,10 +53,8 @@ class Params:
     cell_foreground: float = 0.75
     cell_max_distance: float = 50.0  # pixels
 
-    def sample_grid(self) -> Params:
-        """The parameters on the grid the samples' objects are extracted on."""
-        if self.consistency_grid == 1:
-            return self
+    def halved(self) -> Params:
+        """The parameters on a grid of half the resolution in y and x."""
         return replace(self, smooth=self.smooth / 2, min_seed=max(1, self.min_seed // 4),
                        min_size=max(1, self.min_size // 4))  # fmt: skip
 
@@ -167,14 +165,18 @@ def consistency(labels: np.ndarray, n: int, sample_maps: Sequence[tuple], p: Par
     if n == 0 or not sample_maps:
         return np.zeros(n)
     hits = np.zeros(n)
-    q = p.sample_grid()
     for fg, dist in sample_maps:  # the IoUs do not depend on the sample's ids
-        if p.consistency_grid == 1:
-            other = extract_unordered(fg, dist, q)
-        else:
-            other = doubled(extract_unordered(halved(fg), halved(dist), q), labels.shape)
+        other = _on_sample_grid(extract_unordered, fg, dist, p)
         hits += best_iou(labels, other, n) > p.match_iou
     return hits / len(sample_maps)
+
+
+def _on_sample_grid(make: Callable, fg, dist, p: Params) -> np.ndarray:
+    """`make(fg, dist, params)`'s labels on the grid of `p.consistency_grid`, at full
+    resolution: made there from the maps `halved` and `doubled` back (grid 2), or as they are."""
+    if p.consistency_grid == 1:
+        return make(fg, dist, p)
+    return doubled(make(halved(fg), halved(dist), p.halved()), np.shape(fg))
 
 
 def halved(a: np.ndarray) -> np.ndarray:
@@ -315,15 +317,14 @@ def cell_hits(cells, nuclei, n: int, sample_maps: Sequence[tuple], p: Params = D
     same nuclei on the grid of `p.consistency_grid` (as `consistency` does), reproduce each
     (IoU > match_iou)."""
     near = reach(nuclei, p) if near is None else near
-    q, g = p.sample_grid(), p.consistency_grid
-    nuc_q, near_q = nuclei[..., ::g, ::g], near[..., ::g, ::g]
+    g = p.consistency_grid  # the nuclei (and where cells may be) at every g-th pixel
+
+    def grow(fg, dist, q):
+        return cells_from(fg, dist, nuclei[..., ::g, ::g], q, near[..., ::g, ::g])
+
     hits = np.zeros(n, np.int64)
     for fg, dist in sample_maps:
-        if g == 1:
-            lab = cells_from(fg, dist, nuclei, p, near)
-        else:
-            lab = doubled(cells_from(halved(fg), halved(dist), nuc_q, q, near_q), nuclei.shape)
-        hits += best_iou(cells, lab, n) > p.match_iou
+        hits += best_iou(cells, _on_sample_grid(grow, fg, dist, p), n) > p.match_iou
     return hits
 
 
