@@ -49,6 +49,25 @@ def _norm(ch: int, local: bool) -> nn.Module:
     return Affine(ch) if local else nn.GroupNorm(_groups(ch), ch)
 
 
+def _channel(t: torch.Tensor, ndim: int) -> torch.Tensor:
+    """A per-channel (C,) tensor shaped to broadcast over (B, C, ...) maps of `ndim` dims."""
+    return t.view(1, -1, *(1,) * (ndim - 2))
+
+
+def _normed(norm: nn.Module, x: torch.Tensor, scale=None, shift=None) -> torch.Tensor:
+    """Without autograd: `norm(x) * scale + shift` (scale 1 and shift 0 when None) as a new
+    tensor. An `Affine` and the scale and shift fold into one multiply-add per value (the
+    eager chain makes a tensor per step: each a pass over the activations and an allocation
+    the size of them)."""
+    if isinstance(norm, Affine):
+        w, b = _channel(norm.weight, x.ndim), _channel(norm.bias, x.ndim)
+        if scale is not None:
+            w, b = w * scale, b * scale + shift
+        return torch.addcmul(b, x, w)
+    h = norm(x)
+    return h if scale is None else h.mul_(scale).add_(shift)
+
+
 class FourierEmbedding(nn.Module):
     """Fixed sinusoidal features of a scalar per batch element (c_noise = ln(sigma) / 4, which
     spans about [-2, 1.5]); frequencies geometric from 1 to `max_freq`."""
@@ -78,11 +97,25 @@ class ResBlock(nn.Module):
         self.skip = conv(cin, cout, 1) if cin != cout else nn.Identity()
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        if not torch.is_grad_enabled():
+            return self._infer(x, emb)
         h = self.conv1(F.silu(self.norm1(x)))
         scale, shift = self.emb(emb).view(emb.shape[0], -1, *([1] * (x.ndim - 2))).chunk(2, 1)
         h = self.norm2(h) * (1 + scale) + shift
         h = self.conv2(F.silu(h))
         return self.skip(x) + h
+
+    def _infer(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """`forward`'s values without autograd, in fewer passes over the activations: each
+        norm with the embedding's scale and shift as one multiply-add (`_normed`), SiLU and the
+        skip's sum in place on tensors made here. On a CPU the shipped segment network's
+        evaluation takes about a third less CPU (issue 15); training keeps the plain chain
+        (in-place ops would overwrite what backward reads)."""
+        scale, shift = self.emb(emb).view(emb.shape[0], -1, *([1] * (x.ndim - 2))).chunk(2, 1)
+        h = self.conv1(F.silu(_normed(self.norm1, x), inplace=True))
+        h = self.conv2(F.silu(_normed(self.norm2, h, 1 + scale, shift), inplace=True))
+        skip = self.skip(x)
+        return h.add_(skip) if h.dtype == torch.promote_types(h.dtype, skip.dtype) else skip + h
 
 
 class Attention(nn.Module):
@@ -219,7 +252,10 @@ class UNet(nn.Module):
             if i < len(self.upsample):
                 h = F.interpolate(h, scale_factor=2.0, mode="nearest")
                 h = self.upsample[i](h)
-        h = self.out(F.silu(self.out_norm(h)))
+        if torch.is_grad_enabled():
+            h = self.out(F.silu(self.out_norm(h)))
+        else:
+            h = self.out(F.silu(_normed(self.out_norm, h), inplace=True))
         if any(pad):
             h = h[(slice(None), slice(None)) + tuple(slice(0, s) for s in size)]
         return h
