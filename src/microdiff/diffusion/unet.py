@@ -41,8 +41,7 @@ class Affine(nn.Module):
         self.bias = nn.Parameter(torch.zeros(ch))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = (1, -1) + (1,) * (x.ndim - 2)
-        return x * self.weight.view(shape) + self.bias.view(shape)
+        return x * _channel(self.weight, x.ndim) + _channel(self.bias, x.ndim)
 
 
 def _norm(ch: int, local: bool) -> nn.Module:
@@ -100,7 +99,7 @@ class ResBlock(nn.Module):
         if not torch.is_grad_enabled():
             return self._infer(x, emb)
         h = self.conv1(F.silu(self.norm1(x)))
-        scale, shift = self.emb(emb).view(emb.shape[0], -1, *([1] * (x.ndim - 2))).chunk(2, 1)
+        scale, shift = self._film(emb, x.ndim)
         h = self.norm2(h) * (1 + scale) + shift
         h = self.conv2(F.silu(h))
         return self.skip(x) + h
@@ -109,13 +108,17 @@ class ResBlock(nn.Module):
         """`forward`'s values without autograd, in fewer passes over the activations: each
         norm with the embedding's scale and shift as one multiply-add (`_normed`), SiLU and the
         skip's sum in place on tensors made here. On a CPU the shipped segment network's
-        evaluation takes about a third less CPU (issue 15); training keeps the plain chain
-        (in-place ops would overwrite what backward reads)."""
-        scale, shift = self.emb(emb).view(emb.shape[0], -1, *([1] * (x.ndim - 2))).chunk(2, 1)
+        evaluation of a 576 x 576 tile takes about 0.51 CPU s instead of 0.71 (issue 15);
+        training keeps the plain chain (in-place ops would overwrite what backward reads)."""
+        scale, shift = self._film(emb, x.ndim)
         h = self.conv1(F.silu(_normed(self.norm1, x), inplace=True))
         h = self.conv2(F.silu(_normed(self.norm2, h, 1 + scale, shift), inplace=True))
         skip = self.skip(x)
         return h.add_(skip) if h.dtype == torch.promote_types(h.dtype, skip.dtype) else skip + h
+
+    def _film(self, emb: torch.Tensor, ndim: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The noise level's per-item, per-channel scale and shift, shaped for `ndim`-d maps."""
+        return self.emb(emb).view(emb.shape[0], -1, *([1] * (ndim - 2))).chunk(2, 1)
 
 
 class Attention(nn.Module):

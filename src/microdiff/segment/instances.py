@@ -318,9 +318,10 @@ def cell_hits(cells, nuclei, n: int, sample_maps: Sequence[tuple], p: Params = D
     (IoU > match_iou)."""
     near = reach(nuclei, p) if near is None else near
     g = p.consistency_grid  # the nuclei (and where cells may be) at every g-th pixel
+    seeds, room = nuclei[..., ::g, ::g], near[..., ::g, ::g]
 
     def grow(fg, dist, q):
-        return cells_from(fg, dist, nuclei[..., ::g, ::g], q, near[..., ::g, ::g])
+        return cells_from(fg, dist, seeds, q, room)
 
     hits = np.zeros(n, np.int64)
     for fg, dist in sample_maps:
