@@ -11,6 +11,7 @@ from scipy import ndimage as ndi
 from microdiff.metrics import average_precision, match
 from microdiff.segment.instances import (
     Params,
+    Reference,
     Window,
     best_iou,
     consistency,
@@ -120,6 +121,27 @@ def test_consistency_counts_samples_that_reproduce_an_object():
     c = consistency(lab, 2, [(r[0], r[1]), (only_first[0], only_first[1])], Params())
     assert c.tolist() == [1.0, 0.5]
     assert best_iou(lab, np.zeros_like(lab), 2).tolist() == [0.0, 0.0]
+
+
+def test_best_iou_is_each_objects_largest_overlap_over_union(rng):
+    """Against the IoU of every pair of objects counted pixel by pixel; objects absent from
+    the reference (id 4 of 5) and from the other image get 0."""
+    a = ndi.label(rng.random((30, 40)) > 0.55)[0]
+    b = ndi.label(rng.random((30, 40)) > 0.5)[0]
+    a[a == 4] = 0
+    n = int(a.max()) + 1  # one id beyond the largest: absent
+    want = np.zeros(n)
+    for i in range(1, n + 1):
+        for j in range(1, int(b.max()) + 1):
+            inter = np.sum((a == i) & (b == j))
+            if inter:
+                want[i - 1] = max(want[i - 1], inter / np.sum((a == i) | (b == j)))
+    assert want[3] == 0 and want[-1] == 0 and want.max() > 0.3
+    assert np.allclose(best_iou(a, b, n), want)
+    ref = Reference(a, n)  # one reference, several images, as `consistency` compares them
+    for other in (b, np.zeros_like(b), a):
+        assert np.allclose(ref.best_iou(other), best_iou(a, other, n))
+    assert ref.best_iou(a).tolist() == [float(np.any(a == i)) for i in range(1, n + 1)]
 
 
 def test_half_resolution_grid_round_trips(rng):

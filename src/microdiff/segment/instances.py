@@ -136,26 +136,46 @@ def drop_inconsistent(labels: np.ndarray, cons: np.ndarray, min_consistency: flo
 
 def best_iou(ref: np.ndarray, other: np.ndarray, n_ref: int) -> np.ndarray:
     """For objects 1..n_ref of `ref`, the best IoU with any object of `other`."""
-    both = (ref > 0) & (other > 0)
-    out = np.zeros(n_ref + 1)
-    if not both.any():
+    return Reference(ref, n_ref).best_iou(other)
+
+
+class Reference:
+    """Objects 1..n of `labels` that several label images are compared with (`best_iou`, once
+    per sample in `consistency` and `cell_hits`): their pixels and areas found once, so each
+    comparison reads the other image at those pixels and counts its areas, not every pixel
+    of both images several times over (issue 15)."""
+
+    def __init__(self, labels: np.ndarray, n: int):
+        flat = np.asarray(labels).ravel()
+        self.at = np.flatnonzero(flat)
+        self.ids = flat[self.at]
+        self.area = np.bincount(self.ids, minlength=n + 1)
+        self.n = n
+
+    def best_iou(self, other: np.ndarray) -> np.ndarray:
+        """For each object, the best IoU with any object of `other` (the same shape)."""
+        out = np.zeros(self.n + 1)
+        flat = np.asarray(other).ravel()
+        theirs = flat[self.at]
+        both = theirs > 0
+        if not both.any():
+            return out[1:]
+        mine, theirs = self.ids[both], theirs[both]
+        area_a, area_b = self.area, np.bincount(flat)
+        ids_a, ids_b = np.flatnonzero(area_a), np.flatnonzero(area_b)  # ids present: few
+        rank_a, rank_b = np.zeros(len(area_a), np.int64), np.zeros(len(area_b), np.int64)
+        rank_a[ids_a], rank_b[ids_b] = np.arange(len(ids_a)), np.arange(len(ids_b))
+        keys = rank_a[mine] * len(ids_b) + rank_b[theirs]
+        if len(ids_a) * len(ids_b) <= 4 * len(keys):  # count the pairs without sorting them
+            inter = np.bincount(keys)
+            pairs = np.flatnonzero(inter)
+            inter = inter[pairs]
+        else:
+            pairs, inter = np.unique(keys, return_counts=True)
+        pa, pb = ids_a[pairs // len(ids_b)], ids_b[pairs % len(ids_b)]
+        iou = inter / (area_a[pa] + area_b[pb] - inter)
+        np.maximum.at(out, pa, iou)
         return out[1:]
-    area_a = np.bincount(ref.ravel(), minlength=n_ref + 1)
-    area_b = np.bincount(other.ravel())
-    ids_a, ids_b = np.flatnonzero(area_a), np.flatnonzero(area_b)  # ids present: few
-    rank_a, rank_b = np.zeros(len(area_a), np.int64), np.zeros(len(area_b), np.int64)
-    rank_a[ids_a], rank_b[ids_b] = np.arange(len(ids_a)), np.arange(len(ids_b))
-    keys = rank_a[ref[both]] * len(ids_b) + rank_b[other[both]]
-    if len(ids_a) * len(ids_b) <= 4 * len(keys):  # count the pairs without sorting them
-        inter = np.bincount(keys)
-        pairs = np.flatnonzero(inter)
-        inter = inter[pairs]
-    else:
-        pairs, inter = np.unique(keys, return_counts=True)
-    pa, pb = ids_a[pairs // len(ids_b)], ids_b[pairs % len(ids_b)]
-    iou = inter / (area_a[pa] + area_b[pb] - inter)
-    np.maximum.at(out, pa, iou)
-    return out[1:]
 
 
 def consistency(labels: np.ndarray, n: int, sample_maps: Sequence[tuple], p: Params) -> np.ndarray:
@@ -164,10 +184,9 @@ def consistency(labels: np.ndarray, n: int, sample_maps: Sequence[tuple], p: Par
     resolution."""
     if n == 0 or not sample_maps:
         return np.zeros(n)
-    hits = np.zeros(n)
+    hits, ref = np.zeros(n), Reference(labels, n)
     for fg, dist in sample_maps:  # the IoUs do not depend on the sample's ids
-        other = _on_sample_grid(extract_unordered, fg, dist, p)
-        hits += best_iou(labels, other, n) > p.match_iou
+        hits += ref.best_iou(_on_sample_grid(extract_unordered, fg, dist, p)) > p.match_iou
     return hits / len(sample_maps)
 
 
@@ -323,9 +342,9 @@ def cell_hits(cells, nuclei, n: int, sample_maps: Sequence[tuple], p: Params = D
     def grow(fg, dist, q):
         return cells_from(fg, dist, seeds, q, room)
 
-    hits = np.zeros(n, np.int64)
+    hits, ref = np.zeros(n, np.int64), Reference(cells, n)
     for fg, dist in sample_maps:
-        hits += best_iou(cells, _on_sample_grid(grow, fg, dist, p), n) > p.match_iou
+        hits += ref.best_iou(_on_sample_grid(grow, fg, dist, p)) > p.match_iou
     return hits
 
 
