@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -49,13 +50,18 @@ def smk(wd: Path, *args: str) -> subprocess.CompletedProcess:
     return proc
 
 
-def stand_in(wd: Path, cfg: dict, samples: list[str], plan) -> None:
-    """Stand-ins for everything before the checkpoint (a tiny image with the demo's channels,
-    empty stores), and the real tile plans of the full-size image."""
+def stand_in(wd: Path, cfg: dict, samples: list[str], shape, plan) -> None:
+    """Stand-ins for everything before the checkpoint (an image of zeros of the full shape with
+    the demo's channels, empty stores), and the real tile plans of the full-size image. The
+    images have the full shape because the workflow packs samples into batches by the pixels
+    their files hold (a tiny stand-in would be batched); they are compressed zeros, written
+    once and linked."""
     (wd / "data/demo/images").mkdir(parents=True, exist_ok=True)
-    tiny = np.zeros((CHANNELS, 16, 16), np.uint16)
+    first = wd / "data/demo/images/stand_in.ome.tif"
+    tifffile.imwrite(first, np.zeros((CHANNELS, *shape), np.uint16), ome=True,
+                     compression="zlib", tile=(512, 512))  # fmt: skip
     for s in samples:
-        tifffile.imwrite(wd / f"data/demo/images/{s}.ome.tif", tiny, ome=True)
+        os.link(first, wd / f"data/demo/images/{s}.ome.tif")
         (wd / f"results/{s}/raw.ome.zarr").mkdir(parents=True, exist_ok=True)
         (wd / f"results/{s}/norm.json").write_text("{}")
         prov = provenance.record("tiles", cfg["tiles"])
@@ -82,7 +88,7 @@ def main() -> None:
         wd = Path(tmp)
         (wd / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
         before = job_counts(smk(wd, "--dry-run", "--quiet", "rules"))
-        stand_in(wd, cfg, samples, plan)
+        stand_in(wd, cfg, samples, args.shape, plan)
         spine = [f"results/{s}/{f}" for s in samples for f in ("tiles.parquet", "norm.json")]
         smk(wd, "--touch", "data/demo/labels.tsv", *spine)
         after = job_counts(smk(wd, "--dry-run", "--quiet", "rules"))
