@@ -206,3 +206,51 @@ def test_training_pairs_are_resampled_to_the_model_size_as_auto_would():
     assert norm == (model_px, model_range) and factors[0] == factors[1]
     f = scale.choose("auto", model_px, lambda: lab, model_range).factor
     assert factors[0] == f and imgs[0].shape[-2:] == scale.size_for(img.shape, f)
+
+
+def test_first_pass_samples_of_a_whole_image_are_not_drawn_again(tmp_path, monkeypatch):
+    """An image of one tile is measured whole; at factor 1 the first pass's two samples are the
+    stage's first two: the network draws only the other K - 2, and the labels and table are
+    those of drawing all K."""
+    import tifffile
+
+    from microdiff import normalize
+    from microdiff.ingest import ingest
+    from microdiff.segment.stage import segment_image
+    from microdiff.tiling import plan_store
+
+    mask = discs((160, 200), [(30 + 45 * i, 30 + 45 * j) for i in range(3) for j in range(4)], 9)
+    tifffile.imwrite(tmp_path / "discs.tif", (mask * 3000 + 200).astype(np.uint16))
+    raw = tmp_path / "raw.ome.zarr"
+    ingest(tmp_path / "discs.tif", raw, pixel_size=0.5, chunk_bytes=4096, progress=False)
+    normalize.compute([raw], (1.0, 99.8), tmp_path / "norm.json")
+    plan = plan_store(raw, tile=256, halo=16)
+    assert len(plan) == 1
+    calls = []
+
+    class Counted(Oracle):
+        def forward(self, x, sigma, cond=None):
+            calls.append(x.shape[0])
+            return super().forward(x, sigma, cond)
+
+    model = Model(Counted(), ("nuclei",), 1, diameter=18.0)  # the discs' size: factor 1
+
+    def run(name, steps=1):
+        out, table = tmp_path / f"{name}.ome.zarr", tmp_path / f"{name}.parquet"
+        calls.clear()
+        params = {"samples": 4, "steps": steps, "kinds": ["nuclei"], "scale": "auto"}
+        segment_image(raw, out, table, plan, model, tmp_path / "norm.json", params)
+        root = zarr.open_group(str(out), mode="r")
+        assert root.attrs["microdiff"]["scale"]["factor"] == 1.0
+        return root["labels/nuclei/0"][:], pd.read_parquet(table), len(calls)
+
+    labels, table, n = run("kept")
+    assert n == 2 + 2  # the first pass's two samples, then samples 3 and 4
+    assert labels.max() == 12 and table["consistency"].min() > 0.5
+    monkeypatch.setattr(scale.Scale, "first_samples", lambda self, *a: None)
+    again, again_table, n = run("drawn")
+    assert n == 2 + 4
+    np.testing.assert_array_equal(labels, again)
+    pd.testing.assert_frame_equal(table, again_table)
+    monkeypatch.undo()
+    assert run("two_steps", steps=2)[2] == 2 + 4 * 2  # the first pass has one step: not reused

@@ -66,13 +66,15 @@ class Posterior:
         finish: Callable[[torch.Tensor], object],
         cond: torch.Tensor | None = None,
         device="cpu",
+        first: int = 0,
     ) -> list:
-        """[finish(sample k) for each k]: sample k starts from and draws all its noise from
-        `noise(sample_seed(seed, k))` (a position-keyed drawer); `finish` takes it off the
-        device (crop, clamp, to numpy) before the next sample is drawn."""
+        """[finish(sample k) for each k from `first`]: sample k starts from and draws all its
+        noise from `noise(sample_seed(seed, k))` (a position-keyed drawer), so it does not
+        depend on the samples drawn before it; `finish` takes it off the device (crop, clamp,
+        to numpy) before the next sample is drawn."""
         sigmas = self.schedule()
         out = []
-        for k in range(int(self.samples)):
+        for k in range(int(first), int(self.samples)):
             gen = noise(sample_seed(self.seed, k))
             x = initial_noise(gen, shape, float(sigmas[0]), device=device)
             out.append(finish(sample(self.sampler, den, x, sigmas, cond=cond, generator=gen)))

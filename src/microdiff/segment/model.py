@@ -183,6 +183,7 @@ def predict(
     seed: int = 0,
     sigma_max: float | None = None,
     pad: int = 0,
+    first: int = 0,
 ) -> np.ndarray:
     """K samples of the representation for a batch of tiles.
 
@@ -191,12 +192,18 @@ def predict(
     `sigma_max`: where sampling starts (default: the model's own, `Model.sigma_max`).
     `pad` > 0 reflects every tile by `pad` pixels in y and x first (cropped off after), so a
     whole image sees the same mirrored context beyond its border as a border tile does.
+    `first` > 0: only samples `first`..K-1 (B, K - first, ...), the same as those of a whole
+    call (each sample has noise of its own); the others were drawn before (the scale's first
+    pass, `scale.Scale.first_samples`).
     """
+    if first >= samples:
+        return np.zeros((cond.shape[0], 0, 2 * len(model.kinds), *cond.shape[2:]), np.float32)
     if pad > 0:
         width = [(0, 0)] * (cond.ndim - 2) + [(pad, pad)] * 2
         cond = np.pad(cond, width, mode="reflect")
         origins = [tuple(o[:-2]) + (o[-2] - pad, o[-1] - pad) for o in origins]
-        out = predict(model, cond, origins, samples, steps, sampler, seed, sigma_max)
+        out = predict(model, cond, origins, samples, steps, sampler, seed, sigma_max,
+                      first=first)  # fmt: skip
         return out[..., pad:-pad, pad:-pad]
     sigma_max = model.sigma_max if sigma_max is None else sigma_max
     dev = next(model.denoiser.parameters()).device
@@ -219,7 +226,7 @@ def predict(
         return x.numpy()
 
     post = posterior(samples, steps, sampler, seed, sigma_max)
-    return np.stack(post.draw(den, shape, noise, finish, cond=c, device=dev), axis=1)
+    return np.stack(post.draw(den, shape, noise, finish, cond=c, device=dev, first=first), axis=1)
 
 
 def nuclei_found(samples: np.ndarray, kinds) -> np.ndarray:

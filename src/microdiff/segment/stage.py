@@ -88,8 +88,15 @@ def segment_shard(
                  zoom.measured_px, zoom.model_px, zoom.factor)  # fmt: skip
 
     def sample(batch, origins):
-        s = predict(model, batch[:, : model.cond_channels], origins, k, steps, sampler, seed,
-                    pad=pad)  # fmt: skip
+        cond = batch[:, : model.cond_channels]
+        known = zoom.first_samples(cond, origins, steps)  # the first pass's, of this very input
+        if known is None:
+            s = predict(model, cond, origins, k, steps, sampler, seed, pad=pad)
+        else:
+            known = known[:, :k]
+            rest = predict(model, cond, origins, k, steps, sampler, seed, pad=pad,
+                           first=known.shape[1])  # fmt: skip
+            s = np.concatenate([known, rest], axis=1)
         if cells is not None:  # its own noise: a seed the model's samples never use
             cond = cell_condition(cells, batch[:, :2], nuclei_found(s, model.kinds))
             c = predict(cells, cond, origins, k, steps, sampler, seed + 1, pad=pad)
