@@ -90,13 +90,10 @@ def segment_shard(
     def sample(batch, origins):
         cond = batch[:, : model.cond_channels]
         known = zoom.first_samples(cond, origins, steps)  # the first pass's, of this very input
-        if known is None:
-            s = predict(model, cond, origins, k, steps, sampler, seed, pad=pad)
-        else:
-            known = known[:, :k]
-            rest = predict(model, cond, origins, k, steps, sampler, seed, pad=pad,
-                           first=known.shape[1])  # fmt: skip
-            s = np.concatenate([known, rest], axis=1)
+        done = 0 if known is None else min(known.shape[1], k)
+        s = predict(model, cond, origins, k, steps, sampler, seed, pad=pad, first=done)
+        if done:
+            s = np.concatenate([known[:, :done], s], axis=1)
         if cells is not None:  # its own noise: a seed the model's samples never use
             cond = cell_condition(cells, batch[:, :2], nuclei_found(s, model.kinds))
             c = predict(cells, cond, origins, k, steps, sampler, seed + 1, pad=pad)
