@@ -293,14 +293,19 @@ def test_positional_noise_cpu_hash_equals_the_tensor_hash(origins, spatial):
         assert np.array_equal(cpu.astype(np.int64), ref.numpy())
 
 
-def test_positional_noise_device_path_equals_the_cpu_path():
+@pytest.mark.parametrize("block", [None, 10, 25])
+def test_positional_noise_device_path_equals_the_cpu_path(block, monkeypatch):
     """Off the CPU, `PositionalNoise` runs the hash in int64 tensors and Box-Muller in torch; run
     on CPU tensors here, that path gives the CPU path's normals (to float32 rounding), odd and
-    even starts alike."""
+    even starts alike, and whatever rows the CPU path makes in one block (10 pixels: one row of
+    the 10-pixel pair grid a block; 25: two rows, the last block one)."""
     from microdiff import positional
-    from microdiff.diffusion.noise import _box_muller, _hash_torch
+    from microdiff.diffusion.noise import KEPT, _box_muller, _hash_torch
 
-    origins, spatial = [(0, 3), (5, 8), (-7, -1)], (6, 9)
+    if block:
+        monkeypatch.setattr(positional, "BLOCK", block)
+    KEPT.clear()
+    origins, spatial = [(0, 3), (5, 8), (-7, -1)], (5, 9)
     grown, grid, odd = positional.pair_grid(origins, spatial)
     h = _hash_torch(3, 5, 2, grown, grid, torch.device("cpu"))
     device_path = _box_muller(h, odd, spatial[-1], torch.float32)

@@ -107,7 +107,8 @@ class PositionalNoise:
 
 
 def _box_muller(h: torch.Tensor, odd, n: int, dtype) -> torch.Tensor:
-    """`positional.box_muller` in tensors on the hashes' device."""
+    """`positional.box_muller` in tensors on the hashes' device, cut to each element's pixels
+    as `positional.normals` cuts them."""
     h1, h2 = h[..., 0::2], h[..., 1::2]
     r = h1.float().add_(0.5).div_(2.0**32).log_().mul_(-2.0).sqrt_()
     a = h2.float().add_(0.5).mul_(2.0 * math.pi / 2.0**32)
