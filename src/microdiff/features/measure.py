@@ -17,7 +17,7 @@ ANGLES = (0.0, np.pi / 4, np.pi / 2, 3 * np.pi / 4)
 
 
 OFFSETS = ((0, 1), (1, 1), (1, 0), (1, -1))  # graycomatrix's pairs at distance 1 at ANGLES
-CHUNK = 256  # objects per co-occurrence array (levels^2 x 4 floats each)
+CHUNK = 256  # objects per block of counts turned into floats (levels^2 x 4 each)
 
 
 def texture(values: np.ndarray, mask: np.ndarray, levels: int = 32) -> dict[str, float]:
@@ -89,19 +89,26 @@ def _textures(raw, o, m, n: int, levels: int, lo, hi, pairs) -> dict:
         step = np.floor((v - lo[o]) / span * levels)
     q = np.zeros(m.size, np.int64)
     q[m.reshape(-1)] = np.where(span > 0, np.minimum(np.nan_to_num(step), levels - 1), 0)
-    # counts laid out as `haralick` reads them, (L, L, n, 4)
-    glcm = np.stack([np.bincount((q[src] * levels + q[dst]) * n + o, minlength=levels**2 * n)
-                     for src, dst, o in pairs], axis=-1).reshape(levels, levels, n, 4)  # fmt: skip
+    # counts of each unordered pair of grey levels {i <= j} per object and direction: the
+    # symmetric matrix is these counts on both sides of its diagonal (twice on it)
+    cells = levels * levels
+    counts = np.empty((n, len(pairs), cells), np.int64)
+    for d, (src, dst, obj) in enumerate(pairs):
+        qs, qd = q[src], q[dst]
+        code = (obj * levels + np.minimum(qs, qd)) * levels + np.maximum(qs, qd)
+        counts[:, d] = np.bincount(code, minlength=n * cells).reshape(n, cells)
+    weights, squares = _weights(levels)
     out = {p: np.full(n, np.nan) for p in TEXTURE_PROPS}
     for c in range(0, n, CHUNK):
-        g = glcm[:, :, c : c + CHUNK]
-        p = np.empty(g.shape)  # symmetric counts, as the floats haralick divides
-        np.add(g, g.transpose(1, 0, 2, 3), out=p)
+        k = counts[c : c + CHUNK].reshape(-1, cells).astype(np.float64)
+        sums = k @ weights  # per (object, direction): the sums of `_weights`
+        np.square(k, out=k)
         with np.errstate(invalid="ignore", divide="ignore"):
-            props, has = _haralick(p)
+            props, has = _haralick(sums, k @ squares)
             for p, val in props.items():
-                mean = np.where(has, val, 0.0).sum(axis=1) / has.sum(axis=1)
-                out[p][c : c + CHUNK] = np.where(has.any(axis=1), mean, np.nan)
+                val, ok = val.reshape(-1, len(pairs)), has.reshape(-1, len(pairs))
+                mean = np.where(ok, val, 0.0).sum(axis=1) / ok.sum(axis=1)
+                out[p][c : c + CHUNK] = np.where(ok.any(axis=1), mean, np.nan)
     return {p.lower(): v for p, v in out.items()}
 
 
@@ -142,57 +149,45 @@ def _sorted_by_object(raw: np.ndarray, v: np.ndarray, o: np.ndarray, n: int) -> 
     return v[np.lexsort((v, o))]
 
 
-def haralick(glcm: np.ndarray) -> dict[str, np.ndarray]:
-    """`TEXTURE_PROPS` of (levels, levels, distances, angles) co-occurrence counts, per distance
-    and angle: the same operations as `skimage.feature.graycoprops`, which normalizes the
-    matrices anew for each property it is asked for; here once for all six."""
-    return _haralick(glcm.astype(np.float64))[0]
-
-
-def _haralick(p: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """`haralick` of float64 counts `p` (C-contiguous; divided in place), and which matrices
-    hold a pair."""
-    n = p.shape[0]
-    sums = np.sum(p, axis=(0, 1), keepdims=True)
-    has = sums[0, 0] > 0
-    sums[sums == 0] = 1
-    p /= sums
-    weights, i, j = _weights(n)
-    tmp = np.empty_like(p)  # every product in one buffer: the same values, no new array each
-
-    def total(a, b) -> np.ndarray:  # sum over the grey levels of a * b
-        return np.sum(np.multiply(a, b, out=tmp), axis=(0, 1))
-
-    out = {name: total(p, w) for name, w in weights.items()}
-    asm = total(p, p)
-    out["energy"] = np.sqrt(asm)
-    diff_i, diff_j = i - total(i, p), j - total(j, p)
-    std_i = np.sqrt(total(p, diff_i**2))
-    std_j = np.sqrt(total(p, diff_j**2))
-    cov = total(p, np.multiply(diff_i, diff_j, out=tmp))
-    flat = (std_i < 1e-15) | (std_j < 1e-15)
-    corr = np.ones(cov.shape, np.float64)
-    corr[~flat] = cov[~flat] / (std_i[~flat] * std_j[~flat])
-    out["correlation"] = corr
-    out["ASM"] = asm
+def _haralick(sums: np.ndarray, square_sum: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """`TEXTURE_PROPS` of symmetric co-occurrence matrices P from the sums of `_weights` over
+    each and the sum of its squared counts, and which matrices hold a pair: what
+    `skimage.feature.graycoprops` gives for P (normalized to sum 1), to rounding. Correlation is
+    cov / var of the matrix's two (equal, P being symmetric) marginals, 1 where the variance is
+    below graycoprops' 1e-15."""
+    total = sums[:, 0]
+    has = total > 0
+    t = np.where(has, total, 1.0)
+    out = {name: sums[:, k] / t for k, name in enumerate(WEIGHTED, start=1)}
+    mean, mean_sq, mean_prod = (sums[:, k] / t for k in (4, 5, 6))
+    var = np.maximum(mean_sq - mean * mean, 0.0)
+    flat = np.sqrt(var) < 1e-15
+    out["correlation"] = np.where(flat, 1.0, (mean_prod - mean * mean) / np.where(flat, 1.0, var))
+    out["ASM"] = square_sum / (t * t)
+    out["energy"] = np.sqrt(out["ASM"])
     return out, has
 
 
+WEIGHTED = ("contrast", "dissimilarity", "homogeneity")
+
+
 @lru_cache
-def _weights(n: int) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    """graycoprops' weights of contrast, dissimilarity and homogeneity for `n` grey levels, as
-    (n, n, 1, 1) arrays, and its row and column index grids (read-only: they are shared)."""
-    i, j = np.ogrid[0:n, 0:n]
-    weights = {
-        "contrast": (i - j) ** 2,
-        "dissimilarity": np.abs(i - j),
-        "homogeneity": 1.0 / (1.0 + (i - j) ** 2),
-    }
-    weights = {name: w.reshape((n, n, 1, 1)) for name, w in weights.items()}
-    rows, cols = np.arange(n).reshape((n, 1, 1, 1)), np.arange(n).reshape((1, n, 1, 1))
-    for a in [*weights.values(), rows, cols]:
+def _weights(levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """For the counts of unordered grey-level pairs (i, j), i <= j, flattened (i * levels + j):
+    the weights (levels^2, 7) whose products with them are the sums over the symmetric matrix
+    P of 1, (i - j)^2, |i - j|, 1 / (1 + (i - j)^2), i, i^2 and i * j (a pair off the diagonal
+    is in P twice, as (i, j) and (j, i); one on it, twice at (i, i)); and the weights
+    (levels^2,) of their squares whose sum is that of P's squared entries. Read-only: shared."""
+    i, j = (a.reshape(-1).astype(np.float64) for a in np.indices((levels, levels)))
+    upper = i <= j
+    d = i - j
+    both = [np.ones_like(d), d * d, np.abs(d), 1 / (1 + d * d)]
+    weights = np.stack([2 * w for w in both] + [i + j, i * i + j * j, 2 * i * j], axis=1)
+    weights[~upper] = 0
+    squares = np.where(i < j, 2.0, np.where(upper, 4.0, 0.0))
+    for a in (weights, squares):
         a.flags.writeable = False
-    return weights, rows, cols
+    return weights, squares
 
 
 def _shape(mask: np.ndarray, spacing) -> dict[str, float]:
