@@ -149,6 +149,12 @@ def _sorted_by_object(raw: np.ndarray, v: np.ndarray, o: np.ndarray, n: int) -> 
     return v[np.lexsort((v, o))]
 
 
+# the columns of `_weights` after the pair count: the properties that are weighted sums of P,
+# then the sums of i, i^2 and i * j that correlation is made of
+WEIGHTED = ("contrast", "dissimilarity", "homogeneity")
+MOMENTS = (4, 5, 6)
+
+
 def _haralick(sums: np.ndarray, square_sum: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """`TEXTURE_PROPS` of symmetric co-occurrence matrices P from the sums of `_weights` over
     each and the sum of its squared counts, and which matrices hold a pair: what
@@ -159,16 +165,13 @@ def _haralick(sums: np.ndarray, square_sum: np.ndarray) -> tuple[dict[str, np.nd
     has = total > 0
     t = np.where(has, total, 1.0)
     out = {name: sums[:, k] / t for k, name in enumerate(WEIGHTED, start=1)}
-    mean, mean_sq, mean_prod = (sums[:, k] / t for k in (4, 5, 6))
+    mean, mean_sq, mean_prod = (sums[:, k] / t for k in MOMENTS)
     var = np.maximum(mean_sq - mean * mean, 0.0)
     flat = np.sqrt(var) < 1e-15
     out["correlation"] = np.where(flat, 1.0, (mean_prod - mean * mean) / np.where(flat, 1.0, var))
     out["ASM"] = square_sum / (t * t)
     out["energy"] = np.sqrt(out["ASM"])
     return out, has
-
-
-WEIGHTED = ("contrast", "dissimilarity", "homogeneity")
 
 
 @lru_cache
