@@ -83,10 +83,10 @@ class ShardReader:
         arr = self.stores[sh]
         if isinstance(channels, slice):
             block = arr[(channels, *core.slices)]
-        else:
-            block = np.zeros((len(channels), *core.shape), arr.dtype)
-            for j, c in enumerate(channels):
-                block[j] = arr[(c, *core.slices)]
+        else:  # one read of the channels' span: a chunk holds several channels
+            lo = min(channels)
+            span = arr[(slice(lo, max(channels) + 1), *core.slices)]
+            block = span[np.asarray(channels) - lo]
         self._kept.put(key, block)
         return block
 

@@ -92,11 +92,15 @@ class HeldStore:
         self.data[key] = value
 
 
-def create_shard_store(path, shape: Sequence[int], dtype, plan: pd.DataFrame, factor: int = 1):
-    """The full-shape, core-chunked Zarr array that one shard job fills in part."""
+def create_shard_store(path, shape: Sequence[int], dtype, plan: pd.DataFrame, factor: int = 1,
+                       group: int | None = None):  # fmt: skip
+    """The full-shape, core-chunked Zarr array that one shard job fills in part. A chunk holds
+    one tile core of `group` channels (None: all of them): the channels a gather reads
+    together, decoded from one chunk instead of one chunk per channel (zarr's per-chunk work
+    cost a 4096 x 4096 segment gather about as much again as the decoding, issue 15)."""
     names = axis_names(spatial_ndim(plan))
     core = [int((plan[f"{a}1"] - plan[f"{a}0"]).max()) for a in names]
-    chunks = (1, *[c * (factor if a in "yx" else 1) for c, a in zip(core, names)])
+    chunks = (group or shape[0], *[c * (factor if a in "yx" else 1) for c, a in zip(core, names)])
     return zarr.create_array(
         str(path),
         shape=tuple(shape),
@@ -158,10 +162,12 @@ def write_shard(
     factor: int = 1,
     attrs: dict | None = None,
     desc: str | None = None,
+    group: int | None = None,
 ) -> int:
     """A shard job: one shard's tiles through `process` into the new shard store `out`.
 
-    The store holds `channels` channels on the source's grid (finer by `factor` in y and x) and
+    The store holds `channels` channels (chunked `group` at a time: `create_shard_store`) on the
+    source's grid (finer by `factor` in y and x) and
     `attrs` (how the job ran, for the gather's provenance); it is written atomically, so a killed
     job leaves no complete-looking shard. `desc` labels a progress bar (None: no bar). Returns
     the number of tiles processed.
@@ -180,7 +186,7 @@ def write_shard(
         bar.close()
         return n
     with atomic_output(out) as tmp:
-        store = create_shard_store(tmp, shape, np.float32, plan, factor)
+        store = create_shard_store(tmp, shape, np.float32, plan, factor, group)
         if attrs:
             store.attrs.update(attrs)
         n = run_shard(source, plan, shard, process, store, batch_size, factor, bar.update)

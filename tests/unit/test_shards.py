@@ -93,22 +93,26 @@ def test_atomic_output_removes_a_killed_writers_sibling(tmp_path):
     assert list(tmp_path.iterdir()) == [tmp_path / "out.zarr"]
 
 
-def test_shard_reader_reads_any_box_across_tiles(tmp_path, image):
+@pytest.mark.parametrize("group", [None, 1])
+def test_shard_reader_reads_any_box_across_tiles(tmp_path, image, group):
     """The one reader of shard stores: tile cores (the image gathers) and any box across tile
-    borders (segment's label windows), on a finer grid with super-resolution."""
+    borders (segment's label windows), on a finer grid with super-resolution; a chunk holds
+    `group` channels of a tile core (None: all), and any of them can be read."""
     arr, data = image
     plan = tiling.plan_tiles((100, 130), 32, 4, None, tiles_per_shard=5)
     up = lambda b, o: b.repeat(2, -1).repeat(2, -2)  # noqa: E731
     stores = []
     for s in range(tiling.n_shards(plan)):
         stores.append(tmp_path / f"s{s}.zarr")
-        out = shards.create_shard_store(stores[-1], (2, 200, 260), "f4", plan, 2)
+        out = shards.create_shard_store(stores[-1], (2, 200, 260), "f4", plan, 2, group)
         shards.run_shard(arr, plan, s, up, out, batch_size=3, factor=2)
+    assert zarr.open_array(str(stores[0]), mode="r").chunks == (group or 2, 64, 64)
     reader = gather.ShardReader(stores, plan, factor=2)
     fine = data.repeat(2, -1).repeat(2, -2)
     box = tiling.Box((50, 17), (131, 201))
     np.testing.assert_array_equal(reader.read(slice(None), box), fine[:, 50:131, 17:201])
     np.testing.assert_array_equal(reader.read([1], box), fine[1:, 50:131, 17:201])
+    np.testing.assert_array_equal(reader.read([1, 0], box), fine[::-1, 50:131, 17:201])
     core, block = reader.tile(len(plan) - 1)
     np.testing.assert_array_equal(block, fine[(slice(None), *core.slices)])
 

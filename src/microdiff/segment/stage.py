@@ -118,7 +118,9 @@ def segment_shard(
         "scale": zoom.asdict(),
     }
     n_ch = len(kinds) * (3 + 2 * k)
-    n = write_shard(out, source, plan, shard, process, n_ch, batch_size, attrs={"segment": meta})
+    # a chunk holds one kind's channels: what the gather's windows read together
+    n = write_shard(out, source, plan, shard, process, n_ch, batch_size, attrs={"segment": meta},
+                    group=3 + 2 * k)  # fmt: skip
     log.info("shard %d: %d tiles, %d samples x %d steps%s", shard, n, k, steps,
              " (nuclei and cell models)" if cells else "")  # fmt: skip
     return {"tiles": n, "kinds": kinds, "nfe_per_pixel": per_px}
@@ -227,12 +229,17 @@ def segment_gather(
         def channels(kind):  # a kind's prob and std in the shard stores
             return [ki[kind] * (3 + 2 * meta["samples"]) + j for j in (0, 1)]
 
-        for core in cores:
-            dst[(slice(0, 2), *core.slices)] = reader.read(channels("nuclei"), core)
+        def read_kind(kind, at: int, box):  # held: its prob and std into level 0 as they pass
+            w = window(reader, ki[kind], box)
+            if held:
+                dst[(at, *box.slices)], dst[(at + 1, *box.slices)] = w.prob, w.std
+            return w
+
+        if not held:  # a window's are not chunk-aligned: level 0 written core by core
+            for core in cores:
+                dst[(slice(0, 2), *core.slices)] = reader.read(channels("nuclei"), core)
         nuc = lab0["nuclei"]
-        facts = instances.stitch(
-            lambda b: window(reader, ki["nuclei"], b), cores, shape, nuc, halo, ip
-        )
+        facts = instances.stitch(lambda b: read_kind("nuclei", 0, b), cores, shape, nuc, halo, ip)
         log.info("nuclei: %d objects", len(facts["anchor"]))
         rows = [object_table(nuc, dst, 0, cores, "nuclei", facts["consistency"])]
         if cells:
@@ -245,7 +252,7 @@ def segment_gather(
                         np.asarray(nuc[b.slices]),
                         extra["cell_threshold"]["threshold"],
                     )
-                return window(reader, ki["cells"], b)
+                return read_kind("cells", 2, b)
 
             cell = lab0["cells"]
             cf = instances.link_cells(
@@ -258,12 +265,13 @@ def segment_gather(
                 halo,
                 ip,
             )
-            for core in cores:  # prob and std only: the samples are not read again
-                if fallback:
-                    w = read_cells(core)
-                    dst[(slice(2, 4), *core.slices)] = np.stack([w.prob, w.std])
-                else:
-                    dst[(slice(2, 4), *core.slices)] = reader.read(channels("cells"), core)
+            if fallback or not held:  # prob and std (from the model's windows when held)
+                for core in cores:
+                    if fallback:
+                        w = read_cells(core)
+                        dst[(slice(2, 4), *core.slices)] = np.stack([w.prob, w.std])
+                    else:
+                        dst[(slice(2, 4), *core.slices)] = reader.read(channels("cells"), core)
             cons = cf["consistency"] if not fallback else np.full(len(facts["anchor"]), np.nan)
             rows.append(object_table(cell, dst, 2, cores, "cells", cons))
         ngff.fill_pyramid(group, level0=dst if held else None)
