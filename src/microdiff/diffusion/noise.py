@@ -124,13 +124,15 @@ def _box_muller(h: torch.Tensor, odd, n: int, dtype) -> torch.Tensor:
 
 
 def draw_noise(generator, like: torch.Tensor, counter: int) -> torch.Tensor:
-    """Standard normal noise shaped like `like` from a torch.Generator, None or a drawer."""
+    """Standard normal noise shaped like `like` from a torch.Generator, None or a drawer: the
+    caller's own tensor (a drawer's `draw` never hands out one it keeps)."""
     if generator is not None and hasattr(generator, "draw"):
         return generator.draw(like, counter).to(device=like.device, dtype=like.dtype)
     return torch.randn(like.shape, generator=generator, dtype=like.dtype, device=like.device)
 
 
 def initial_noise(generator, shape, sigma: float, dtype=torch.float32, device="cpu"):
-    """`sigma` times standard normal noise of `shape`: the start of a sampling run."""
+    """`sigma` times standard normal noise of `shape`: the start of a sampling run (scaled in
+    place: the noise is the caller's own)."""
     like = torch.empty(tuple(shape), dtype=dtype, device=device)
-    return draw_noise(generator, like, INITIAL) * float(sigma)
+    return draw_noise(generator, like, INITIAL).mul_(float(sigma))
