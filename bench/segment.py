@@ -166,7 +166,7 @@ def microdiff_fn(model, k, steps, params, zoom=1):
 
     def sample(batch, origins):
         s = predict(model, batch, origins, samples=k, steps=steps, seed=0, pad=PAD)
-        return shard_channels(s, 1)
+        return shard_channels(s)
 
     def run(img):
         f = scale.estimate(model, img, zoom, params, seed=0, pad=PAD).factor

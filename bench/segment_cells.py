@@ -58,7 +58,7 @@ def test_sets(n: int, shape=(512, 512)):
 def nuclei_of(model, img, k, steps, params):
     """(nuclei labels, the nuclei found: the (1, Y, X) mean foreground the cell model is given)."""
     s = predict(model, img[None, :1], [(0, 0)], samples=k, steps=steps, seed=0, pad=PAD)
-    m = shard_channels(s, 1)[0]
+    m = shard_channels(s)[0]
     lab, _ = instances.extract(m[0], m[2], params)
     if k > 1:
         maps = [((x[0] + 1) / 2, (x[1] + 1) / 2) for x in s[0]]
@@ -71,7 +71,7 @@ def diffusion_cells(model, k, steps, params):
     def run(img, nuc, found):
         cond = cell_condition(model, img[None], found[None])
         s = predict(model, cond, [(0, 0)], samples=k, steps=steps, seed=1, pad=PAD)
-        m = shard_channels(s, 1)[0]
+        m = shard_channels(s)[0]
         lab = instances.cells_from(m[0], m[2], nuc, params)
         n = int(nuc.max())
         area = np.maximum(np.bincount(lab.ravel(), minlength=n + 1)[1:], 1)

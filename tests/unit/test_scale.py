@@ -166,7 +166,7 @@ def test_auto_ignores_objects_the_second_sample_does_not_find(rng):
     crop = scale.central_crop(image)
     from microdiff.segment.model import predict, shard_channels
 
-    one = shard_channels(predict(model, crop[None], [(0, 0)], 1, 1, pad=32), 1)[0]
+    one = shard_channels(predict(model, crop[None], [(0, 0)], 1, 1, pad=32))[0]
     specks = instances.extract(one[3], one[4], params)[0]
     assert specks.max() >= scale.MIN_OBJECTS  # one sample alone would have been measured
 

@@ -220,7 +220,7 @@ def test_predict_samples_shapes_2d_and_3d_and_seam_free_noise():
     assert np.allclose(s[1, :, :, :, :16], s[0, :, :, :, 8:], atol=1e-6)
     padded = predict(model, cond, [(0, 0), (0, 8)], samples=2, steps=2, pad=4)
     assert padded.shape == s.shape and np.allclose(padded[..., 4:-4, 4:-4], s[..., 4:-4, 4:-4])
-    m = shard_channels(s, 1)
+    m = shard_channels(s)
     assert m.shape == (2, 3 + 2 * 2, 16, 24) and (m[:, 1] >= 0).all()
     assert np.array_equal(m[:, 3:5], (s[:, :, 0] + 1) / 2)
     s3 = predict(model, np.random.rand(1, 1, 3, 16, 16).astype(np.float32), [(0, 0, 0)], 2, 2)
@@ -231,7 +231,9 @@ def test_shard_channels_are_the_rescaled_samples_and_their_statistics():
     # a cropped (non-contiguous) view of two kinds' samples, as predict(pad=...) returns them
     full = np.random.default_rng(3).uniform(-1, 1, (2, 4, 4, 20, 28)).astype(np.float32)
     s = full[..., 2:-2, 2:-2]
-    m = shard_channels(s, 2)
+    m = shard_channels(s)
+    # the same channels from two models' samples (a nuclei model's, then a cell model's)
+    assert np.array_equal(shard_channels(s[:, :, :2], s[:, :, 2:]), m)
     u = (s + 1.0) / 2.0
     for i in range(2):
         base, fg, dist = i * 11, u[:, :, 2 * i], u[:, :, 2 * i + 1]

@@ -284,18 +284,21 @@ def nfe(samples: int, steps: int, sampler: str = "ddim") -> int:
     return samples * dm.nfe(sampler, steps)
 
 
-def shard_channels(samples: np.ndarray, n_kinds: int) -> np.ndarray:
-    """(B, K, 2n, ...) samples in [-1, 1] -> (B, n * (3 + 2K), ...) float32 in [0, 1], the shard
-    store's channels: per kind probability (mean fg), uncertainty (std of fg over the K
-    samples), mean dist, then the K samples' fg and their dist. The samples are rescaled
-    straight into their channels of the result, and the statistics are taken from there."""
-    b, k = samples.shape[:2]
-    out = np.empty((b, n_kinds * (3 + 2 * k), *samples.shape[3:]), np.float32)
-    for i in range(n_kinds):
+def shard_channels(*samples: np.ndarray) -> np.ndarray:
+    """Each model's (B, K, 2n, ...) samples in [-1, 1] (their kinds in order, the models' one
+    after the other) -> (B, kinds * (3 + 2K), ...) float32 in [0, 1], the shard store's
+    channels: per kind probability (mean fg), uncertainty (std of fg over the K samples), mean
+    dist, then the K samples' fg and their dist. The samples are rescaled straight into their
+    channels of the result (the models' arrays are not joined first), and the statistics are
+    taken from there."""
+    maps = [(s, 2 * j) for s in samples for j in range(s.shape[2] // 2)]
+    b, k = samples[0].shape[:2]
+    out = np.empty((b, len(maps) * (3 + 2 * k), *samples[0].shape[3:]), np.float32)
+    for i, (s, j) in enumerate(maps):
         base = i * (3 + 2 * k)
         fg, dist = out[:, base + 3 : base + 3 + k], out[:, base + 3 + k : base + 3 + 2 * k]
-        for j, dst in ((2 * i, fg), (2 * i + 1, dist)):
-            np.add(samples[:, :, j], 1.0, out=dst)
+        for c, dst in ((j, fg), (j + 1, dist)):
+            np.add(s[:, :, c], 1.0, out=dst)
             np.divide(dst, 2.0, out=dst)
         out[:, base], out[:, base + 1] = mean_std(fg, 1)
         out[:, base + 2] = dist.mean(1)

@@ -157,7 +157,7 @@ def estimate(model, source, value, params: instances.Params, sampler="ddim", see
         s = predict(model, crop[None], [(0, 0)], 2, 1, sampler, seed, pad=pad)
         if crop.shape[-2:] == tuple(source.shape[-2:]) and len(source.shape) == 3:
             seen["first"] = (crop[None], s)  # the whole image: the stage's first samples
-        maps = shard_channels(s, len(model.kinds))[0]
+        maps = shard_channels(s)[0]
         base = 7 * (model.kinds.index("nuclei") if "nuclei" in model.kinds else 0)
         # both samples' objects under any ids: neither best_iou nor median_diameter reads them
         lab = instances.extract_unordered(maps[base + 3], maps[base + 5], params)

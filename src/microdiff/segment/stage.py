@@ -94,11 +94,13 @@ def segment_shard(
         s = predict(model, cond, origins, k, steps, sampler, seed, pad=pad, first=done)
         if done:
             s = np.concatenate([known[:, :done], s], axis=1)
-        if cells is not None:  # its own noise: a seed the model's samples never use
-            cond = cell_condition(cells, batch[:, :2], nuclei_found(s, model.kinds))
-            c = predict(cells, cond, origins, k, steps, sampler, seed + 1, pad=pad)
-            s = np.concatenate([s, c], axis=2)
-        return shard_channels(s, len(kinds))
+        if cells is None:
+            return shard_channels(s)
+        # its own noise: a seed the model's samples never use
+        cond = cell_condition(cells, batch[:, :2], nuclei_found(s, model.kinds))
+        return shard_channels(
+            s, predict(cells, cond, origins, k, steps, sampler, seed + 1, pad=pad)
+        )
 
     def process(batch, origins):  # on the model's grid (segment.scale), back on the image's
         return scale.resampled(sample, batch, origins, zoom.factor)
