@@ -5,9 +5,9 @@ shard store's channels; `write_shard` is the shard job. It processes a batch of 
 one image at a time: it reads each tile's halo box (padded by reflection to one common shape so
 tiles stack into a batch), calls `process` on the batch, and writes only the tile cores into a
 shard store. The shard store is a plain Zarr array of the output's full shape whose chunks are
-the tile cores, so a shard writes whole chunks of its own tiles and nothing else. Reading the
-next batch and writing the previous one overlap with processing the current one (background
-threads: `prefetch`).
+the tile cores (of the channels a gather reads together), so a shard writes whole chunks of its
+own tiles and nothing else. Reading the next batch and writing the previous one overlap with
+processing the current one (background threads: `prefetch`).
 
 The gather job (`microdiff.gather`) then reads the shard stores back into the stage's output.
 `run_whole` runs every shard job and the gather of one image in one process (batch jobs, the
@@ -167,10 +167,9 @@ def write_shard(
     """A shard job: one shard's tiles through `process` into the new shard store `out`.
 
     The store holds `channels` channels (chunked `group` at a time: `create_shard_store`) on the
-    source's grid (finer by `factor` in y and x) and
-    `attrs` (how the job ran, for the gather's provenance); it is written atomically, so a killed
-    job leaves no complete-looking shard. `desc` labels a progress bar (None: no bar). Returns
-    the number of tiles processed.
+    source's grid (finer by `factor` in y and x) and `attrs` (how the job ran, for the gather's
+    provenance); it is written atomically, so a killed job leaves no complete-looking shard.
+    `desc` labels a progress bar (None: no bar). Returns the number of tiles processed.
     """
     *lead, y, x = source.shape[1:]
     shape = (channels, *lead, y * factor, x * factor)

@@ -267,13 +267,13 @@ def segment_gather(
                 halo,
                 ip,
             )
-            if fallback or not held:  # prob and std (from the model's windows when held)
+            if fallback:  # prob and std (the model's: from its windows when held)
                 for core in cores:
-                    if fallback:
-                        w = read_cells(core)
-                        dst[(slice(2, 4), *core.slices)] = np.stack([w.prob, w.std])
-                    else:
-                        dst[(slice(2, 4), *core.slices)] = reader.read(channels("cells"), core)
+                    w = read_cells(core)
+                    dst[(slice(2, 4), *core.slices)] = np.stack([w.prob, w.std])
+            elif not held:
+                for core in cores:
+                    dst[(slice(2, 4), *core.slices)] = reader.read(channels("cells"), core)
             cons = cf["consistency"] if not fallback else np.full(len(facts["anchor"]), np.nan)
             rows.append(object_table(cell, dst, 2, cores, "cells", cons))
         ngff.fill_pyramid(group, level0=dst if held else None)
