@@ -17,7 +17,7 @@ import torch
 from .. import diffusion as dm
 from ..diffusion import accel
 from ..diffusion.posterior import PlaneNoise, Posterior, mean_std
-from .represent import KINDS, PairSource
+from .represent import KINDS, PairSource, kind_channels
 from .scale import training_diameters
 
 log = logging.getLogger("microdiff.segment")
@@ -293,9 +293,9 @@ def shard_channels(*samples: np.ndarray) -> np.ndarray:
     taken from there."""
     maps = [(s, 2 * j) for s in samples for j in range(s.shape[2] // 2)]
     b, k = samples[0].shape[:2]
-    out = np.empty((b, len(maps) * (3 + 2 * k), *samples[0].shape[3:]), np.float32)
+    out = np.empty((b, len(maps) * kind_channels(k), *samples[0].shape[3:]), np.float32)
     for i, (s, j) in enumerate(maps):
-        base = i * (3 + 2 * k)
+        base = i * kind_channels(k)
         fg, dist = out[:, base + 3 : base + 3 + k], out[:, base + 3 + k : base + 3 + 2 * k]
         for c, dst in ((j, fg), (j + 1, dist)):
             np.add(s[:, :, c], 1.0, out=dst)

@@ -17,6 +17,12 @@ from ..provenance import stable_hash
 KINDS = ("nuclei", "cells")
 
 
+def kind_channels(samples: int) -> int:
+    """A kind's channels in a segment shard store (`model.shard_channels`): its probability,
+    uncertainty and mean dist, then the `samples` samples' fg and their dist."""
+    return 3 + 2 * samples
+
+
 class PairSource:
     """Random training patches (target, cond) from (image, labels) pairs held in memory.
 

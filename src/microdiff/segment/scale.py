@@ -39,6 +39,7 @@ import math
 import numpy as np
 
 from . import instances
+from .represent import kind_channels
 
 MIN_OBJECTS = 5
 LIMITS = (0.25, 4.0)
@@ -158,7 +159,7 @@ def estimate(model, source, value, params: instances.Params, sampler="ddim", see
         if crop.shape[-2:] == tuple(source.shape[-2:]) and len(source.shape) == 3:
             seen["first"] = (crop[None], s)  # the whole image: the stage's first samples
         maps = shard_channels(s)[0]
-        base = 7 * (model.kinds.index("nuclei") if "nuclei" in model.kinds else 0)
+        base = kind_channels(2) * (model.kinds.index("nuclei") if "nuclei" in model.kinds else 0)
         # both samples' objects under any ids: neither best_iou nor median_diameter reads them
         lab = instances.extract_unordered(maps[base + 3], maps[base + 5], params)
         other = instances.extract_unordered(maps[base + 4], maps[base + 6], params)

@@ -28,6 +28,7 @@ from ..tiling import Box, axis_names, iter_tiles
 from . import cells as cell_fallback
 from . import inputs, instances, scale
 from .inputs import DEFAULT_MODEL, PAD, NormalizedChannels
+from .represent import kind_channels
 
 log = logging.getLogger("microdiff.segment")
 # the gather holds level 0 (image channels and labels) in memory up to this size: a 4096 x 4096
@@ -119,10 +120,10 @@ def segment_shard(
         "sigma_max": model.sigma_max,
         "scale": zoom.asdict(),
     }
-    n_ch = len(kinds) * (3 + 2 * k)
+    n_ch = len(kinds) * kind_channels(k)
     # a chunk holds one kind's channels: what the gather's windows read together
     n = write_shard(out, source, plan, shard, process, n_ch, batch_size, attrs={"segment": meta},
-                    group=3 + 2 * k)  # fmt: skip
+                    group=kind_channels(k))  # fmt: skip
     log.info("shard %d: %d tiles, %d samples x %d steps%s", shard, n, k, steps,
              " (nuclei and cell models)" if cells else "")  # fmt: skip
     return {"tiles": n, "kinds": kinds, "nfe_per_pixel": per_px}
@@ -131,8 +132,8 @@ def segment_shard(
 def window(reader: ShardReader, kind_index: int, box: Box) -> instances.Window:
     """One kind's probability, std, mean distance and K samples over `box`, from the shards."""
     k = int(reader.attrs["segment"]["samples"])
-    base = kind_index * (3 + 2 * k)
-    m = reader.read(slice(base, base + 3 + 2 * k), box)
+    base = kind_index * kind_channels(k)
+    m = reader.read(slice(base, base + kind_channels(k)), box)
     samples = [(m[3 + j], m[3 + k + j]) for j in range(k)]
     return instances.Window(m[0], m[1], m[2], samples)
 
@@ -229,7 +230,7 @@ def segment_gather(
             dst, lab0 = group["0"], {k: labs[k]["0"] for k in out_kinds}
 
         def channels(kind):  # a kind's prob and std in the shard stores
-            return [ki[kind] * (3 + 2 * meta["samples"]) + j for j in (0, 1)]
+            return [ki[kind] * kind_channels(meta["samples"]) + j for j in (0, 1)]
 
         def read_kind(kind, at: int, box):  # held: its prob and std into level 0 as they pass
             w = window(reader, ki[kind], box)
